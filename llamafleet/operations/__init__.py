@@ -1,0 +1,18 @@
+"""Operations grouped by what they manage; see base.py for the model."""
+
+from . import commands, files, packages, systemd, users
+from .base import Change, Facts, NoChange, Operation, Shell, Upload
+
+__all__ = [
+    "Change",
+    "Facts",
+    "NoChange",
+    "Operation",
+    "Shell",
+    "Upload",
+    "commands",
+    "files",
+    "packages",
+    "systemd",
+    "users",
+]

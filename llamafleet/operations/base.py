@@ -1,0 +1,83 @@
+"""Operations: named by the state they guarantee; they plan from facts and never touch the host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..facts import Fact
+
+
+@dataclass(frozen=True)
+class Shell:
+    """A shell command that moves the host towards the wanted state."""
+
+    command: str
+
+
+@dataclass(frozen=True)
+class Upload:
+    """File content to write atomically at `path` (content never travels on a command line)."""
+
+    path: str
+    content: bytes | Path
+    mode: str = "0644"
+    owner: str = "root"
+    group: str = "root"
+
+
+Step = Shell | Upload
+
+
+@dataclass(frozen=True)
+class NoChange:
+    """The host is already in the wanted state; `reason` says how we know."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """Steps to reach the wanted state, why they are needed, and the file diff to show with --diff."""
+
+    steps: tuple[Step, ...]
+    reason: str
+    diff_path: str | None = None
+    new_text: str | None = None
+    secret: bool = False
+
+
+Plan = NoChange | Change
+
+
+class Facts:
+    """Fact values gathered for one host, looked up by the Fact object that asked for them."""
+
+    def __init__(self, values: dict[tuple, Any]) -> None:
+        self._values = values
+
+    def __getitem__(self, fact: Fact) -> Any:
+        return self._values[fact.key]
+
+
+@dataclass
+class Operation:
+    """One wanted state on one host: the facts it reads and the planner that compares them."""
+
+    description: str
+    facts: list[Fact]
+    planner: Callable[[Facts], Plan]
+    notify: tuple[str, ...] = ()
+    idempotent: bool = True
+    sensitive: bool = False
+    after: list[Callable[[], None]] = field(default_factory=list)
+
+    def plan(self, facts: Facts) -> Plan:
+        return self.planner(facts)
+
+
+def octal(mode: str | int) -> int:
+    """'0644', '644' or 0o644 as an int."""
+    return mode if isinstance(mode, int) else int(str(mode), 8)

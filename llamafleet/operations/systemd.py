@@ -1,0 +1,63 @@
+"""systemd operations: unit files and service state."""
+
+from __future__ import annotations
+
+from ..facts import SystemdUnit
+from ..ssh import quote
+from . import files
+from .base import Change, Facts, NoChange, Operation, Shell
+
+UNIT_DIR = "/etc/systemd/system"
+
+
+def unit_file(name: str, content: str, *, notify: tuple[str, ...] = ()) -> Operation:
+    """/etc/systemd/system/NAME holds `content`; systemd has re-read it."""
+    operation = files.file(f"{UNIT_DIR}/{name}", content, notify=notify, description=f"unit file {name}")
+    inner = operation.planner
+
+    def plan(facts: Facts):
+        result = inner(facts)
+        if isinstance(result, Change):
+            return Change(
+                (*result.steps, Shell("systemctl daemon-reload")), result.reason, result.diff_path, result.new_text
+            )
+        return result
+
+    operation.planner = plan
+    return operation
+
+
+def service(name: str, *, running: bool = True, enabled: bool = True) -> Operation:
+    """The unit `name` is (not) running and (not) enabled at boot."""
+    fact = SystemdUnit(name)
+
+    def plan(facts: Facts):
+        state = facts[fact]
+        if state.get("LoadState") != "loaded":
+            return Change(
+                (Shell(quote("echo unit %s is %s >&2; exit 1", name, state.get("LoadState", "unknown"))),),
+                "unit not loaded",
+            )
+        steps, why = [], []
+        is_enabled = state.get("UnitFileState") in ("enabled", "enabled-runtime", "static", "alias")
+        if enabled != is_enabled:
+            steps.append(quote("systemctl enable %s" if enabled else "systemctl disable %s", name))
+            why.append(f"unit file state {state.get('UnitFileState')}")
+        is_running = state.get("ActiveState") in ("active", "activating", "reloading")
+        if running != is_running:
+            steps.append(quote("systemctl start %s" if running else "systemctl stop %s", name))
+            why.append(f"state {state.get('ActiveState')}")
+        if not steps:
+            return NoChange(f"{state.get('ActiveState')}, {state.get('UnitFileState')}")
+        return Change(tuple(Shell(s) for s in steps), ", ".join(why))
+
+    return Operation(f"service {name} running={running} enabled={enabled}", [fact], plan)
+
+
+def restarted(name: str) -> Operation:
+    """Restart a unit (a handler: runs only when something it listens to changed)."""
+
+    def plan(facts: Facts):
+        return Change((Shell(quote("systemctl restart %s", name)),), "notified")
+
+    return Operation(f"restart {name}", [], plan, idempotent=False)

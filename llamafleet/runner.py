@@ -1,0 +1,275 @@
+"""The runner: phases of roles over hosts in a bounded pool, plan then apply, handlers, recap."""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import roles
+from .errors import CommandError, ConnectError, LlamafleetError
+from .facts import Fact, OsRelease, batch_script, parse_batch
+from .inventory import Host, Inventory
+from .operations.base import Change, Facts, Operation, Shell, Upload
+from .output import OpResult, Output
+from .ssh import HostConnection, quote
+
+EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE, EXIT_GATE = 0, 1, 3, 4
+DIFF_LIMIT = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Roles applied to the hosts of a group; `needs_all` phases start only if every host is healthy."""
+
+    name: str
+    roles: tuple  # role names (roles/<name>/role.py) or already loaded role modules
+    group: str = "all"
+    needs_all: bool = False
+
+
+@dataclass
+class RunOptions:
+    """The flags every task shares."""
+
+    check: bool = False
+    diff: bool = False
+    forks: int = 10
+    limit: str | None = None
+    accept_new_host_keys: bool = False
+
+
+@dataclass
+class _HostState:
+    connection: HostConnection
+    static: dict[tuple, Any] = field(default_factory=dict)
+    failed: bool = False
+    unreachable: bool = False
+
+
+class Runner:
+    """Runs phases over an inventory and keeps one connection per host for the whole run."""
+
+    def __init__(self, inventory: Inventory, options: RunOptions, output: Output) -> None:
+        self.inventory = inventory
+        self.options = options
+        self.output = output
+        self.hosts = inventory.select(options.limit)
+        base = inventory.path.parent
+        self._state = {
+            h.name: _HostState(HostConnection(h, accept_new_host_keys=options.accept_new_host_keys, base_dir=base))
+            for h in self.hosts
+        }
+        self.gate_failed = False
+        self.round_trips: dict[str, int] = {h.name: 0 for h in self.hosts}
+        self._count_lock = threading.Lock()
+        for host in self.hosts:
+            output.add_host(host.name)
+
+    # -- connections and facts -------------------------------------------------
+    def connection(self, host: Host) -> HostConnection:
+        return self._state[host.name].connection
+
+    def remote(self, host: Host, command: str, **kwargs) -> Any:
+        """Run one command on a host, counting the round trip."""
+        with self._count_lock:
+            self.round_trips[host.name] += 1
+        return self.connection(host).run(command, **kwargs)
+
+    def gather(self, host: Host, facts: list[Fact]) -> Facts:
+        """Every fact a role needs, in one round trip; static facts are kept for the run."""
+        state = self._state[host.name]
+        unique = {f.key: f for f in facts if f.key not in state.static}
+        values = dict(state.static)
+        if unique:
+            todo = list(unique.values())
+            script, token = batch_script(todo)
+            result = self.remote(host, script)
+            try:
+                values.update(parse_batch(todo, result.stdout, token))
+            except ValueError as exc:
+                raise CommandError(host.name, "gather facts", result.status, f"{exc}\n{result.stderr}") from None
+            state.static.update({f.key: values[f.key] for f in todo if f.static})
+        return Facts(values)
+
+    def os(self, host: Host) -> dict[str, str]:
+        fact = OsRelease()
+        return self.gather(host, [fact])[fact]
+
+    # -- phases ----------------------------------------------------------------
+    def healthy(self, hosts: list[Host]) -> list[Host]:
+        return [h for h in hosts if not (self._state[h.name].failed or self._state[h.name].unreachable)]
+
+    def phase_hosts(self, phase: Phase) -> list[Host]:
+        members = set(self.inventory.groups.get(phase.group, []))
+        return [h for h in self.hosts if h.name in members]
+
+    def run(self, phases: list[Phase]) -> int:
+        """Run the phases in order; returns the exit status."""
+        try:
+            for phase in phases:
+                if not self.run_phase(phase):
+                    break
+        finally:
+            self.close()
+        return self.exit_code()
+
+    def run_phase(self, phase: Phase) -> bool:
+        """Apply a phase's roles; False when the run must not go on."""
+        if phase.needs_all and any(s.failed or s.unreachable for s in self._state.values()):
+            self.output.say(f"phase {phase.name}: not started, an earlier phase failed on some host")
+            return False
+        hosts = self.healthy(self.phase_hosts(phase))
+        if not hosts:
+            return True
+        self.output.say(f"\n== {phase.name}: {', '.join(h.name for h in hosts)}")
+        for role_ref in phase.roles:
+            role = roles.load(role_ref)
+            role_name = getattr(role, "NAME", None) or str(role_ref)
+            if hasattr(role, "prepare") and not self._prepare(role, role_name, hosts):
+                return False
+            self.each_host(hosts, lambda host, r=role, n=role_name: self.apply_role(host, r, n))
+            hosts = self.healthy(hosts)
+            if hasattr(role, "gate") and not self.options.check and not self._gate(role, role_name, hosts):
+                return False
+        return True
+
+    def _prepare(self, role: Any, name: str, hosts: list[Host]) -> bool:
+        try:
+            role.prepare(self, hosts)
+        except ConnectError as exc:
+            self.mark_unreachable(exc.host, name, str(exc))
+        except LlamafleetError as exc:
+            self.output.say(f"{name}: {exc}")
+            for host in hosts:
+                self._state[host.name].failed = True
+            return False
+        return True
+
+    def _gate(self, role: Any, name: str, hosts: list[Host]) -> bool:
+        problems = role.gate(self, hosts)
+        for problem in problems:
+            self.output.say(f"gate {name}: {problem}")
+        self.gate_failed = self.gate_failed or bool(problems)
+        return not problems
+
+    def each_host(self, hosts: list[Host], work) -> None:
+        """Call work(host) for each host in a pool of --forks threads; errors fail that host only."""
+
+        def guarded(host: Host) -> None:
+            try:
+                work(host)
+            except ConnectError as exc:
+                self.mark_unreachable(host.name, "connect", str(exc))
+            except LlamafleetError as exc:
+                self.mark_failed(host.name, "run", str(exc))
+
+        with ThreadPoolExecutor(max_workers=max(1, self.options.forks)) as pool:
+            list(pool.map(guarded, hosts))
+
+    def mark_unreachable(self, host: str, role: str, message: str) -> None:
+        self._state[host].unreachable = True
+        self.output.record(OpResult(host, role, "connect", "unreachable", message))
+
+    def mark_failed(self, host: str, role: str, message: str) -> None:
+        self._state[host].failed = True
+        self.output.record(OpResult(host, role, "error", "failed", message))
+
+    # -- one role on one host --------------------------------------------------
+    def context(self, host: Host, role: Any, name: str) -> roles.HostContext:
+        templates = Path(role.__file__).parent / "templates"
+        return roles.HostContext(host=host, os=self.os(host), runner=self, role=name, template_dir=templates)
+
+    def apply_role(self, host: Host, role: Any, name: str) -> None:
+        ctx = self.context(host, role, name)
+        operations = list(role.operations(ctx))
+        facts = self.gather(host, [f for op in operations for f in op.facts])
+        notified: list[str] = []
+        for operation in operations:
+            status = self.apply(host, name, operation, facts)
+            if status == "failed":
+                return
+            if status == "changed":
+                notified.extend(n for n in operation.notify if n not in notified)
+        handlers = getattr(role, "HANDLERS", {})
+        for handler in (h for h in handlers if h in notified):
+            if self.apply(host, name, handlers[handler](ctx), Facts({})) == "failed":
+                return
+
+    def apply(self, host: Host, role: str, operation: Operation, facts: Facts) -> str:
+        """Plan one operation and, unless --check, apply it; records and returns its status."""
+        try:
+            plan = operation.plan(facts)
+        except LlamafleetError as exc:
+            return self._failed(host, role, operation, str(exc), None)
+        if not isinstance(plan, Change):
+            self.output.record(OpResult(host.name, role, operation.description, "ok", plan.reason))
+            return "ok"
+        steps = [_describe(s) for s in plan.steps]
+        diff = self.diff(host, plan) if self.options.diff else None
+        if not self.options.check:
+            try:
+                for step in plan.steps:
+                    self.execute(host, step)
+            except CommandError as exc:
+                error = {"command": exc.command, "status": exc.status, "output": exc.output[-4000:]}
+                return self._failed(host, role, operation, f"exit {exc.status}: {exc.command[:200]}", error)
+            for callback in operation.after:
+                callback()
+        self.output.record(OpResult(host.name, role, operation.description, "changed", plan.reason, steps, diff))
+        return "changed"
+
+    def _failed(self, host: Host, role: str, operation: Operation, reason: str, error: dict | None) -> str:
+        self._state[host.name].failed = True
+        self.output.record(OpResult(host.name, role, operation.description, "failed", reason, error=error))
+        return "failed"
+
+    def execute(self, host: Host, step: Shell | Upload) -> None:
+        conn = self.connection(host)
+        with self._count_lock:
+            self.round_trips[host.name] += 1
+        if isinstance(step, Upload):
+            conn.put(step.content, step.path, mode=step.mode, owner=step.owner, group=step.group)
+        else:
+            conn.check(step.command)
+
+    def diff(self, host: Host, plan: Change) -> str | None:
+        """Unified diff of a file that would change (reads the current file only when it differs)."""
+        if not plan.diff_path:
+            return None
+        if plan.secret:
+            return f"--- {plan.diff_path}\n+++ {plan.diff_path}\n(content hidden: secret)\n"
+        result = self.remote(host, quote("head -c %s %s 2>/dev/null", DIFF_LIMIT, plan.diff_path))
+        old = result.stdout if result.ok else ""
+        lines = difflib.unified_diff(
+            old.splitlines(True),
+            (plan.new_text or "").splitlines(True),
+            f"{host.name}:{plan.diff_path}",
+            f"{host.name}:{plan.diff_path} (new)",
+        )
+        return "".join(lines) or None
+
+    # -- the end -----------------------------------------------------------------
+    def exit_code(self) -> int:
+        states = self._state.values()
+        if any(s.failed for s in states):
+            return EXIT_FAILED
+        if any(s.unreachable for s in states):
+            return EXIT_UNREACHABLE
+        if self.gate_failed:
+            return EXIT_GATE
+        return EXIT_OK
+
+    def close(self) -> None:
+        for state in self._state.values():
+            state.connection.close()
+
+
+def _describe(step: Shell | Upload) -> str:
+    if isinstance(step, Upload):
+        source = step.content.name if isinstance(step.content, Path) else f"{len(step.content)} bytes"
+        return f"upload {source} -> {step.path} ({step.mode} {step.owner}:{step.group})"
+    return step.command

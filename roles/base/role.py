@@ -1,0 +1,22 @@
+"""Role base: packages, the service user and the directory layout every llamafleet host has."""
+
+from __future__ import annotations
+
+from llamafleet.operations import files, packages, users
+from llamafleet.roles import HostContext
+
+ROOT_DIRS = ("/opt/llama.cpp", "/opt/llama.cpp/releases", "/var/lib/llamafleet")
+
+
+def operations(ctx: HostContext):
+    user = ctx.vars["llamafleet_user"]
+    yield packages.present(list(ctx.vars["base_packages"]), ctx.os["family"])
+    yield users.system_user(user)
+    for path in ROOT_DIRS:
+        yield files.directory(path)
+    # Models are readable by the service user only; transfers land in .incoming first.
+    yield files.directory("/var/lib/llamafleet/models", mode="0750", group=user)
+    yield files.directory("/var/lib/llamafleet/models/.incoming", mode="0700")
+    # Configuration, including the API key file, is never world-readable.
+    yield files.directory("/etc/llamafleet", mode="0750", group=user)
+    yield files.template("/etc/llamafleet/host.yml", ctx.render("host.yml.j2"), mode="0640", group=user)

@@ -1,0 +1,73 @@
+"""llamafleet's command line: `invoke provision | deploy | verify | status | inventory | lab.*`."""
+
+from invoke import Collection, task
+
+from llamafleet import cli
+
+H = cli.COMMON_HELP
+
+
+@task(
+    iterable=["extra_vars"],
+    help={
+        k: H[k] for k in ("inventory", "limit", "check", "diff", "json", "forks", "extra_vars", "accept_new_host_keys")
+    },
+)
+def provision(
+    c,
+    inventory=None,
+    limit=None,
+    check=False,
+    diff=False,
+    json=False,
+    forks=10,
+    extra_vars=None,
+    accept_new_host_keys=False,
+):
+    """Packages, user, directories and llama.cpp on every host (idempotent; --check to plan only)."""
+    cli.provision(
+        inventory,
+        extra_vars,
+        json,
+        check=check,
+        diff=diff,
+        forks=forks,
+        limit=limit,
+        accept_new_host_keys=accept_new_host_keys,
+    )
+
+
+@task(
+    iterable=["extra_vars"],
+    help={
+        "model": "GGUF file on the controller to deploy.",
+        **{k: H[k] for k in ("inventory", "limit", "check", "json", "extra_vars")},
+    },
+)
+def deploy(c, model=None, inventory=None, limit=None, check=False, json=False, extra_vars=None):
+    """Copy + checksum a GGUF model to every host and (re)start the head (not available yet)."""
+    cli.not_yet("deploy", "model distribution and the head/worker services are not built yet")
+
+
+@task(iterable=["extra_vars"], help={k: H[k] for k in ("inventory", "limit", "json", "extra_vars")})
+def verify(c, inventory=None, limit=None, json=False, extra_vars=None):
+    """testinfra checks of every port, endpoint, rule and version, per host (not available yet)."""
+    cli.not_yet("verify", "the verification suite is not built yet")
+
+
+@task(
+    iterable=["extra_vars"],
+    help={k: H[k] for k in ("inventory", "limit", "json", "extra_vars", "accept_new_host_keys")},
+)
+def status(c, inventory=None, limit=None, json=False, extra_vars=None, accept_new_host_keys=False):
+    """Reachability, OS, installed llama.cpp build and service states of every host."""
+    cli.status(inventory, extra_vars, json, limit=limit, accept_new_host_keys=accept_new_host_keys)
+
+
+@task(name="inventory", iterable=["extra_vars"], help={k: H[k] for k in ("inventory", "limit", "json", "extra_vars")})
+def inventory_(c, inventory=None, limit=None, json=False, extra_vars=None):
+    """Print the resolved inventory: hosts, groups and every variable after precedence."""
+    cli.show_inventory(inventory, extra_vars, json, limit)
+
+
+ns = Collection(provision, deploy, verify, status, inventory_)

@@ -1,0 +1,144 @@
+"""The real operations through a real SSH connection: converge, re-converge, check mode, host keys."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from llamafleet import inventory
+from llamafleet.errors import ConnectError
+from llamafleet.operations import commands, files, packages
+from llamafleet.output import Output
+from llamafleet.runner import Phase, Runner, RunOptions
+from llamafleet.ssh import HostConnection, quote
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_role(base: Path, payload: Path) -> types.ModuleType:
+    """A role confined to `base`, exercising each kind of operation and a handler."""
+    role = types.ModuleType("sshd_test_role")
+    role.NAME = "sshdtest"
+
+    def operations(ctx):
+        yield files.directory(str(base / "etc"), mode="0750")
+        yield files.file(str(base / "etc/app.conf"), f"name={ctx.name}\nport=1\n", notify=("note change",))
+        yield files.template(str(base / "etc/host.yml"), ctx.render("host.yml.j2"), mode="0640")
+        yield files.copy(str(base / "payload.bin"), payload, files.source_sha256(payload))
+        yield files.symlink(str(base / "current"), str(base / "etc"))
+        yield packages.present(["procps", "openssh-client"], ctx.os["family"])
+
+    role.operations = operations
+    role.HANDLERS = {"note change": lambda ctx: commands.run("note", quote("echo x >> %s", base / "handler.log"))}
+    role.__file__ = str(ROOT / "roles/base/role.py")
+    return role
+
+
+@pytest.fixture
+def setup(sshd, tmp_path):
+    inv_path = tmp_path / "hosts.yml"
+    inv_path.write_text(sshd.inventory_text())
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(os.urandom(10 * 1024 * 1024))
+    base = tmp_path / "target"
+    return inventory.load(inv_path), make_role(base, payload), base
+
+
+def converge(inv, role, **opts) -> tuple[int, Output]:
+    output = Output(json_mode=True, check=opts.get("check", False), stream=io.StringIO())
+    runner = Runner(inv, RunOptions(**opts), output)
+    code = runner.run([Phase("test", (role,))])
+    return code, output
+
+
+def totals(output: Output) -> dict[str, int]:
+    recap = output.recap["local"]
+    return {k: recap.get(k, 0) for k in ("ok", "changed", "failed", "unreachable")}
+
+
+def test_converge_then_nothing_to_change(setup):
+    inv, role, base = setup
+    code, first = converge(inv, role)
+    assert code == 0, [r for r in first.results if r.status == "failed"]
+    assert totals(first)["changed"] >= 6
+    assert (base / "etc/app.conf").read_text() == "name=local\nport=1\n"
+    assert oct((base / "etc").stat().st_mode & 0o777) == "0o750"
+    assert os.readlink(base / "current") == str(base / "etc")
+    assert (base / "handler.log").read_text() == "x\n"
+    code, second = converge(inv, role)
+    assert code == 0
+    assert totals(second) == {"ok": 6, "changed": 0, "failed": 0, "unreachable": 0}
+    assert all(r.reason for r in second.results), "every no-change result says why"
+    assert (base / "handler.log").read_text() == "x\n", "handler runs only when notified"
+
+
+def test_check_mode_changes_nothing(setup):
+    inv, role, base = setup
+    code, output = converge(inv, role, check=True)
+    assert code == 0
+    assert totals(output)["changed"] >= 5
+    assert not base.exists()
+
+
+def test_drift_is_repaired_and_diffed(setup):
+    inv, role, base = setup
+    converge(inv, role)
+    (base / "etc/app.conf").write_text("name=local\nport=2\n")
+    code, output = converge(inv, role, check=True, diff=True)
+    changed = [r for r in output.results if r.status == "changed"]
+    assert [r.operation for r in changed] == [f"file {base}/etc/app.conf", "note"]
+    assert "-port=2" in changed[0].diff and "+port=1" in changed[0].diff
+    assert (base / "etc/app.conf").read_text().endswith("port=2\n"), "check mode left the drift alone"
+    code, output = converge(inv, role)
+    assert (base / "etc/app.conf").read_text().endswith("port=1\n")
+    assert (base / "handler.log").read_text() == "x\nx\n"
+
+
+def test_unknown_host_key_is_refused(sshd, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    inv_path = tmp_path / "hosts.yml"
+    inv_path.write_text(sshd.inventory_text().replace(str(sshd.known_hosts), str(empty)))
+    host = inventory.load(inv_path).head
+    with pytest.raises(ConnectError, match="unknown SSH host key"):
+        HostConnection(host).run("true")
+    assert HostConnection(host, accept_new_host_keys=True).run("true").ok
+    assert f"[127.0.0.1]:{sshd.port} ssh-ed25519" in empty.read_text()
+    assert HostConnection(host).run("true").ok, "the recorded key is trusted next time"
+
+
+def test_changed_host_key_is_refused_even_in_accept_new_mode(sshd, tmp_path):
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    known = tmp_path / "known_hosts"
+    kind, key = other.with_suffix(".pub").read_text().split()[:2]
+    known.write_text(f"[127.0.0.1]:{sshd.port} {kind} {key}\n")
+    inv_path = tmp_path / "hosts.yml"
+    inv_path.write_text(sshd.inventory_text().replace(str(sshd.known_hosts), str(known)))
+    host = inventory.load(inv_path).head
+    for accept_new in (False, True):
+        with pytest.raises(ConnectError, match="CHANGED"):
+            HostConnection(host, accept_new_host_keys=accept_new).run("true")
+
+
+def test_cli_provision_check_json_over_ssh(sshd, tmp_path):
+    inv_path = tmp_path / "hosts.yml"
+    inv_path.write_text(sshd.inventory_text())
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "provision", "-i", str(inv_path), "--check", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    doc = json.loads(result.stdout)
+    assert set(doc["recap"]["local"]) == {"ok", "changed", "failed", "unreachable", "skipped"}
+    assert doc["check"] is True
+    assert result.returncode == doc["exit_code"]
