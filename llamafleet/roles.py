@@ -63,6 +63,15 @@ def _environment(template_dir: Path) -> jinja2.Environment:
     return jinja2.Environment(loader=loader, autoescape=False, **options)  # noqa: S701
 
 
+def load_path(path: Path, module_name: str) -> ModuleType:
+    """Import a role module from any file (used for the benchmark's and tests' sample roles)."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @cache
 def load(name: str | ModuleType) -> ModuleType:
     """Import roles/<name>/role.py (roles are not a package: they are found by path, like Ansible's)."""
@@ -71,9 +80,4 @@ def load(name: str | ModuleType) -> ModuleType:
     path = ROLES_DIR / name / "role.py"
     if not path.is_file():
         raise LlamafleetError(f"role {name}: {path} does not exist")
-    module_name = f"llamafleet_role_{name}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_path(path, f"llamafleet_role_{name}")

@@ -185,19 +185,29 @@ class Runner:
 
     def apply_role(self, host: Host, role: Any, name: str) -> None:
         ctx = self.context(host, role, name)
-        operations = list(role.operations(ctx))
-        facts = self.gather(host, [f for op in operations for f in op.facts])
-        notified: list[str] = []
-        for operation in operations:
-            status = self.apply(host, name, operation, facts)
-            if status == "failed":
-                return
-            if status == "changed":
-                notified.extend(n for n in operation.notify if n not in notified)
+        notified = self.converge(host, name, list(role.operations(ctx)))
+        if notified is None:
+            return
         handlers = getattr(role, "HANDLERS", {})
         for handler in (h for h in handlers if h in notified):
             if self.apply(host, name, handlers[handler](ctx), Facts({})) == "failed":
                 return
+
+    def converge(self, host: Host, role: str, operations: list[Operation]) -> list[str] | None:
+        """Gather the operations' facts in one round trip, then plan and apply them in order.
+
+        Returns the handlers notified by changes, or None when an operation failed (the rest of
+        the host's operations are skipped, as the host is now in an unknown state).
+        """
+        facts = self.gather(host, [f for op in operations for f in op.facts])
+        notified: list[str] = []
+        for operation in operations:
+            status = self.apply(host, role, operation, facts)
+            if status == "failed":
+                return None
+            if status == "changed":
+                notified.extend(n for n in operation.notify if n not in notified)
+        return notified
 
     def apply(self, host: Host, role: str, operation: Operation, facts: Facts) -> str:
         """Plan one operation and, unless --check, apply it; records and returns its status."""
