@@ -169,7 +169,7 @@ class DebPackages(Fact):
         found = {}
         for line in lines:
             parts = line.split("|")
-            if len(parts) == 3 and parts[1].startswith("ii"):
+            if len(parts) == 3 and parts[1][1:2] == "i":  # ii, hi (held): installed
                 found[parts[0].split(":")[0]] = parts[2]
         return found
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from .errors import InventoryError
 DEFAULT_INVENTORY = "inventory/hosts.yml"
 GROUP_KEYS = {"hosts", "vars", "children"}
 VARS_SUFFIXES = ("", ".yml", ".yaml", ".json")
-_RANGE = re.compile(r"\[(\d+):(\d+)\]")
+_RANGE = re.compile(r"\[(?:(\d+):(\d+)(?::(\d+))?|([a-z]):([a-z]))\]")
 
 
 @dataclass
@@ -98,11 +99,9 @@ def load(path: str | Path, extra_vars: dict[str, Any] | None = None) -> Inventor
     data = yamlfile.load(path)
     groups, host_vars, host_order = _Parser(path).parse(data)
     _set_depths(groups)
-    hosts = {name: _resolve(name, groups, host_vars, path, extra_vars or {}) for name in host_order}
+    files_read: dict[Path, dict[str, Any]] = {}
+    hosts = {name: _resolve(name, groups, host_vars, path, extra_vars or {}, files_read) for name in host_order}
     members = {g: _members(g, groups) for g in _group_order(groups)}
-    members["ungrouped"] = [h for h in host_order if not any(h in groups[g].hosts for g in groups if g != "all")]
-    if not members["ungrouped"]:
-        del members["ungrouped"]
     inventory = Inventory(path=path, hosts=hosts, groups=members)
     _check_cluster(inventory)
     return inventory
@@ -124,6 +123,10 @@ class _Parser:
             raise InventoryError("the top level must be a mapping of groups (all: ...)", file=self.file)
         for name, body in data.items():
             self.group(str(name), body, parent=None, line=data.line_of(name))
+        loners = [h for h in self.host_order if not any(h in g.hosts for n, g in self.groups.items() if n != "all")]
+        if loners:  # as in Ansible, hosts in no group but all form the group ungrouped
+            self.group("ungrouped", None, parent=None, line=None)
+            self.groups["ungrouped"].hosts.extend(h for h in loners if h not in self.groups["ungrouped"].hosts)
         return self.groups, self.host_vars, self.host_order
 
     def group(self, name: str, body: Any, parent: str | None, line: int | None) -> None:
@@ -188,7 +191,7 @@ class _Parser:
         return dict(block)
 
     def check_cycle(self, child: str, parent: str) -> None:
-        if child == "all" or child == parent or parent in _ancestors(child, self.groups):
+        if child == "all" or child == parent or child in _ancestors(parent, self.groups):
             raise InventoryError(f"group '{child}' would contain itself", file=self.file, where=f"group {parent}")
 
 
@@ -204,15 +207,17 @@ def check_vars(block: dict, file: str, where: str) -> None:
 
 
 def expand_range(pattern: str) -> list[str]:
-    """Ansible host ranges: 'w[01:03]' -> w01, w02, w03."""
+    """Ansible host ranges: 'w[01:03]' -> w01, w02, w03; 'w[1:5:2]' -> w1, w3, w5; 'n[a:c]' -> na, nb, nc."""
     match = _RANGE.search(pattern)
     if not match:
         return [pattern]
-    start, end = match.group(1), match.group(2)
-    width = len(start) if start.startswith("0") else 0
-    names = [
-        pattern[: match.start()] + str(i).zfill(width) + pattern[match.end() :] for i in range(int(start), int(end) + 1)
-    ]
+    start, end, stride, first, last = match.groups()
+    if first:
+        items = [chr(c) for c in range(ord(first), ord(last) + 1)]
+    else:
+        width = len(start) if start.startswith("0") else 0
+        items = [str(i).zfill(width) for i in range(int(start), int(end) + 1, int(stride or 1))]
+    names = [pattern[: match.start()] + item + pattern[match.end() :] for item in items]
     return [n for name in names for n in expand_range(name)]
 
 
@@ -271,41 +276,64 @@ def _host_groups(host: str, groups: dict[str, Group]) -> list[str]:
 
 
 def _resolve(
-    host: str, groups: dict[str, Group], host_vars: dict[str, dict[str, Any]], path: Path, extra_vars: dict[str, Any]
+    host: str,
+    groups: dict[str, Group],
+    host_vars: dict[str, dict[str, Any]],
+    path: Path,
+    extra_vars: dict[str, Any],
+    files_read: dict[Path, dict[str, Any]],
 ) -> Host:
     """Combine variables in Ansible's order (later wins, top-level keys replace)."""
     in_groups = _host_groups(host, groups)
-    resolved: dict[str, Any] = variables.defaults()
+    resolved: dict[str, Any] = copy.deepcopy(variables.defaults())
     for name in in_groups:
-        resolved.update(groups[name].vars)
+        # ansible_group_priority orders groups; it is not a variable of their hosts.
+        resolved.update({k: v for k, v in groups[name].vars.items() if k != "ansible_group_priority"})
     for name in in_groups:
-        resolved.update(_vars_files(path.parent / "group_vars", name, f"group {name}"))
+        resolved.update(_vars_files(path.parent / "group_vars", name, f"group {name}", files_read))
     resolved.update(host_vars.get(host, {}))
-    resolved.update(_vars_files(path.parent / "host_vars", host, f"host {host}"))
+    resolved.update(_vars_files(path.parent / "host_vars", host, f"host {host}", files_read))
     resolved.update(extra_vars)
     resolved.setdefault("inventory_hostname", host)
     return Host(name=host, groups=[g for g in in_groups if g != "all"], vars=dict(sorted(resolved.items())))
 
 
-_VARS_CACHE: dict[Path, dict[str, Any]] = {}
-
-
-def _vars_files(folder: Path, name: str, where: str) -> dict[str, Any]:
-    """group_vars/NAME(.yml|.yaml|.json) or every file in the folder group_vars/NAME/, sorted."""
+def _vars_files(folder: Path, name: str, where: str, files_read: dict[Path, dict[str, Any]]) -> dict[str, Any]:
+    """Like Ansible: the first of NAME, NAME.yml, NAME.yaml, NAME.json; a folder is read whole, sorted."""
     found: dict[str, Any] = {}
-    base = folder / name
-    files = sorted(p for p in base.iterdir() if p.is_file()) if base.is_dir() else []
-    files += [base.with_name(name + s) for s in VARS_SUFFIXES if base.with_name(name + s).is_file()]
-    for file in files:
-        if file not in _VARS_CACHE:
+    for file in _vars_file_list(folder, name):
+        if file not in files_read:
             data = yamlfile.load(file)
             if data is None:
                 data = {}
             if not isinstance(data, dict):
                 raise InventoryError("must be a mapping of variables", file=str(file), where=where)
             check_vars(data, str(file), where)
-            _VARS_CACHE[file] = dict(data)
-        found.update(_VARS_CACHE[file])
+            files_read[file] = dict(data)
+        found.update(files_read[file])
+    return found
+
+
+def _vars_file_list(folder: Path, name: str) -> list[Path]:
+    for suffix in VARS_SUFFIXES:
+        candidate = folder / (name + suffix)
+        if candidate.is_dir():
+            return _folder_files(candidate)
+        if candidate.is_file():
+            return [candidate]
+    return []
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """YAML/JSON files below a vars folder; hidden files, backups~ and other extensions are skipped."""
+    found: list[Path] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or entry.name.endswith("~"):
+            continue
+        if entry.is_dir():
+            found.extend(_folder_files(entry))
+        elif entry.suffix in VARS_SUFFIXES:
+            found.append(entry)
     return found
 
 

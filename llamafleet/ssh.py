@@ -197,7 +197,7 @@ class HostConnection:
         """Write a file atomically through stdin (works with sudo; content never on a command line)."""
         script = quote(
             'set -e; d=$(dirname %s); t=$(mktemp "$d/.lf.XXXXXX"); trap \'rm -f "$t"\' EXIT; '
-            'cat > "$t"; chown %s:%s "$t"; chmod %s "$t"; mv -f "$t" %s; trap - EXIT',
+            'cat > "$t"; chown %s:%s "$t"; chmod %s "$t"; mv -fT "$t" %s; trap - EXIT',
             remote,
             owner,
             group,

@@ -19,6 +19,11 @@ def _ownership_steps(path: str, state: FileState, mode: str, owner: str, group: 
     return steps
 
 
+def _refuse_directory(path: str) -> Change:
+    """A file is wanted where a directory stands: fail rather than delete someone's directory."""
+    return Change((Shell(quote("echo %s is a directory, not a file >&2; exit 1", path)),), "is a directory")
+
+
 def directory(
     path: str, *, mode: str = "0755", owner: str = "root", group: str = "root", notify: tuple[str, ...] = ()
 ) -> Operation:
@@ -61,6 +66,8 @@ def file(
     def plan(facts: Facts):
         state = facts[info]
         text = None if secret else data.decode(errors="replace")
+        if state is not None and state.type == "directory":
+            return _refuse_directory(path)
         if state is None or state.type != "file" or state.sha256 != wanted:
             why = "missing" if state is None else "not a regular file" if state.type != "file" else "content differs"
             return Change((Upload(path, data, mode, owner, group),), why, path, text, secret)
@@ -88,6 +95,8 @@ def copy(
 
     def plan(facts: Facts):
         state = facts[info]
+        if state is not None and state.type == "directory":
+            return _refuse_directory(path)
         if state is None or state.type != "file" or state.sha256 != sha256:
             return Change(
                 (Upload(path, source, mode, owner, group),), "missing" if state is None else "content differs"

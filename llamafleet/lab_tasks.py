@@ -1,0 +1,84 @@
+"""`invoke lab.*`: throw-away systemd-nspawn hosts on a private bridge, for CI smoke tests."""
+
+from __future__ import annotations
+
+import shlex
+
+from invoke import Collection, task
+from invoke.exceptions import Exit
+
+from . import lab
+from .errors import LlamafleetError
+
+NAME_HELP = "Lab name: 1-10 lowercase letters/digits (default: lab); labs with different names coexist."
+
+
+def _fail(exc: LlamafleetError) -> Exit:
+    return Exit(f"error: {exc}", code=exc.exit_code)
+
+
+@task(
+    help={
+        "workers": "Number of worker hosts w1..wN beside the head (default: 2).",
+        "name": NAME_HELP,
+        "firewall": "Frontend to preinstall per host: auto|ufw|nftables|firewalld|none, or a comma list "
+        "spread over head,w1,w2,... (the last repeats). auto and none install nothing (default: none).",
+        "link_rate": "Shape every host's link to this rate with tc tbf, e.g. 1gbit or 100mbit.",
+        "link_delay": "Add this one-way delay to every host's link with tc netem, e.g. 0.2ms.",
+    }
+)
+def up(c, workers=2, name="lab", firewall="none", link_rate=None, link_delay=None):
+    """Create the lab (recreating one of the same name): boot the hosts, write inventory/<name>.yml."""
+    try:
+        info = lab.up(name=name, workers=int(workers), firewall=firewall, link_rate=link_rate, link_delay=link_delay)
+    except LlamafleetError as exc:
+        raise _fail(exc) from None
+    for host in info.hosts:
+        print(f"{host.name:6} {host.address:15} {host.machine} ({host.firewall})")
+    print(f"inventory: {info.inventory}")
+    print(f"ssh:       invoke lab.shell HOST --name {info.name}")
+
+
+@task(help={"name": NAME_HELP})
+def down(c, name="lab"):
+    """Remove the lab: hosts, mounts, bridge, NAT table, state and generated inventory, key, known_hosts."""
+    try:
+        lab.down(name)
+    except LlamafleetError as exc:
+        raise _fail(exc) from None
+    print(f"lab {name}: removed")
+
+
+@task(help={"name": "Only this lab (default: every lab on this machine)."})
+def status(c, name=None):
+    """List the labs on this machine and whether each host's container is running."""
+    try:
+        labs = lab.status(name)
+    except LlamafleetError as exc:
+        raise _fail(exc) from None
+    if not labs:
+        print("no lab is up")
+    for info in labs:
+        print(f"lab {info.name}: {info.subnet} on {info.bridge}, inventory {info.inventory}")
+        for host in info.hosts:
+            state = "running" if host.running else "stopped"
+            print(f"  {host.name:6} {host.address:15} {state:8} pid {host.pid} ({host.firewall})")
+
+
+@task(help={"host": "head, w1, w2, ...", "name": NAME_HELP})
+def shell(c, host, name="lab"):
+    """Open an interactive SSH session on a lab host (lab key, pinned known_hosts)."""
+    try:
+        argv = lab.shell_command(name, host)
+    except LlamafleetError as exc:
+        raise _fail(exc) from None
+    result = c.run(shlex.join(argv), pty=True, warn=True)
+    if result.exited:
+        raise Exit(code=result.exited)
+
+
+ns = Collection("lab")
+ns.add_task(up)
+ns.add_task(down)
+ns.add_task(status)
+ns.add_task(shell)

@@ -1,0 +1,313 @@
+"""Facts parsed from recorded command output, and the batch script run for real by a local shell."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from llamafleet import facts
+from llamafleet.facts import FileState
+
+RECORDED = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "recorded"
+SCRATCH = "/tmp/llamafleet-facts"  # where record_facts.py made the recorded paths
+APP_CONF = b"name=w1\nport=50052\n"
+
+
+def recorded(name: str) -> list[str]:
+    """A recorded output split into lines exactly as parse_batch hands them to process()."""
+    text = (RECORDED / name).read_text()
+    text = text[:-1] if text.endswith("\n") else text
+    return text.split("\n") if text else []
+
+
+def words(command: str) -> list[str]:
+    """The shell words of a command, with ; && | > as words of their own (as a shell splits them)."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    return list(lexer)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- PathInfo
+
+
+@pytest.mark.parametrize(
+    ("name", "state"),
+    [
+        ("pathinfo_file.txt", FileState("file", 0o640, "root", "root", 19, sha(APP_CONF))),
+        ("pathinfo_file_nochecksum.txt", FileState("file", 0o640, "root", "root", 19, None)),
+        ("pathinfo_empty_file.txt", FileState("file", 0o600, "root", "root", 0, sha(b""))),
+        ("pathinfo_space_semicolon.txt", FileState("file", 0o644, "root", "root", 2, sha(b"x\n"))),
+        ("pathinfo_symlink.txt", FileState("link", 0o777, "root", "root", 30, None, f"{SCRATCH}/releases")),
+        ("pathinfo_devnull.txt", FileState("other", 0o666, "root", "root", 0, None)),
+    ],
+)
+def test_pathinfo_process(name, state):
+    assert facts.PathInfo("/any").process(recorded(name)) == state
+
+
+def test_pathinfo_directory():
+    state = facts.PathInfo("/any").process(recorded("pathinfo_directory.txt"))
+    assert (state.type, state.mode, state.owner, state.group, state.sha256) == (
+        "directory",
+        0o750,
+        "root",
+        "root",
+        None,
+    )
+
+
+@pytest.mark.parametrize("lines", [[], ["stat: cannot statx '/x': No such file or directory"], ["garbage"]])
+def test_pathinfo_missing(lines):
+    assert recorded("pathinfo_missing.txt") == []
+    assert facts.PathInfo("/x").process(lines) is None
+
+
+def test_pathinfo_sha256sum_fallback_format():
+    # openssl missing on the host: sha256sum prints "HASH  PATH" (or "HASH *PATH" in binary mode)
+    digest = sha(APP_CONF)
+    for line in (f"{digest}  /etc/app.conf", f"{digest} */etc/app.conf"):
+        assert facts.PathInfo("/etc/app.conf").process(["regular file|644|root|root|19", line]).sha256 == digest
+
+
+def test_pathinfo_command_quotes_the_path():
+    path = f"{SCRATCH}/with space; and semicolon.conf"
+    split = words(facts.PathInfo(path).command())
+    assert split.count(path) == 7, "stat, -L test, readlink, -f, ! -L, openssl, sha256sum"
+    assert "and" not in split and "semicolon.conf" not in split
+    assert words(facts.PathInfo(path, False).command()).count(path) == 3
+
+
+def test_pathinfo_key_depends_on_checksum():
+    assert facts.PathInfo("/a").key == ("PathInfo", "/a", True)
+    assert facts.PathInfo("/a", False).key != facts.PathInfo("/a").key
+    assert facts.PathInfo("/a").key == facts.PathInfo("/a", True).key
+
+
+# --------------------------------------------------------------------------- FileContent
+
+
+def test_filecontent():
+    assert facts.FileContent("/x").process(recorded("filecontent_present.txt")) == "name=w1\nport=50052"
+    assert facts.FileContent("/x").process(recorded("filecontent_missing.txt")) is None
+    assert facts.FileContent("/x").process(["present"]) == "", "an empty file is not a missing one"
+
+
+# --------------------------------------------------------------------------- packages
+
+
+def test_debpackages_installed_and_missing():
+    fact = facts.DebPackages(["libc6", "llamafleet-not-a-package", "bash", "coreutils"])
+    assert fact.process(recorded("debpackages.txt")) == {
+        "bash": "5.2.15-2+b8",
+        "coreutils": "9.1-1",
+        "libc6": "2.36-9+deb12u14",
+    }
+    assert fact.process(recorded("debpackages_none_installed.txt")) == {}
+
+
+def test_debpackages_states_other_than_installed():
+    found = facts.DebPackages(["x"]).process(recorded("debpackages_states.txt"))
+    assert found["procps"] == "2:4.0.2-3"
+    assert "iproute2" not in found, "removed, only its config files left (rc)"
+    assert "ca-certificates" not in found, "half-installed (iHR)"
+    assert "curl" not in found
+
+
+def test_debpackages_held_package_is_installed():
+    found = facts.DebPackages(["openssl"]).process(recorded("debpackages_states.txt"))
+    assert found.get("openssl") == "3.0.17-1~deb12u2"
+
+
+def test_debpackages_key_and_command_sort_and_quote_names():
+    one = facts.DebPackages(["procps", "openssl"])
+    assert one.key == facts.DebPackages(["openssl", "procps"]).key == ("DebPackages", ("openssl", "procps"))
+    split = shlex.split(facts.DebPackages(["a b", "procps"]).command())
+    assert split == ["dpkg-query", "-W", "-f=${Package}|${db:Status-Abbrev}|${Version}\\n", "a b", "procps"]
+
+
+def test_rpmpackages():
+    # rpm_packages.txt is hand-written (no rpm here); rpm prints "package X is not installed" on stdout
+    found = facts.RpmPackages(["openssl", "procps-ng", "llamafleet-not-a-package"]).process(
+        recorded("rpm_packages.txt")
+    )
+    assert found == {"openssl": "3.0.7-27.el9", "procps-ng": "3.3.17-14.el9"}
+
+
+# --------------------------------------------------------------------------- users, OS, systemd
+
+
+def test_passwd():
+    fact = facts.Passwd("root")
+    assert fact.process(recorded("passwd_root.txt")) == {
+        "name": "root",
+        "uid": "0",
+        "gid": "0",
+        "home": "/root",
+        "shell": "/bin/bash",
+    }
+    assert fact.process(recorded("passwd_nobody.txt"))["shell"] == "/usr/sbin/nologin"
+    assert fact.process(recorded("passwd_missing.txt")) is None
+    assert words(facts.Passwd("a;b").command()) == ["getent", "passwd", "a;b"]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "os_release_debian12.txt",
+            {"id": "debian", "version_id": "12", "family": "debian", "arch": "x86_64", "uid": "0"},
+        ),
+        (
+            "os_release_ubuntu2404_arm64.txt",
+            {"id": "ubuntu", "version_id": "24.04", "family": "debian", "arch": "aarch64", "uid": "1000"},
+        ),
+        (
+            "os_release_rocky9.txt",
+            {"id": "rocky", "version_id": "9.4", "family": "redhat", "arch": "x86_64", "uid": "0"},
+        ),
+        (
+            "os_release_opensuse_leap155.txt",
+            {"id": "opensuse-leap", "version_id": "15.5", "family": "unknown", "arch": "x86_64", "uid": "0"},
+        ),
+    ],
+)
+def test_os_release(name, expected):
+    assert facts.OsRelease().process(recorded(name)) == expected
+
+
+def test_os_release_is_static_and_empty_output_is_unknown():
+    assert facts.OsRelease.static is True
+    assert facts.PathInfo.static is False
+    assert facts.OsRelease().process([]) == {
+        "id": "unknown",
+        "version_id": "",
+        "family": "unknown",
+        "arch": "unknown",
+        "uid": "",
+    }
+
+
+# The systemctl_show_*.txt files are written by hand: this controller has no systemd as PID 1.
+# They use the KEY=VALUE lines `systemctl show -p ...` prints, empty values included.
+@pytest.mark.parametrize(
+    ("name", "load", "active", "unit_file"),
+    [
+        ("systemctl_show_active_enabled.txt", "loaded", "active", "enabled"),
+        ("systemctl_show_inactive_disabled.txt", "loaded", "inactive", "disabled"),
+        ("systemctl_show_not_found.txt", "not-found", "inactive", ""),
+        ("systemctl_show_static.txt", "loaded", "active", "static"),
+    ],
+)
+def test_systemd_unit(name, load, active, unit_file):
+    state = facts.SystemdUnit("llama-rpc.service").process(recorded(name))
+    assert (state["LoadState"], state["ActiveState"], state["UnitFileState"]) == (load, active, unit_file)
+    assert set(state) == {"LoadState", "ActiveState", "SubState", "UnitFileState", "FragmentPath", "NeedDaemonReload"}
+
+
+def test_systemd_unit_value_may_contain_equals_sign():
+    state = facts.SystemdUnit("x").process(["Environment=A=1 B=2", "no equals sign here"])
+    assert state == {"Environment": "A=1 B=2"}
+
+
+def test_systemd_unit_command():
+    split = words(facts.SystemdUnit("llama rpc;x.service").command())
+    assert split[:4] == ["systemctl", "show", "--no-pager", "-p"]
+    assert split[5:] == ["llama rpc;x.service"]
+    assert set(split[4].split(",")) == {
+        "LoadState",
+        "ActiveState",
+        "SubState",
+        "UnitFileState",
+        "FragmentPath",
+        "NeedDaemonReload",
+    }
+
+
+# --------------------------------------------------------------------------- the batch script, run for real
+
+SHELLS = [s for s in ("bash", "dash") if shutil.which(s)]  # sudo runs the script with sh (dash on Debian)
+
+
+@pytest.fixture
+def batch_facts(tmp_path):
+    conf = tmp_path / "app.conf"
+    conf.write_bytes(APP_CONF)
+    conf.chmod(0o640)
+    (tmp_path / "link").symlink_to(conf)
+    return [
+        facts.PathInfo(str(conf)),
+        facts.PathInfo(str(tmp_path / "missing")),  # stat fails: exit 1, no output
+        facts.CommandOutput("printf 'no trailing newline'"),
+        facts.CommandOutput("printf 'a\\n\\nb\\n'"),
+        facts.CommandOutput("echo visible; echo hidden >&2; false"),
+        facts.CommandOutput("cat"),  # stdin is /dev/null: must not wait for input
+        facts.PathInfo(str(tmp_path / "link"), False),
+        facts.Passwd("root"),
+    ]
+
+
+def run_batch(shell: str, script: str) -> str:
+    result = subprocess.run([shell, "-c", script], capture_output=True, text=True, timeout=20)
+    assert result.stderr == "", "each fact's stderr is discarded"
+    return result.stdout
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_batch_round_trip(shell, batch_facts, tmp_path):
+    script, token = facts.batch_script(batch_facts)
+    values = facts.parse_batch(batch_facts, run_batch(shell, script), token)
+    assert len(values) == len(batch_facts)
+    conf, missing, no_newline, blank_line, noisy, stdin, link, root = (values[f.key] for f in batch_facts)
+    assert conf.type == "file" and conf.sha256 == sha(APP_CONF) and conf.mode == 0o640
+    assert missing is None
+    assert no_newline == ["no trailing newline"]
+    assert blank_line == ["a", "", "b"]
+    assert noisy == ["visible"]
+    assert stdin == []
+    assert (link.type, link.target) == ("link", str(tmp_path / "app.conf"))
+    assert root["home"] == "/root"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_batch_gives_each_fact_what_it_gets_alone(shell, batch_facts):
+    script, token = facts.batch_script(batch_facts)
+    together = facts.parse_batch(batch_facts, run_batch(shell, script), token)
+    for fact in batch_facts:
+        alone = subprocess.run([shell, "-c", fact.command()], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        text = alone.stdout[:-1] if alone.stdout.endswith("\n") else alone.stdout
+        assert together[fact.key] == fact.process(text.split("\n") if text else []), fact
+
+
+def test_batch_token_is_fresh_unless_given():
+    fact = [facts.CommandOutput("true")]
+    assert facts.batch_script(fact)[1] != facts.batch_script(fact)[1]
+    script, token = facts.batch_script(fact, token="cafe01")
+    assert token == "cafe01"
+    assert "echo '@cafe01 0'" in script
+
+
+def test_batch_output_that_looks_like_another_marker(tmp_path):
+    fact = [facts.CommandOutput("echo '@deadbeef end 0'; echo '@deadbeef 1'"), facts.CommandOutput("echo second")]
+    script, token = facts.batch_script(fact, token="0123abcd")
+    values = facts.parse_batch(fact, run_batch("bash", script), token)
+    assert values[fact[0].key] == ["@deadbeef end 0", "@deadbeef 1"]
+    assert values[fact[1].key] == ["second"]
+
+
+def test_missing_marker_raises_value_error(batch_facts):
+    script, token = facts.batch_script(batch_facts)
+    stdout = run_batch("bash", script)
+    cut = stdout[: stdout.rindex(f"@{token} end")]  # the connection dropped before the last fact ended
+    with pytest.raises(ValueError, match=r"missing Passwd\('root',\)"):
+        facts.parse_batch(batch_facts, cut, token)
+    with pytest.raises(ValueError, match="fact output incomplete"):
+        facts.parse_batch(batch_facts, stdout, "ffffffffffff")
