@@ -136,10 +136,11 @@ def test_file_missing_is_uploaded_as_bytes():
     assert result.steps[0].content == b"\x00\xffbinary"
 
 
-def test_file_where_a_directory_is():
+def test_file_where_a_directory_is_fails_instead_of_deleting_it():
     result = plan(files.file("/etc/app.conf", APP_CONF), DIRECTORY)
-    assert result.reason == "not a regular file"
-    assert isinstance(result.steps[0], Upload)
+    assert result.reason == "is a directory"
+    assert not any(isinstance(step, Upload) for step in result.steps)
+    assert "exit 1" in result.steps[0].command
 
 
 def test_secret_file_hides_its_content():
