@@ -2,7 +2,7 @@
 
 from invoke import Collection, task
 
-from llamafleet import cli
+from llamafleet import cli, lab_tasks
 
 H = cli.COMMON_HELP
 
@@ -71,3 +71,4 @@ def inventory_(c, inventory=None, limit=None, json=False, extra_vars=None):
 
 
 ns = Collection(provision, deploy, verify, status, inventory_)
+ns.add_collection(lab_tasks.ns)

@@ -6,7 +6,8 @@ from .runner import Phase
 
 PROVISION = [
     Phase("base", ("base",)),
+    Phase("llama_cpp", ("llama_cpp",)),
 ]
 
-# Roles still to come: firewall, rpc_worker, head (their variables are already documented).
+# Roles still to come: firewall, rpc_worker, model, head (their variables are already documented).
 PENDING_ROLES = ("firewall", "rpc_worker", "model", "head")

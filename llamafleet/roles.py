@@ -72,6 +72,15 @@ def load_path(path: Path, module_name: str) -> ModuleType:
     return module
 
 
+def sibling(role_file: str, name: str) -> ModuleType:
+    """A helper module beside a role's role.py (roles are not packages), imported once under a unique name."""
+    folder = Path(role_file).resolve().parent
+    module_name = f"llamafleet_role_{folder.name}_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    return load_path(folder / f"{name}.py", module_name)
+
+
 @cache
 def load(name: str | ModuleType) -> ModuleType:
     """Import roles/<name>/role.py (roles are not a package: they are found by path, like Ansible's)."""

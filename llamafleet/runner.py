@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import roles
-from .errors import CommandError, ConnectError, LlamafleetError
+from .errors import CommandError, ConnectError, GateError, LlamafleetError
 from .facts import Fact, OsRelease, batch_script, parse_batch
 from .inventory import Host, Inventory
 from .operations.base import Change, Facts, Operation, Shell, Upload
@@ -64,6 +64,7 @@ class Runner:
             for h in self.hosts
         }
         self.gate_failed = False
+        self.shared: dict[str, Any] = {}  # what a role's prepare() hands to its per-host operations
         self.round_trips: dict[str, int] = {h.name: 0 for h in self.hosts}
         self._count_lock = threading.Lock()
         for host in self.hosts:
@@ -108,7 +109,12 @@ class Runner:
         return [h for h in self.hosts if h.name in members]
 
     def run(self, phases: list[Phase]) -> int:
-        """Run the phases in order; returns the exit status."""
+        """Validate every role's settings (no connection yet), then run the phases in order."""
+        for phase in phases:
+            for role_ref in phase.roles:
+                role = roles.load(role_ref)
+                if hasattr(role, "validate"):
+                    role.validate(self, self.phase_hosts(phase))
         try:
             for phase in phases:
                 if not self.run_phase(phase):
@@ -131,6 +137,7 @@ class Runner:
             role_name = getattr(role, "NAME", None) or str(role_ref)
             if hasattr(role, "prepare") and not self._prepare(role, role_name, hosts):
                 return False
+            hosts = self.healthy(hosts)
             self.each_host(hosts, lambda host, r=role, n=role_name: self.apply_role(host, r, n))
             hosts = self.healthy(hosts)
             if hasattr(role, "gate") and not self.options.check and not self._gate(role, role_name, hosts):
@@ -140,6 +147,10 @@ class Runner:
     def _prepare(self, role: Any, name: str, hosts: list[Host]) -> bool:
         try:
             role.prepare(self, hosts)
+        except GateError as exc:
+            self.output.say(f"gate {name}: {exc}")
+            self.gate_failed = True
+            return False
         except ConnectError as exc:
             self.mark_unreachable(exc.host, name, str(exc))
         except LlamafleetError as exc:

@@ -1,0 +1,92 @@
+"""The controller's artifact cache: one packed release per key, built once, pushed to many hosts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llamafleet.errors import OperationError
+
+ARTIFACT = "artifact.tar.gz"
+
+
+def cache_root() -> Path:
+    """$LLAMAFLEET_CACHE, else ~/.cache/llamafleet."""
+    return Path(os.environ.get("LLAMAFLEET_CACHE") or Path.home() / ".cache/llamafleet").expanduser()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A packed release in the cache: the tarball, its sha256 and the BUILD.json it carries."""
+
+    path: Path
+    sha256: str
+    manifest: dict[str, Any]
+    manifest_sha256: str
+
+    @property
+    def files(self) -> dict[str, str]:
+        return dict(self.manifest.get("files", {}))
+
+
+def slot(key: str) -> Path:
+    return cache_root() / "artifacts" / key
+
+
+def lookup(key: str, release_id: str) -> Artifact | None:
+    """The cached artifact for `key`, or None; a corrupt entry is an error, never silently reused."""
+    path = slot(key) / ARTIFACT
+    if not path.is_file():
+        return None
+    recorded = (
+        (slot(key) / f"{ARTIFACT}.sha256").read_text().split()[0]
+        if (slot(key) / f"{ARTIFACT}.sha256").exists()
+        else None
+    )
+    actual = sha256_file(path)
+    if recorded != actual:
+        raise OperationError(
+            f"artifact cache entry {path} is corrupt (sha256 {actual[:12]}, recorded {recorded}); delete it"
+        )
+    raw = read_member(path, f"{release_id}/BUILD.json")
+    return Artifact(path, actual, json.loads(raw), hashlib.sha256(raw).hexdigest())
+
+
+def store(key: str, downloaded: Path, expected_sha256: str, release_id: str) -> Artifact:
+    """Move a freshly fetched artifact into the cache after checking its sha256."""
+    actual = sha256_file(downloaded)
+    if actual != expected_sha256:
+        downloaded.unlink(missing_ok=True)
+        raise OperationError(
+            f"fetched artifact has sha256 {actual[:12]}, the build host reported {expected_sha256[:12]}"
+        )
+    slot(key).mkdir(parents=True, exist_ok=True)
+    (slot(key) / f"{ARTIFACT}.sha256").write_text(f"{actual}  {ARTIFACT}\n")
+    os.replace(downloaded, slot(key) / ARTIFACT)
+    found = lookup(key, release_id)
+    assert found is not None
+    return found
+
+
+def read_member(archive: Path, name: str) -> bytes:
+    with tarfile.open(archive, "r:gz") as tar:
+        try:
+            member = tar.extractfile(name)
+        except KeyError:
+            member = None
+        if member is None:
+            raise OperationError(f"{archive} holds no {name}")
+        return member.read()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

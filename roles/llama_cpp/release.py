@@ -1,0 +1,132 @@
+"""Official release tarballs: downloaded once on the controller, verified, repacked as an artifact."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import threading
+import zipfile
+from pathlib import Path
+
+import requests
+
+from llamafleet.errors import InventoryError, OperationError
+from llamafleet.roles import sibling
+
+plan = sibling(__file__, "plan")
+artifacts = sibling(__file__, "artifacts")
+
+_LOCK = threading.Lock()
+TIMEOUT = (10, 120)
+
+
+def fetch(settings, group, arch: str) -> tuple[str, str, artifacts.Artifact]:
+    """(cache key, release id, artifact) for a host installing an official release."""
+    assets = plan.release_assets(settings, arch)
+    with _LOCK:  # hosts of one group ask at the same time: download once
+        downloads = [_download(asset) for asset in assets]
+        shas = [artifacts.sha256_file(path) for path in downloads]
+        if settings.release_sha256 and shas[0] != settings.release_sha256:
+            raise InventoryError(
+                f"{assets[0].name} has sha256 {shas[0]}, not the pinned one",
+                where=f"host {settings.host}",
+                key="llama_cpp_release_sha256",
+            )
+        key = plan.release_cache_key(assets, shas)
+        identifier = plan.release_id(settings.version, settings.backend, key)
+        found = artifacts.lookup(key, identifier)
+        if found is None:
+            found = _repack(settings, group, key, identifier, downloads)
+    return key, identifier, found
+
+
+def _download(asset) -> Path:
+    """The asset in the download cache (streamed to a temporary name, renamed when complete)."""
+    folder = artifacts.cache_root() / "downloads" / hashlib.sha256(asset.url.encode()).hexdigest()[:16]
+    target = folder / asset.name
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    try:
+        with requests.get(asset.url, stream=True, timeout=TIMEOUT) as response:
+            response.raise_for_status()
+            with partial.open("wb") as handle:
+                for chunk in response.iter_content(1 << 20):
+                    handle.write(chunk)
+    except requests.RequestException as exc:
+        partial.unlink(missing_ok=True)
+        raise OperationError(f"download of {asset.url} failed: {exc}") from None
+    os.replace(partial, target)
+    return target
+
+
+def _repack(settings, group, key: str, identifier: str, downloads: list[Path]) -> artifacts.Artifact:
+    """Flat bin/ with everything the release ships, a BUILD.json, packed like a build artifact."""
+    with tempfile.TemporaryDirectory(prefix="llamafleet-release-") as tmp:
+        stage = Path(tmp) / identifier
+        (stage / "bin").mkdir(parents=True)
+        for archive in downloads:
+            _unpack_flat(archive, stage / "bin")
+        files, links = _inventory(stage)
+        head = plan.manifest_head(settings.version, "release", None, settings.backend, [], group, identifier)
+        manifest = plan.build_manifest(head, files, links)
+        (stage / "BUILD.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        packed = Path(tmp) / "artifact.tar.gz"
+        _pack(stage, packed)
+        return artifacts.store(key, packed, artifacts.sha256_file(packed), identifier)
+
+
+def _unpack_flat(archive: Path, into: Path) -> None:
+    """Extract an archive's files into one folder, dropping its single top folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if archive.name.endswith(".zip"):
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(tmp)
+        else:
+            with tarfile.open(archive, "r:*") as tar:
+                tar.extractall(tmp, filter="data")  # noqa: S202 - the data filter refuses unsafe members
+        root = Path(tmp)
+        entries = list(root.iterdir())
+        if len(entries) == 1 and entries[0].is_dir():
+            root = entries[0]
+        for entry in root.iterdir():
+            destination = into / entry.name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.copytree(entry, destination, symlinks=True, dirs_exist_ok=True)
+            else:
+                shutil.copy2(entry, destination, follow_symlinks=False)
+
+
+def _inventory(stage: Path) -> tuple[dict[str, str], dict[str, str]]:
+    files, links = {}, {}
+    for path in sorted(stage.rglob("*")):
+        relative = str(path.relative_to(stage))
+        if path.is_symlink():
+            links[relative] = os.readlink(path)
+        elif path.is_file():
+            files[relative] = artifacts.sha256_file(path)
+    return files, links
+
+
+def _pack(stage: Path, packed: Path) -> None:
+    """Deterministic tar.gz: sorted names, owner 0, mtime 0, no gzip timestamp."""
+
+    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = 0
+        return info
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in [stage, *sorted(stage.rglob("*"))]:
+            tar.add(path, arcname=str(path.relative_to(stage.parent)), recursive=False, filter=normalise)
+    with packed.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+        gz.write(buffer.getvalue())

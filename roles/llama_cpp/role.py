@@ -1,0 +1,321 @@
+"""Role llama_cpp: one identical, pinned llama.cpp on every host, built once per platform group."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llamafleet.errors import GateError, InventoryError, OperationError
+from llamafleet.facts import CommandOutput, PathInfo
+from llamafleet.inventory import Host
+from llamafleet.operations import files, packages
+from llamafleet.operations.base import Change, Facts, NoChange, Operation, Shell, Upload
+from llamafleet.output import OpResult
+from llamafleet.roles import sibling
+from llamafleet.ssh import quote
+
+plan = sibling(__file__, "plan")
+artifacts = sibling(__file__, "artifacts")
+release = sibling(__file__, "release")
+
+NAME = "llama_cpp"
+BUILD_ROOT = "/var/lib/llamafleet/build"
+INCOMING = "/var/lib/llamafleet/models/.incoming"
+RELEASES = plan.RELEASES_DIR
+CURRENT = plan.CURRENT_LINK
+CPU_FLAGS = CommandOutput("grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2")
+INSTALLED = CommandOutput(f'cd {RELEASES} 2>/dev/null && for f in */BUILD.json; do [ -f "$f" ] && sha256sum "$f"; done')
+
+
+@dataclass
+class Target:
+    """What one host should run: its settings, platform group, cache key and (once known) artifact."""
+
+    host: Host
+    settings: plan.LlamaCppSettings
+    group: plan.PlatformGroup
+    source_sha256: str
+    key: str
+    release_id: str
+    installed: dict[str, str]  # release id -> sha256 of its BUILD.json
+    artifact: artifacts.Artifact | None = None
+
+
+# -- controller side: validate, decide, build once, cache ----------------------------------------
+
+
+def validate(runner, hosts: list[Host]) -> None:
+    """Before any connection: every host's llama_cpp_* settings and source archive are usable."""
+    for host in hosts:
+        settings = plan.settings_for_host(host.name, host.vars)
+        if settings.install == "build":
+            _source_sha256(runner, host, settings)
+
+
+def prepare(runner, hosts: list[Host]) -> None:
+    """Plan every host, refuse mixed versions up front, build or fetch each missing artifact once."""
+    targets: dict[str, Target] = {}
+    runner.each_host(hosts, lambda host: targets.__setitem__(host.name, _target(runner, host)))
+    _same_source_everywhere(runner, targets)
+    by_key: dict[str, list[Target]] = defaultdict(list)
+    for name in (h.name for h in hosts if h.name in targets):
+        by_key[targets[name].key].append(targets[name])
+    for members in by_key.values():
+        artifact = artifacts.lookup(members[0].key, members[0].release_id)
+        missing = [t for t in members if t.release_id not in t.installed]
+        if artifact is None and missing:
+            artifact = _produce(runner, members)
+        for target in members:
+            target.artifact = artifact
+    runner.shared[NAME] = targets
+
+
+def _target(runner, host: Host) -> Target:
+    os_info = runner.os(host)
+    facts = runner.gather(host, [CPU_FLAGS, INSTALLED])
+    settings = plan.settings_for_host(host.name, host.vars)
+    signature = plan.cpu_signature(" ".join(facts[CPU_FLAGS]).split())
+    group = plan.platform_group(settings, os_info["id"], os_info["version_id"], os_info["arch"], signature)
+    installed = {line.split()[1].split("/")[0]: line.split()[0] for line in facts[INSTALLED] if len(line.split()) == 2}
+    if settings.install == "release":
+        key, identifier, artifact = release.fetch(settings, group, os_info["arch"])
+        return Target(host, settings, group, "", key, identifier, installed, artifact)
+    source_sha = _source_sha256(runner, host, settings)  # hashed again: the archive may change between runs
+    args = plan.cmake_args(
+        settings.version, source_sha, settings.backend, settings.cpu_variants, settings.cmake_args, settings.gpu_targets
+    )
+    key = plan.artifact_cache_key(source_sha, args, group)
+    return Target(
+        host, settings, group, source_sha, key, plan.release_id(settings.version, settings.backend, key), installed
+    )
+
+
+def _source_path(runner, settings: plan.LlamaCppSettings) -> Path | None:
+    if not settings.source_archive:
+        return None
+    path = Path(settings.source_archive).expanduser()
+    return path if path.is_absolute() else runner.inventory.path.parent / path
+
+
+def _source_sha256(runner, host: Host, settings: plan.LlamaCppSettings) -> str:
+    """The source's sha256: measured from the controller's archive, else the pinned value."""
+    path = _source_path(runner, settings)
+    if path is None:
+        if not settings.source_sha256:
+            raise InventoryError(
+                "is required when the source is downloaded (or set llama_cpp_source_archive)",
+                where=f"host {host.name}",
+                key="llama_cpp_source_sha256",
+            )
+        return settings.source_sha256
+    if not path.is_file():
+        raise InventoryError(
+            f"no such file on the controller: {path}", where=f"host {host.name}", key="llama_cpp_source_archive"
+        )
+    actual = artifacts.sha256_file(path)
+    if settings.source_sha256 and settings.source_sha256 != actual:
+        raise InventoryError(
+            f"{path} has sha256 {actual}, not the pinned one", where=f"host {host.name}", key="llama_cpp_source_sha256"
+        )
+    return actual
+
+
+def _same_source_everywhere(runner, targets: dict[str, Target]) -> None:
+    """Mixed versions break the RPC protocol: stop before building anything."""
+    if not targets:
+        return
+    head = runner.inventory.groups["head"][0]
+    reference = targets.get(head) or next(iter(targets.values()))
+    wanted = (reference.settings.version, reference.source_sha256)
+    odd = [t for t in targets.values() if (t.settings.version, t.source_sha256) != wanted]
+    if odd:
+        details = "; ".join(f"{t.host.name} wants {t.settings.version} (source {t.source_sha256[:12]})" for t in odd)
+        raise GateError(
+            f"{details}, but {reference.host.name} wants {wanted[0]} (source {wanted[1][:12]}): "
+            "every host must run the same llama.cpp"
+        )
+
+
+def _produce(runner, members: list[Target]) -> artifacts.Artifact | None:
+    """Build the group's artifact on one of its hosts (a member of group builders when there is one)."""
+    builders = set(runner.inventory.groups.get("builders", []))
+    builder = next((t for t in members if t.host.name in builders), members[0])
+    label = f"build llama.cpp {builder.settings.version} for {builder.group.name}"
+    if runner.options.check:
+        runner.output.record(
+            OpResult(builder.host.name, NAME, label, "changed", "no cached artifact: would build here")
+        )
+        return None
+    work = f"{BUILD_ROOT}/{builder.key}"
+    script = plan.render_build_script(
+        builder.settings, builder.group, _remote_source(builder), builder.source_sha256, work
+    )
+    if runner.converge(builder.host, NAME, _build_host_operations(runner, builder, work, script)) is None:
+        raise OperationError(f"{builder.host.name}: preparing the build host failed")
+    runner.output.say(
+        f"building llama.cpp {builder.settings.version} for {builder.group.name} on "
+        f"{builder.host.name} (minutes; the other hosts of the group get the result)"
+    )
+    result = runner.remote(builder.host, quote("bash %s/build.sh", work))
+    if not result.ok:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
+        raise OperationError(
+            f"{builder.host.name}: build of {builder.group.name} failed (exit {result.status}):\n{tail}"
+        )
+    built = plan.parse_build_output(result.stdout.splitlines())
+    artifact = _fetch(runner, builder, built)
+    reason = f"built in {built.get('build_seconds', '?')} s, {artifact.path.stat().st_size // 1024} KiB cached"
+    runner.output.record(OpResult(builder.host.name, NAME, label, "changed", reason))
+    return artifact
+
+
+def _remote_source(target: Target) -> str:
+    return f"{BUILD_ROOT}/sources/{target.source_sha256}.tar.gz"
+
+
+def _build_host_operations(runner, target: Target, work: str, script: str) -> list[Operation]:
+    os_info = runner.os(target.host)
+    deps = plan.build_dependencies(os_info["id"], target.settings.backend, [os_info["family"]])
+    source = _source_path(runner, target.settings)
+    ops = [
+        packages.present(list(deps.packages) + ([] if source else ["curl"]), os_info["family"]),
+        files.directory(BUILD_ROOT, mode="0700"),
+        files.directory(f"{BUILD_ROOT}/sources", mode="0700"),
+        files.directory(work, mode="0700"),
+        files.file(f"{work}/build.sh", script, mode="0700"),
+    ]
+    if source:
+        ops.append(files.copy(_remote_source(target), source, target.source_sha256, mode="0600"))
+    else:
+        ops.append(_download(target.settings.source_url, _remote_source(target), target.source_sha256))
+    return ops
+
+
+def _download(url: str, path: str, sha256: str) -> Operation:
+    """The source archive downloaded by the build host itself, kept only when its sha256 matches."""
+    info = PathInfo(path, True)
+
+    def planner(facts: Facts):
+        state = facts[info]
+        if state is not None and state.sha256 == sha256:
+            return NoChange(f"sha256 {sha256[:12]} matches")
+        fetch = quote(
+            'curl -fsSL --retry 3 -o %s.part %s && [ "$(sha256sum %s.part | cut -c1-64)" = %s ] '
+            "&& mv -f %s.part %s || { rm -f %s.part; echo sha256 mismatch or download failed >&2; exit 1; }",
+            path,
+            url,
+            path,
+            sha256,
+            path,
+            path,
+            path,
+        )
+        return Change((Shell(fetch),), "missing")
+
+    return Operation(f"download {url}", [info], planner)
+
+
+def _fetch(runner, target: Target, built: dict[str, str]) -> artifacts.Artifact:
+    slot = artifacts.slot(target.key)
+    slot.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=slot, prefix=".fetch-", delete=False) as handle:
+        local = Path(handle.name)
+    try:
+        runner.connection(target.host).get(built["artifact"], local)
+        return artifacts.store(target.key, local, built["artifact_sha256"], target.release_id)
+    finally:
+        local.unlink(missing_ok=True)
+
+
+# -- every host: runtime, install, switch, prune -------------------------------------------------
+
+
+def operations(ctx):
+    target: Target = ctx.runner.shared[NAME][ctx.name]
+    runtime = plan.runtime_dependencies(ctx.os["id"], ctx.os["version_id"], target.settings.backend, [ctx.os["family"]])
+    yield packages.present(list(runtime.packages), ctx.os["family"])
+    yield installed(target)
+
+
+def installed(target: Target) -> Operation:
+    """releases/<id> holds the artifact, current points at it, at most llama_cpp_keep_releases are kept."""
+    manifest = PathInfo(f"{RELEASES}/{target.release_id}/BUILD.json", True)
+    current = PathInfo(CURRENT, False)
+    count = CommandOutput(quote("find %s -mindepth 1 -maxdepth 1 -type d ! -name '.*' | wc -l", RELEASES))
+    keep = target.settings.keep_releases
+
+    def planner(facts: Facts):
+        state, link = facts[manifest], facts[current]
+        wanted_sha = target.artifact.manifest_sha256 if target.artifact else None
+        present = state is not None and (wanted_sha is None or state.sha256 == wanted_sha)
+        switched = link is not None and link.target == f"releases/{target.release_id}"
+        releases = int((facts[count] or ["0"])[0] or 0)
+        if present and switched and releases <= keep:
+            return NoChange(f"release {target.release_id} installed and current")
+        why = (
+            "not installed"
+            if state is None
+            else "BUILD.json differs"
+            if not present
+            else ("current points elsewhere" if not switched else f"{releases} releases, keeping {keep}")
+        )
+        return Change(tuple(_install_steps(target, present)), why)
+
+    return Operation(f"llama.cpp {target.release_id} installed and current", [manifest, current, count], planner)
+
+
+def _install_steps(target: Target, present: bool) -> list:
+    staged = f"{INCOMING}/llama.cpp-{target.release_id}.tar.gz"
+    artifact = target.artifact
+    if artifact is None and not present:
+        return [Shell(quote("echo no artifact for %s on the controller >&2; exit 1", target.release_id))]
+    steps: list = []
+    sha = artifact.sha256 if artifact else "0" * 64
+    if not present:
+        steps += [Shell(quote("rm -rf %s/%s", RELEASES, target.release_id)), Upload(staged, artifact.path, "0600")]
+    context = plan.install_script_context(staged, sha, target.release_id, target.settings.keep_releases)
+    script = plan.render_template(plan.INSTALL_TEMPLATE, context)
+    steps += [Shell(quote("bash -c %s", script)), Shell(quote("rm -f %s", staged))]
+    return steps
+
+
+# -- the identity gate ---------------------------------------------------------------------------
+
+IDENTITY = (
+    f"if [ -f {CURRENT}/BUILD.json ]; then cat {CURRENT}/BUILD.json; echo '@@files'; "
+    f"cd {CURRENT}/ && find . -type f ! -name BUILD.json -exec sha256sum {{}} +; fi"
+)
+
+
+def gate(runner, hosts: list[Host]) -> list[str]:
+    """Every host must run the same source; within a platform group every file must match the artifact."""
+    manifests: dict[str, Any] = {}
+    runner.each_host(hosts, lambda host: manifests.__setitem__(host.name, _read_identity(runner, host)))
+    targets: dict[str, Target] = runner.shared.get(NAME, {})
+    group_files = {t.group.name: t.artifact.files for t in targets.values() if t.artifact}
+    head = runner.inventory.groups["head"][0]
+    problems = plan.identity_problems(
+        manifests, {h.name: h.vars for h in hosts}, head if head in manifests else None, group_files
+    )
+    if problems:
+        problems.append(
+            "services were not (re)started; reinstall the odd host's release "
+            f"(remove {RELEASES}/<id> there and provision again)"
+        )
+    return problems
+
+
+def _read_identity(runner, host: Host) -> dict[str, Any] | None:
+    text = runner.remote(host, IDENTITY).stdout
+    if "@@files" not in text:
+        return None
+    manifest_text, _, measured = text.partition("@@files")
+    try:
+        manifest = json.loads(manifest_text)
+    except ValueError:
+        return {"version": "unreadable BUILD.json", "files": {}}
+    return plan.with_measured_files(manifest, measured)

