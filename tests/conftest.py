@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sshd_server  # noqa: E402
 
 TIERS = ("unit", "sshd", "lab")
+pytest_plugins = ["tests.lab.plugin"]  # --keep-lab, wherever pytest is started from
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

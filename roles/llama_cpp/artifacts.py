@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llamafleet.errors import OperationError
+from llamafleet.operations.files import source_sha256
 
 ARTIFACT = "artifact.tar.gz"
 
@@ -84,9 +85,4 @@ def read_member(archive: Path, name: str) -> bytes:
         return member.read()
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+sha256_file = source_sha256  # streamed, OpenSSL-backed hashlib

@@ -1,0 +1,181 @@
+"""The lab's Debian base root (debootstrap, cached by recipe) and cached firewall package layers."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import inspect
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .mounts import mount_overlay, unmount_all_under
+from .paths import TEMPLATES, cache_dir
+from .system import remove_tree, run
+
+SUITE = "bookworm"
+VARIANT = "minbase"
+# Kept minimal; each package is here for a reason:
+#   systemd, systemd-sysv  real PID 1 and units (what the roles install and verify)
+#   dbus                   systemctl/hostnamectl/logind talk over the system bus
+#   openssh-server         the only way llamafleet reaches a host
+#   iproute2               `ip` and `ss` (socket checks in verify), host0 debugging
+#   ca-certificates        HTTPS downloads (llama.cpp sources, package index)
+#   netbase                /etc/protocols and /etc/services (firewalld refuses to start without
+#                          them; nft and ss resolve port names through them)
+# python3 is left out: Fabric and testinfra run shell commands, nothing runs Python on hosts.
+INCLUDE = ("systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "ca-certificates", "netbase")
+# Timers that would start apt in the background and race provisioning for the dpkg lock.
+DISABLED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer")
+FIREWALL_PACKAGES = {"ufw": ("ufw",), "firewalld": ("firewalld",), "nftables": ("nftables",)}
+SSHD_DROPIN = "etc/ssh/sshd_config.d/llamafleet-lab.conf"
+POLICY_RC_D = "#!/bin/sh\n# llamafleet lab layer build: do not start services in the build root\nexit 101\n"
+
+
+def _configure_base(root: Path) -> None:
+    """Setup steps applied after debootstrap (part of the recipe hash: edit and it rebuilds)."""
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    (root / SSHD_DROPIN).write_text((TEMPLATES / "sshd-lab.conf").read_text())
+    (root / "etc/hostname").write_text("lab-base\n")
+    (root / "etc/default/locale").write_text("LANG=C.UTF-8\n")  # pam_env warns on every login without it
+    run(
+        ["systemctl", f"--root={root}", "enable", "systemd-networkd.service", "ssh.service"],
+        what="enabling systemd-networkd and ssh in the base",
+    )
+    run(["systemctl", f"--root={root}", "disable", *DISABLED_UNITS], what="disabling apt timers")
+    run(["chroot", str(root), "apt-get", "clean"], what="cleaning the apt cache of the base")
+
+
+def recipe() -> dict:
+    """Everything the base is built from; its hash names the cached root."""
+    return {
+        "suite": SUITE,
+        "variant": VARIANT,
+        "include": list(INCLUDE),
+        "disabled_units": list(DISABLED_UNITS),
+        "setup": inspect.getsource(_configure_base),
+        "sshd": (TEMPLATES / "sshd-lab.conf").read_text(),
+    }
+
+
+def _digest(data: object) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def base_path() -> Path:
+    """The cached base directory for the current recipe (its root is base_path()/root)."""
+    return cache_dir() / f"base-{_digest(recipe())}"
+
+
+@contextlib.contextmanager
+def _build_lock() -> Iterator[None]:
+    """One builder at a time; leftovers of killed builds are removed under the lock."""
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for stale in cache.glob(".tmp-*"):
+            unmount_all_under(stale)
+            remove_tree(stale)
+        yield
+
+
+def ensure_base() -> tuple[Path, float | None]:
+    """The base root for the current recipe, built if missing; returns (root, build seconds|None)."""
+    final = base_path()
+    if (final / "root").is_dir():
+        return final / "root", None
+    with _build_lock():
+        if (final / "root").is_dir():
+            return final / "root", None
+        started = time.monotonic()
+        tmp = cache_dir() / f".tmp-{final.name}-{os.getpid()}"
+        tmp.mkdir()
+        try:
+            _debootstrap(tmp / "root")
+            _configure_base(tmp / "root")
+            (tmp / "recipe.json").write_text(json.dumps(recipe(), indent=1))
+            os.rename(tmp, final)
+        finally:
+            unmount_all_under(tmp)
+            remove_tree(tmp)
+        prune_cache(final / "root")
+        return final / "root", time.monotonic() - started
+
+
+def _debootstrap(root: Path) -> None:
+    argv = ["debootstrap", f"--variant={VARIANT}", f"--include={','.join(INCLUDE)}", SUITE, str(root)]
+    run(argv, what="building the lab base with debootstrap", timeout=1200)
+
+
+def layer_path(base_root: Path, frontend: str) -> Path:
+    """The cached layer directory of a frontend over this base (its files are layer_path()/upper)."""
+    key = _digest([base_root.parent.name, FIREWALL_PACKAGES[frontend], inspect.getsource(_install_in_layer)])
+    return cache_dir() / f"layer-{frontend}-{key}"
+
+
+def prune_cache(base_root: Path) -> None:
+    """Remove bases and layers of older recipes that no mounted overlay still uses."""
+    keep = {base_root.parent, *(layer_path(base_root, fw) for fw in FIREWALL_PACKAGES)}
+    with open("/proc/mounts", encoding="utf-8") as table:
+        mounted = table.read()
+    for entry in [*cache_dir().glob("base-*"), *cache_dir().glob("layer-*")]:
+        if entry not in keep and f"{entry}/" not in mounted:
+            remove_tree(entry)
+
+
+def ensure_layer(base_root: Path, frontend: str) -> Path:
+    """A cached overlay layer over the base with a firewall frontend's packages installed."""
+    packages = FIREWALL_PACKAGES[frontend]
+    final = layer_path(base_root, frontend)
+    if (final / "upper").is_dir():
+        return final / "upper"
+    with _build_lock():
+        if (final / "upper").is_dir():
+            return final / "upper"
+        tmp = cache_dir() / f".tmp-{final.name}-{os.getpid()}"
+        try:
+            mount_overlay([base_root], tmp / "upper", tmp / "work", tmp / "root")
+            _install_in_layer(tmp / "root", frontend, packages)
+            unmount_all_under(tmp)
+            remove_tree(tmp / "work")
+            remove_tree(tmp / "root")
+            os.rename(tmp, final)
+        finally:
+            unmount_all_under(tmp)
+            remove_tree(tmp)
+        return final / "upper"
+
+
+def _install_in_layer(root: Path, frontend: str, packages: tuple[str, ...]) -> None:
+    """apt-get install in a non-booted nspawn (host network); services are not started."""
+    policy = root / "usr/sbin/policy-rc.d"
+    policy.write_text(POLICY_RC_D)
+    policy.chmod(0o755)
+    script = 'apt-get update -q && apt-get install -y -q --no-install-recommends "$@" && apt-get clean'
+    argv = [
+        "systemd-nspawn",
+        "-q",
+        "-D",
+        str(root),
+        "--register=no",
+        "--keep-unit",
+        f"--machine=lf-build-{frontend}",
+        "--resolv-conf=copy-host",
+        "--console=pipe",
+        "--setenv=DEBIAN_FRONTEND=noninteractive",
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+        "sh",
+        *packages,
+    ]
+    run(argv, what=f"installing {frontend} into a cached lab layer", timeout=900)
+    policy.unlink()
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()

@@ -1,0 +1,199 @@
+"""Bringing a lab up and tearing it down; `down` also undoes whatever a crashed `up` left."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import cgroups, network
+from . import host as host_mod
+from .base import FIREWALL_PACKAGES, ensure_base, ensure_layer
+from .inventory import create_user_key, remove_generated, ssh_argv, write_inventory, write_known_hosts
+from .mounts import unmount_all_under
+from .paths import (
+    MAX_WORKERS,
+    bridge_name,
+    check_name,
+    host_names,
+    inventory_dir,
+    lab_dir,
+    machine_name,
+    nft_table,
+    state_root,
+)
+from .state import STATE_FILE, LabHost, LabInfo, load, save
+from .system import LabError, ensure_host_tools, remove_tree, require_root
+
+FRONTENDS = ("auto", "none", *FIREWALL_PACKAGES)
+NSPAWN_RUNTIME = Path("/run/systemd/nspawn/propagate")
+
+
+def forwarding_marker() -> Path:
+    return state_root() / ".ip_forward_was_0"
+
+
+def firewall_plan(spec: str, hosts: list[str]) -> dict[str, str]:
+    """`ufw,nftables` -> head ufw, w1.. nftables: a list is spread over hosts, the last repeats."""
+    items = [item.strip() for item in str(spec).split(",")]
+    bad = [item for item in items if item not in FRONTENDS]
+    if bad:
+        raise LabError(
+            f"--firewall {spec!r}: unknown {', '.join(map(repr, bad))}; "
+            f"use {'|'.join(FRONTENDS)} or a comma list of them"
+        )
+    return {host: items[min(index, len(items) - 1)] for index, host in enumerate(hosts)}
+
+
+def _check_workers(workers: object) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= MAX_WORKERS:
+        raise LabError(f"--workers {workers!r}: use a whole number from 0 to {MAX_WORKERS}")
+    return workers
+
+
+def _new_info(name: str, plan: dict[str, str], rate: str | None, delay: str | None) -> LabInfo:
+    reserved = [info.subnet for info in status() if info.name != name]
+    subnet = network.pick_subnet(name, reserved)
+    first = subnet.network_address + 2
+    hosts = [
+        LabHost(
+            name=host,
+            group="head" if host == "head" else "workers",
+            machine=machine_name(name, host),
+            address=str(first + index),
+            firewall=plan[host],
+            dir=str(lab_dir(name) / host),
+        )
+        for index, host in enumerate(plan)
+    ]
+    files = inventory_dir()
+    return LabInfo(
+        name=name,
+        subnet=str(subnet),
+        bridge=bridge_name(name),
+        nft_table=nft_table(name),
+        inventory=str((files / f"{name}.yml").absolute()),
+        known_hosts=str((files / f"{name}.known_hosts").absolute()),
+        key=str((files / f"{name}.key").absolute()),
+        hosts=hosts,
+        link_rate=rate,
+        link_delay=delay,
+    )
+
+
+def up(
+    name: str = "lab",
+    workers: int = 2,
+    firewall: str = "none",
+    link_rate: str | None = None,
+    link_delay: str | None = None,
+) -> LabInfo:
+    """Create (or recreate) lab `name`: a head and `workers` hosts, booted, reachable by SSH."""
+    check_name(name)
+    plan = firewall_plan(firewall, host_names(_check_workers(workers)))
+    network.check_shaping(link_rate, link_delay)
+    require_root()
+    ensure_host_tools()
+    if link_delay:
+        network.probe_delay_support(name)
+    down(name)
+    base_root, _ = ensure_base()
+    layers = {fw: ensure_layer(base_root, fw) for fw in sorted(set(plan.values())) if fw in FIREWALL_PACKAGES}
+    info = _new_info(name, plan, link_rate, link_delay)
+    info.base = str(base_root)
+    try:
+        _create(info, base_root, layers)
+    except BaseException:
+        if os.environ.get("LLAMAFLEET_LAB_KEEP_FAILED") != "1":  # set it to inspect a failed boot
+            down(name)
+        raise
+    return info
+
+
+def _create(info: LabInfo, base_root: Path, layers: dict[str, Path]) -> None:
+    save(info)
+    network.enable_forwarding(forwarding_marker())
+    network.create_bridge(info.name, ipaddress.ip_network(info.subnet))
+    network.create_nat(info.name, ipaddress.ip_network(info.subnet))
+    pubkey = create_user_key(Path(info.key), info.name)
+
+    def prepare(host: LabHost) -> str:
+        lowers = [layers[host.firewall], base_root] if host.firewall in layers else [base_root]
+        return host_mod.prepare(info, host, lowers, pubkey)
+
+    host_keys = dict(zip([h.name for h in info.hosts], _parallel(prepare, info.hosts), strict=True))
+    write_known_hosts(Path(info.known_hosts), host_keys, info.hosts)
+    for host in info.hosts:
+        host_mod.spawn(info.name, host, info.bridge)
+    save(info)
+    _parallel(host_mod.find_init, info.hosts)
+    save(info)
+    _parallel(lambda h: host_mod.wait_ready(h, ssh_argv(info, h)), info.hosts)
+    for host in info.hosts:
+        host.veth = network.veth_of(host.init_pid)
+        network.shape_link(host.name, host.veth, info.link_rate, info.link_delay)
+    write_inventory(info)
+    save(info)
+
+
+def _parallel(function: Callable[[LabHost], object], hosts: list[LabHost]) -> list:
+    """Run function for every host at once; raise one LabError listing every host that failed."""
+    with ThreadPoolExecutor(max_workers=max(1, min(len(hosts), 16))) as pool:
+        futures = [pool.submit(function, host) for host in hosts]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        if len(errors) == 1 or not all(isinstance(e, LabError) for e in errors):
+            raise errors[0]
+        raise LabError("; ".join(str(e) for e in errors)) from errors[0]
+    return [f.result() for f in futures]
+
+
+def down(name: str = "lab") -> None:
+    """Remove everything lab `name` made, from its state and from its names; idempotent."""
+    check_name(name)
+    require_root()
+    ensure_host_tools(("ip", "nft"))
+    info, directory = load(name), lab_dir(name)
+    hostdirs = sorted(d for d in directory.iterdir() if d.is_dir()) if directory.is_dir() else []
+    host_mod.stop(hostdirs)
+    host_mod.kill_now(cgroups.members(name), f"lab {name}")  # strays still in the lab's cgroups
+    cgroups.remove(name)
+    unmount_all_under(directory)
+    network.delete_bridge(name)
+    network.delete_link(f"lfq-{name}")  # a netem probe left by a killed up
+    for host in info.hosts if info else []:
+        if host.veth:
+            network.delete_link(host.veth)
+    network.delete_nat(name)
+    for hostdir in hostdirs:
+        remove_tree(NSPAWN_RUNTIME / machine_name(name, hostdir.name))
+    remove_tree(directory)
+    remove_generated(inventory_dir(), name)
+    if info:
+        remove_generated(Path(info.inventory).parent, name)
+    network.restore_forwarding(forwarding_marker())
+
+
+def status(name: str | None = None) -> list[LabInfo]:
+    """The labs recorded on this machine (or just `name`), each host with `.running`."""
+    root = state_root()
+    if name is not None:
+        names = [check_name(name)]
+    else:
+        names = sorted(d.name for d in root.iterdir() if (d / STATE_FILE).exists()) if root.is_dir() else []
+    return [info for info in map(load, names) if info is not None]
+
+
+def shell_command(name: str, host: str) -> list[str]:
+    """argv of an interactive ssh into a lab host (lab key, pinned known_hosts, checking on)."""
+    info = load(check_name(name))
+    if info is None:
+        raise LabError(f"lab {name} is not up (no state in {lab_dir(name)}): run `invoke lab.up --name {name}`")
+    try:
+        target = info.host(host)
+    except KeyError:
+        known = ", ".join(h.name for h in info.hosts)
+        raise LabError(f"lab {name} has no host {host!r} (hosts: {known})") from None
+    return ssh_argv(info, target, batch=False)

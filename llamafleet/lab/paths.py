@@ -1,0 +1,64 @@
+"""Where the lab keeps things (cache, state, inventory) and how its names are formed."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import llamafleet
+
+from .system import LabError
+
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9]{0,9}")
+REPO_ROOT = Path(llamafleet.__file__).resolve().parent.parent
+TEMPLATES = REPO_ROOT / "templates" / "lab"
+MAX_WORKERS = 250
+
+
+def cache_dir() -> Path:
+    """Base roots and package layers, kept between labs (env LLAMAFLEET_LAB_CACHE)."""
+    return Path(os.environ.get("LLAMAFLEET_LAB_CACHE", "/var/cache/llamafleet/lab"))
+
+
+def state_root() -> Path:
+    """Per-lab state: overlays, pid files, logs (env LLAMAFLEET_LAB_STATE)."""
+    return Path(os.environ.get("LLAMAFLEET_LAB_STATE", "/var/lib/llamafleet/lab"))
+
+
+def lab_dir(name: str) -> Path:
+    """The state directory of one lab."""
+    return state_root() / name
+
+
+def inventory_dir() -> Path:
+    """Where generated inventories live: the repo's inventory/ (env LLAMAFLEET_INVENTORY_DIR)."""
+    override = os.environ.get("LLAMAFLEET_INVENTORY_DIR")
+    return Path(override) if override else REPO_ROOT / "inventory"
+
+
+def check_name(name: str) -> str:
+    """A lab name: 1-10 lowercase letters/digits, so bridge and nft names stay valid and short."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise LabError(f"lab name {name!r}: use 1-10 lowercase letters or digits, starting with a letter")
+    return name
+
+
+def host_names(workers: int) -> list[str]:
+    """head, then w1..wN."""
+    return ["head"] + [f"w{index}" for index in range(1, workers + 1)]
+
+
+def machine_name(lab: str, host: str) -> str:
+    """The nspawn machine name: prefixed by the lab so several labs never share one."""
+    return f"lf-{lab}-{host}"
+
+
+def bridge_name(lab: str) -> str:
+    """The lab's bridge (at most 15 characters with a 10-character lab name)."""
+    return f"lfbr-{lab}"
+
+
+def nft_table(lab: str) -> str:
+    """The nft table (family ip) that holds the lab's masquerade rule."""
+    return f"llamafleet_lab_{lab}"
