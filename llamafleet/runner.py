@@ -212,12 +212,16 @@ class Runner:
         """
         facts = self.gather(host, [f for op in operations for f in op.facts])
         notified: list[str] = []
-        for operation in operations:
+        for index, operation in enumerate(operations):
             status = self.apply(host, role, operation, facts)
             if status == "failed":
                 return None
             if status == "changed":
                 notified.extend(n for n in operation.notify if n not in notified)
+                if not self.options.check and index + 1 < len(operations):
+                    # What was just applied may change what later operations see (a unit file
+                    # that now exists): read their facts again. A run with nothing to do never pays this.
+                    facts = self.gather(host, [f for op in operations[index + 1 :] for f in op.facts])
         return notified
 
     def apply(self, host: Host, role: str, operation: Operation, facts: Facts) -> str:

@@ -34,10 +34,11 @@ def service(name: str, *, running: bool = True, enabled: bool = True) -> Operati
     def plan(facts: Facts):
         state = facts[fact]
         if state.get("LoadState") != "loaded":
-            return Change(
-                (Shell(quote("echo unit %s is %s >&2; exit 1", name, state.get("LoadState", "unknown"))),),
-                "unit not loaded",
-            )
+            # Usually its unit file is written earlier in the same run (or would be, with --check);
+            # when it really does not exist, systemctl fails with its own clear message.
+            wanted = [quote("systemctl enable %s", name)] if enabled else []
+            wanted += [quote("systemctl start %s", name)] if running else []
+            return Change(tuple(Shell(s) for s in wanted), f"unit {state.get('LoadState', 'unknown')} yet")
         steps, why = [], []
         is_enabled = state.get("UnitFileState") in ("enabled", "enabled-runtime", "static", "alias")
         if enabled != is_enabled:

@@ -322,11 +322,14 @@ def test_service_stop_and_disable():
     assert off == NoChange("inactive, disabled")
 
 
-def test_service_unit_not_loaded_fails_with_a_message():
+def test_service_whose_unit_is_not_loaded_yet_is_enabled_and_started():
+    # Its unit file is usually written earlier in the same run (or would be, in check mode).
     result = plan(systemd.service("llama rpc.service"), unit("systemctl_show_not_found.txt"))
-    assert result.reason == "unit not loaded"
-    run = subprocess.run(["bash", "-c", commands_of(result)[0]], capture_output=True, text=True)
-    assert (run.returncode, run.stderr) == (1, "unit llama rpc.service is not-found\n")
+    assert result.reason == "unit not-found yet"
+    assert [words(c) for c in commands_of(result)] == [
+        ["systemctl", "enable", "llama rpc.service"],
+        ["systemctl", "start", "llama rpc.service"],
+    ]
 
 
 def test_service_name_is_quoted():
