@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import roles
-from .errors import CommandError, ConnectError, GateError, LlamafleetError
+from .errors import CommandError, ConnectError, GateError, InventoryError, LlamafleetError
 from .facts import Fact, OsRelease, batch_script, parse_batch
 from .inventory import Host, Inventory
 from .operations.base import Change, Facts, Operation, Shell, Upload
@@ -114,7 +114,7 @@ class Runner:
             for role_ref in phase.roles:
                 role = roles.load(role_ref)
                 if hasattr(role, "validate"):
-                    role.validate(self, self.phase_hosts(phase))
+                    self._validate(role, phase)
         try:
             for phase in phases:
                 if not self.run_phase(phase):
@@ -122,6 +122,14 @@ class Runner:
         finally:
             self.close()
         return self.exit_code()
+
+    def _validate(self, role: Any, phase: Phase) -> None:
+        try:
+            role.validate(self, self.phase_hosts(phase))
+        except InventoryError as exc:
+            if exc.file:
+                raise
+            raise InventoryError(str(exc), file=str(self.inventory.path)) from None
 
     def run_phase(self, phase: Phase) -> bool:
         """Apply a phase's roles; False when the run must not go on."""

@@ -24,6 +24,7 @@ def sudo_user(sshd):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "install", "-y", "-q", "sudo"], check=True, env=env, stdout=subprocess.DEVNULL)
     password = secrets.token_urlsafe(12)
+    subprocess.run(["userdel", "--remove", USER], check=False, stderr=subprocess.DEVNULL)  # left by a killed run
     subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", USER], check=True)
     subprocess.run(["chpasswd"], input=f"{USER}:{password}\n", text=True, check=True)
     ssh_dir = Path(f"/home/{USER}/.ssh")

@@ -11,6 +11,7 @@ import types
 from pathlib import Path
 
 import pytest
+import sshd_server
 
 from llamafleet import inventory
 from llamafleet.errors import ConnectError
@@ -20,6 +21,8 @@ from llamafleet.runner import Phase, Runner, RunOptions
 from llamafleet.ssh import HostConnection, quote
 
 ROOT = Path(__file__).resolve().parents[2]
+# A source the controller does not hold: the check plans a build without downloading anything.
+PINNED_SOURCE = ["-e", "llama_cpp_version=b11434", "-e", "llama_cpp_source_sha256=" + "ab" * 32]
 
 
 def make_role(base: Path, payload: Path) -> types.ModuleType:
@@ -132,7 +135,7 @@ def test_cli_provision_check_json_over_ssh(sshd, tmp_path):
     inv_path = tmp_path / "hosts.yml"
     inv_path.write_text(sshd.inventory_text())
     result = subprocess.run(
-        [sys.executable, "-m", "invoke", "provision", "-i", str(inv_path), "--check", "--json"],
+        [sys.executable, "-m", "invoke", "provision", "-i", str(inv_path), "--check", "--json", *PINNED_SOURCE],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -142,3 +145,36 @@ def test_cli_provision_check_json_over_ssh(sshd, tmp_path):
     assert set(doc["recap"]["local"]) == {"ok", "changed", "failed", "unreachable", "skipped"}
     assert doc["check"] is True
     assert result.returncode == doc["exit_code"]
+
+
+def test_cli_status_reports_each_host(sshd, tmp_path):
+    inv_path = tmp_path / "hosts.yml"
+    inv_path.write_text(sshd.inventory_text())
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "status", "-i", str(inv_path), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    host = json.loads(result.stdout)["hosts"]["local"]
+    os_release = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
+    assert host["os"].startswith(os_release["ID"])
+    assert host["release"] is None or host["release"].startswith("releases/")
+
+
+def test_unreachable_host_is_reported_with_exit_3(sshd, tmp_path):
+    closed = sshd_server.free_port()
+    inv_path = tmp_path / "hosts.yml"
+    inv_path.write_text(sshd.inventory_text().replace(f"ansible_port: {sshd.port}", f"ansible_port: {closed}"))
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "provision", "-i", str(inv_path), "--check", *PINNED_SOURCE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 3
+    assert f"cannot connect to 127.0.0.1:{closed}" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
