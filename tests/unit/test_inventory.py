@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
+from inventory_tree import write_tree
 
 from llamafleet import inventory, variables
 from llamafleet.errors import InventoryError
@@ -29,15 +29,6 @@ all:
         w1: {ansible_host: 10.0.0.2}
         w2: {ansible_host: 10.0.0.3, ansible_port: 2222}
 """
-
-
-def write_tree(root: Path, files: dict[str, str]) -> Path:
-    """Write an inventory folder (hosts.yml plus group_vars/host_vars files); returns hosts.yml."""
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    return root / "hosts.yml"
 
 
 def expected_vars(recorded: dict, host: str) -> dict:

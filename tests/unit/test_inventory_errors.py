@@ -8,10 +8,10 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from inventory_tree import write_tree
 
 from llamafleet import inventory
 from llamafleet.errors import InventoryError
@@ -33,14 +33,6 @@ all:
           %s
 """
 GOOD = WITH_W2_VAR % "rpc_port: 50052"
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    return root / "hosts.yml"
 
 
 def load_error(path: Path) -> InventoryError:
@@ -79,7 +71,7 @@ def load_error(path: Path) -> InventoryError:
     ],
 )
 def test_bad_variable_names_the_file_line_host_and_key(tmp_path, line, message):
-    path = write(tmp_path, {"hosts.yml": WITH_W2_VAR % line})
+    path = write_tree(tmp_path, {"hosts.yml": WITH_W2_VAR % line})
     error = load_error(path)
     assert str(error).startswith(f"{path}:11: host w2: {message}")
     assert (error.file, error.line, error.where) == (str(path), 11, "host w2")
@@ -92,13 +84,13 @@ def test_bad_variable_names_the_file_line_host_and_key(tmp_path, line, message):
 )
 def test_good_variables_are_accepted(tmp_path, line):
     key, value = line.split(": ", 1)
-    inv = inventory.load(write(tmp_path, {"hosts.yml": WITH_W2_VAR % line}))
+    inv = inventory.load(write_tree(tmp_path, {"hosts.yml": WITH_W2_VAR % line}))
     assert key in inv.hosts["w2"].vars
 
 
 def test_bad_group_variable_names_the_group(tmp_path):
     text = GOOD.replace("    workers:\n", "    workers:\n      vars:\n        rpc_prot: 1\n")
-    error = load_error(write(tmp_path, {"hosts.yml": text}))
+    error = load_error(write_tree(tmp_path, {"hosts.yml": text}))
     assert (
         str(error)
         == f"{tmp_path / 'hosts.yml'}:8: group workers: rpc_prot: unknown variable (did you mean 'rpc_port'?)"
@@ -116,7 +108,7 @@ def test_bad_group_variable_names_the_group(tmp_path):
     ],
 )
 def test_errors_in_vars_files_name_that_file(tmp_path, name, text, line, where, message):
-    write(tmp_path, {"hosts.yml": GOOD, name: text})
+    write_tree(tmp_path, {"hosts.yml": GOOD, name: text})
     error = load_error(tmp_path / "hosts.yml")
     assert str(error).startswith(f"{tmp_path / name}:{line}: {where}: {message}")
 
@@ -130,7 +122,7 @@ def test_errors_in_vars_files_name_that_file(tmp_path, name, text, line, where, 
     ],
 )
 def test_malformed_vars_files(tmp_path, name, text, message):
-    write(tmp_path, {"hosts.yml": GOOD, name: text})
+    write_tree(tmp_path, {"hosts.yml": GOOD, name: text})
     assert message in str(load_error(tmp_path / "hosts.yml"))
     assert str(load_error(tmp_path / "hosts.yml")).startswith(str(tmp_path / name))
 
@@ -139,12 +131,12 @@ def test_malformed_vars_files(tmp_path, name, text, message):
 
 
 def test_no_head(tmp_path):
-    path = write(tmp_path, {"hosts.yml": "all:\n  children:\n    workers:\n      hosts:\n        w1:\n"})
+    path = write_tree(tmp_path, {"hosts.yml": "all:\n  children:\n    workers:\n      hosts:\n        w1:\n"})
     assert str(load_error(path)) == f"{path}: group head: must have exactly one host, found 0 (none)"
 
 
 def test_two_heads(tmp_path):
-    path = write(tmp_path, {"hosts.yml": "all:\n  children:\n    head:\n      hosts:\n        h1:\n        h2:\n"})
+    path = write_tree(tmp_path, {"hosts.yml": "all:\n  children:\n    head:\n      hosts:\n        h1:\n        h2:\n"})
     assert str(load_error(path)) == f"{path}: group head: must have exactly one host, found 2 (h1, h2)"
 
 
@@ -160,18 +152,18 @@ def test_head_through_a_child_group_counts(tmp_path):
               hosts:
                 h2:
     """
-    path = write(tmp_path, {"hosts.yml": text})
+    path = write_tree(tmp_path, {"hosts.yml": text})
     assert "found 2 (h1, h2)" in str(load_error(path))
 
 
 def test_host_in_head_and_workers(tmp_path):
     text = GOOD.replace("        w1: {ansible_host: 10.0.0.2}\n", "        w1: {ansible_host: 10.0.0.2}\n        h1:\n")
-    path = write(tmp_path, {"hosts.yml": text})
+    path = write_tree(tmp_path, {"hosts.yml": text})
     assert str(load_error(path)) == f"{path}: host h1: is in both head and workers"
 
 
 def test_same_address_and_port_on_two_hosts(tmp_path):
-    path = write(tmp_path, {"hosts.yml": GOOD.replace("10.0.0.3", "10.0.0.2")})
+    path = write_tree(tmp_path, {"hosts.yml": GOOD.replace("10.0.0.3", "10.0.0.2")})
     error = load_error(path)
     assert str(error) == f"{path}: host w2: ansible_host: same address 10.0.0.2:22 as host w1"
     assert error.key == "ansible_host"
@@ -179,7 +171,7 @@ def test_same_address_and_port_on_two_hosts(tmp_path):
 
 def test_same_address_with_another_ansible_port_is_fine(tmp_path):
     text = GOOD.replace("ansible_host: 10.0.0.3", "ansible_host: 10.0.0.2\n          ansible_port: 2222")
-    inv = inventory.load(write(tmp_path, {"hosts.yml": text}))
+    inv = inventory.load(write_tree(tmp_path, {"hosts.yml": text}))
     assert [(h.address, h.port) for h in inv.workers] == [("10.0.0.2", 22), ("10.0.0.2", 2222)]
 
 
@@ -194,7 +186,7 @@ def test_host_name_used_as_another_hosts_address(tmp_path):
           hosts:
             w1:
     """
-    path = write(tmp_path, {"hosts.yml": text})
+    path = write_tree(tmp_path, {"hosts.yml": text})
     assert str(load_error(path)) == f"{path}: host w1: ansible_host: same address w1:22 as host h1"
 
 
