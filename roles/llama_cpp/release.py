@@ -20,6 +20,7 @@ from llamafleet.errors import InventoryError, OperationError
 from llamafleet.roles import sibling
 
 plan = sibling(__file__, "plan")
+buildscript = sibling(__file__, "buildscript")
 artifacts = sibling(__file__, "artifacts")
 
 _LOCK = threading.Lock()
@@ -75,8 +76,8 @@ def _repack(settings, group, key: str, identifier: str, downloads: list[Path]) -
         for archive in downloads:
             _unpack_flat(archive, stage / "bin")
         files, links = _inventory(stage)
-        head = plan.manifest_head(settings.version, "release", None, settings.backend, [], group, identifier)
-        manifest = plan.build_manifest(head, files, links)
+        head = buildscript.manifest_head(settings.version, "release", None, settings.backend, [], group, identifier)
+        manifest = buildscript.build_manifest(head, files, links)
         (stage / "BUILD.json").write_text(json.dumps(manifest, indent=2) + "\n")
         packed = Path(tmp) / "artifact.tar.gz"
         _pack(stage, packed)

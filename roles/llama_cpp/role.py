@@ -19,6 +19,8 @@ from llamafleet.roles import sibling
 from llamafleet.ssh import quote
 
 plan = sibling(__file__, "plan")
+buildscript = sibling(__file__, "buildscript")
+identity = sibling(__file__, "identity")
 artifacts = sibling(__file__, "artifacts")
 release = sibling(__file__, "release")
 
@@ -151,7 +153,7 @@ def _produce(runner, members: list[Target]) -> artifacts.Artifact | None:
         )
         return None
     work = f"{BUILD_ROOT}/{builder.key}"
-    script = plan.render_build_script(
+    script = buildscript.render_build_script(
         builder.settings, builder.group, _remote_source(builder), builder.source_sha256, work
     )
     if runner.converge(builder.host, NAME, _build_host_operations(runner, builder, work, script)) is None:
@@ -166,7 +168,7 @@ def _produce(runner, members: list[Target]) -> artifacts.Artifact | None:
         raise OperationError(
             f"{builder.host.name}: build of {builder.group.name} failed (exit {result.status}):\n{tail}"
         )
-    built = plan.parse_build_output(result.stdout.splitlines())
+    built = buildscript.parse_build_output(result.stdout.splitlines())
     artifact = _fetch(runner, builder, built)
     reason = f"built in {built.get('build_seconds', '?')} s, {artifact.path.stat().st_size // 1024} KiB cached"
     runner.output.record(OpResult(builder.host.name, NAME, label, "changed", reason))
@@ -277,8 +279,8 @@ def _install_steps(target: Target, present: bool) -> list:
     sha = artifact.sha256 if artifact else "0" * 64
     if not present:
         steps += [Shell(quote("rm -rf %s/%s", RELEASES, target.release_id)), Upload(staged, artifact.path, "0600")]
-    context = plan.install_script_context(staged, sha, target.release_id, target.settings.keep_releases)
-    script = plan.render_template(plan.INSTALL_TEMPLATE, context)
+    context = buildscript.install_script_context(staged, sha, target.release_id, target.settings.keep_releases)
+    script = buildscript.render_template(plan.INSTALL_TEMPLATE, context)
     steps += [Shell(quote("bash -c %s", script)), Shell(quote("rm -f %s", staged))]
     return steps
 
@@ -298,15 +300,22 @@ def gate(runner, hosts: list[Host]) -> list[str]:
     targets: dict[str, Target] = runner.shared.get(NAME, {})
     group_files = {t.group.name: t.artifact.files for t in targets.values() if t.artifact}
     head = runner.inventory.groups["head"][0]
-    problems = plan.identity_problems(
+    problems = identity.identity_problems(
         manifests, {h.name: h.vars for h in hosts}, head if head in manifests else None, group_files
     )
     if problems:
-        problems.append(
-            "services were not (re)started; reinstall the odd host's release "
-            f"(remove {RELEASES}/<id> there and provision again)"
-        )
+        problems.append(_remedy(problems, manifests))
     return problems
+
+
+def _remedy(problems: list[str], manifests: dict[str, Any]) -> str:
+    """What to do about the hosts named in the problems."""
+    odd = sorted({p.split(":", 1)[0] for p in problems if p.split(":", 1)[0] in manifests})
+    steps = [
+        f"on {h} remove {RELEASES}/{manifests[h]['release_id']}" for h in odd if (manifests[h] or {}).get("release_id")
+    ]
+    fix = "; ".join(steps) + ", then provision again" if steps else "provision the hosts named above"
+    return f"stopped before any service (re)start. To reinstall: {fix}"
 
 
 def _read_identity(runner, host: Host) -> dict[str, Any] | None:
@@ -318,4 +327,4 @@ def _read_identity(runner, host: Host) -> dict[str, Any] | None:
         manifest = json.loads(manifest_text)
     except ValueError:
         return {"version": "unreadable BUILD.json", "files": {}}
-    return plan.with_measured_files(manifest, measured)
+    return identity.with_measured_files(manifest, measured)

@@ -116,6 +116,8 @@ def test_second_provision_changes_nothing(runs):
 
 def test_mixed_versions_stop_before_any_build(lab, source, env, tmp_path):
     shutil.copy(lab.inventory, tmp_path / "hosts.yml")
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars/all.yml").write_text(f"llama_cpp_version: {VERSION}\n")
     (tmp_path / "host_vars").mkdir()
     (tmp_path / "host_vars/w2.yml").write_text("llama_cpp_version: b11433\n")
     code, doc = provision(str(tmp_path / "hosts.yml"), env, "-e", f"llama_cpp_source_archive={source}")

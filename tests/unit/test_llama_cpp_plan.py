@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from llamafleet.errors import InventoryError, OperationError
+from llamafleet.roles import sibling
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "llama_cpp"
@@ -28,7 +29,9 @@ def _load(name: str, path: Path):
     return module
 
 
-plan = _load("llama_cpp_plan", ROOT / "roles/llama_cpp/plan.py")
+plan = sibling(str(ROOT / "roles/llama_cpp/role.py"), "plan")
+buildscript = sibling(str(ROOT / "roles/llama_cpp/role.py"), "buildscript")
+identity = sibling(str(ROOT / "roles/llama_cpp/role.py"), "identity")
 fetch = _load("fetch_llama_source", ROOT / "scripts/fetch_llama_source.py")
 
 pytestmark = pytest.mark.unit
@@ -395,8 +398,8 @@ def manifest(host_settings, source=SOURCE_SHA, version="b11434", files=FILES, di
     group = group_of(host_settings, distro, release)
     args = plan.cmake_args(version, source, host_settings.backend, host_settings.cpu_variants, host_settings.cmake_args)
     identifier = plan.release_id(version, host_settings.backend, plan.artifact_cache_key(source, args, group))
-    head = plan.manifest_head(version, "build", source, host_settings.backend, args, group, identifier)
-    return plan.build_manifest(head, files, {"bin/libggml.so.0": "libggml.so.0.9.7"})
+    head = buildscript.manifest_head(version, "build", source, host_settings.backend, args, group, identifier)
+    return buildscript.build_manifest(head, files, {"bin/libggml.so.0": "libggml.so.0.9.7"})
 
 
 def test_manifest_holds_identity_and_sorted_checksums():
@@ -416,13 +419,13 @@ def cluster(**per_host_vars):
 
 def test_gate_passes_identical_builds():
     host_vars, manifests = cluster(head={}, w1={}, w2={})
-    assert plan.identity_problems(manifests, host_vars, reference_host="head") == []
+    assert identity.identity_problems(manifests, host_vars, reference_host="head") == []
 
 
 def test_gate_names_the_host_with_another_version():
     host_vars, manifests = cluster(head={}, w1={}, w2={})
     manifests["w2"] = manifest(settings(host="w2"), source=OTHER_SHA, version="b11433")
-    problems = plan.identity_problems(manifests, host_vars, reference_host="head")
+    problems = identity.identity_problems(manifests, host_vars, reference_host="head")
     assert "w2: llama.cpp b11433 (source 1a2b..) but head runs b11434 (source 9f8e..)" in problems
     assert all(problem.startswith("w2:") for problem in problems)
 
@@ -430,10 +433,10 @@ def test_gate_names_the_host_with_another_version():
 def test_gate_names_host_and_file_of_a_replaced_binary():
     host_vars, manifests = cluster(head={}, w1={}, w2={})
     replaced = dict(FILES, **{"bin/llama-server": "0bad" + "9" * 60})
-    manifests["w1"] = plan.with_measured_files(
+    manifests["w1"] = identity.with_measured_files(
         manifests["w1"], "".join(f"{sha}  {path}\n" for path, sha in replaced.items())
     )
-    problems = plan.identity_problems(manifests, host_vars, reference_host="head")
+    problems = identity.identity_problems(manifests, host_vars, reference_host="head")
     assert problems == [
         "w1: bin/llama-server sha256 0bad.. differs from the build of group debian-12-x86_64-cpu-all (ab12..)"
     ]
@@ -442,7 +445,7 @@ def test_gate_names_host_and_file_of_a_replaced_binary():
 def test_gate_checks_files_against_the_controllers_artifact():
     host_vars, manifests = cluster(w1={}, w2={})
     artifact = dict(FILES, **{"bin/llama-bench": "7777" + "0" * 60})
-    problems = plan.identity_problems(manifests, host_vars, group_files={"debian-12-x86_64-cpu-all": artifact})
+    problems = identity.identity_problems(manifests, host_vars, group_files={"debian-12-x86_64-cpu-all": artifact})
     assert "w1: bin/llama-bench is missing from the build of group debian-12-x86_64-cpu-all (7777..)" in problems
     assert len(problems) == 2
 
@@ -451,31 +454,31 @@ def test_gate_accepts_a_cuda_host_beside_cpu_hosts_from_the_same_source():
     host_vars, manifests = cluster(head={"llama_cpp_backend": "cuda"}, w1={}, w2={})
     cuda_files = dict(FILES, **{"bin/libggml-cuda.so": "c0da" + "0" * 60})
     manifests["head"] = manifest(plan.settings_for_host("head", host_vars["head"]), files=cuda_files)
-    assert plan.identity_problems(manifests, host_vars, reference_host="head") == []
+    assert identity.identity_problems(manifests, host_vars, reference_host="head") == []
 
 
 def test_gate_reports_a_host_without_install():
     host_vars, manifests = cluster(head={}, w1={})
     manifests["w3"], host_vars["w3"] = None, {"llama_cpp_version": "b11434"}
-    assert plan.identity_problems(manifests, host_vars, reference_host="head") == ["w3: llama.cpp is not installed"]
+    assert identity.identity_problems(manifests, host_vars, reference_host="head") == ["w3: llama.cpp is not installed"]
 
 
 def test_gate_reports_a_build_that_is_not_what_the_inventory_asks():
     host_vars, manifests = cluster(head={}, w1={})
     host_vars["w1"]["llama_cpp_backend"] = "vulkan"
-    problems = plan.identity_problems(manifests, host_vars, reference_host="head")
+    problems = identity.identity_problems(manifests, host_vars, reference_host="head")
     assert problems == ["w1: installed backend cpu but the inventory wants vulkan"]
 
 
 def test_gate_without_head_uses_the_majority_as_reference():
     host_vars, manifests = cluster(w1={}, w2={}, w3={})
     manifests["w1"] = manifest(settings(host="w1"), source=OTHER_SHA)
-    problems = plan.identity_problems(manifests, host_vars)
+    problems = identity.identity_problems(manifests, host_vars)
     assert problems[0] == "w1: llama.cpp b11434 (source 1a2b..) but w2 runs b11434 (source 9f8e..)"
 
 
 def test_measured_files_parse_sha256sum_output():
-    measured = plan.with_measured_files({}, f"{SOURCE_SHA}  ./bin/llama-server\n{OTHER_SHA} *bin/libllama.so.0\n")[
+    measured = identity.with_measured_files({}, f"{SOURCE_SHA}  ./bin/llama-server\n{OTHER_SHA} *bin/libllama.so.0\n")[
         "measured"
     ]
     assert measured == {"bin/llama-server": SOURCE_SHA, "bin/libllama.so.0": OTHER_SHA}
@@ -486,22 +489,25 @@ def test_measured_files_parse_sha256sum_output():
 
 def test_version_output_of_the_reference_build_parses():
     for name in ("llama-server", "llama-bench"):
-        assert plan.parse_version_output((FIXTURES / f"version-{name}.txt").read_text()) == (11434, "src-b0a2feb64c6f")
+        assert identity.parse_version_output((FIXTURES / f"version-{name}.txt").read_text()) == (
+            11434,
+            "src-b0a2feb64c6f",
+        )
 
 
 def test_rpc_server_has_no_version_flag_but_a_protocol_banner():
     # Recorded: `ggml-rpc-server --version` prints "unknown argument" and the usage, exit status 0.
     with pytest.raises(OperationError):
-        plan.parse_version_output((FIXTURES / "version-ggml-rpc-server.txt").read_text())
-    assert plan.parse_rpc_server_banner((FIXTURES / "banner-ggml-rpc-server.txt").read_text()) == "7.0.0"
+        identity.parse_version_output((FIXTURES / "version-ggml-rpc-server.txt").read_text())
+    assert identity.parse_rpc_server_banner((FIXTURES / "banner-ggml-rpc-server.txt").read_text()) == "7.0.0"
     with pytest.raises(OperationError):
-        plan.parse_rpc_server_banner("")
+        identity.parse_rpc_server_banner("")
 
 
 def test_version_output_of_older_builds_parses():
-    assert plan.parse_version_output("version: 4409 (a1b2c3d)\nbuilt with cc") == (4409, "a1b2c3d")
+    assert identity.parse_version_output("version: 4409 (a1b2c3d)\nbuilt with cc") == (4409, "a1b2c3d")
     with pytest.raises(OperationError):
-        plan.parse_version_output("llama-server: error while loading shared libraries")
+        identity.parse_version_output("llama-server: error while loading shared libraries")
 
 
 def test_reference_artifact_layout_is_flat_like_upstream_releases():
@@ -519,7 +525,7 @@ def test_reference_artifact_layout_is_flat_like_upstream_releases():
 def render(tmp_path, backend="cpu", variants="native", archive="/srv/src.tar.gz", sha=SOURCE_SHA, extra=()):
     host = settings(llama_cpp_backend=backend, llama_cpp_cpu_variants=variants, llama_cpp_cmake_args=list(extra))
     group = group_of(host)
-    return plan.render_build_script(host, group, archive, sha, str(tmp_path / "work")), group
+    return buildscript.render_build_script(host, group, archive, sha, str(tmp_path / "work")), group
 
 
 @pytest.mark.parametrize("backend", plan.BACKENDS)
@@ -588,7 +594,7 @@ def test_build_script_stages_hashes_and_packs_a_release(tmp_path):
     archive, sha = make_source_archive(tmp_path)
     result, group = run_build(tmp_path, archive, sha)
     assert result.returncode == 0, result.stderr
-    facts = plan.parse_build_output(result.stdout.splitlines())
+    facts = buildscript.parse_build_output(result.stdout.splitlines())
     assert facts["worker_binary"] == "ggml-rpc-server"
     assert facts["source_root"].endswith("/src/llama.cpp-b11434")
     assert facts["artifact_sha256"] == hashlib.sha256(Path(facts["artifact"]).read_bytes()).hexdigest()
@@ -602,8 +608,8 @@ def test_build_script_stages_hashes_and_packs_a_release(tmp_path):
     host = settings(llama_cpp_cpu_variants="native")
     args = plan.cmake_args("b11434", sha, "cpu", "native")
     identifier = plan.release_id("b11434", "cpu", plan.artifact_cache_key(sha, args, group))
-    head = plan.manifest_head("b11434", "build", sha, "cpu", args, group, identifier)
-    assert written == plan.build_manifest(head, files, {"bin/libllama.so.0": "libllama.so.0.0.11434"})
+    head = buildscript.manifest_head("b11434", "build", sha, "cpu", args, group, identifier)
+    assert written == buildscript.build_manifest(head, files, {"bin/libllama.so.0": "libllama.so.0.0.11434"})
     assert host.backend == written["backend"]
     with tarfile.open(facts["artifact"]) as tar:
         assert f"{identifier}/bin/ggml-rpc-server" in tar.getnames()
@@ -615,7 +621,7 @@ def test_build_script_is_reproducible_and_handles_old_worker_name(tmp_path):
     first, _ = run_build(tmp_path, archive, sha)
     second, _ = run_build(tmp_path, archive, sha)
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-    one, two = (plan.parse_build_output(run.stdout.splitlines()) for run in (first, second))
+    one, two = (buildscript.parse_build_output(run.stdout.splitlines()) for run in (first, second))
     assert one["worker_binary"] == "rpc-server"
     assert one["artifact_sha256"] == two["artifact_sha256"]
 
@@ -631,10 +637,10 @@ def test_build_script_refuses_a_source_with_the_wrong_checksum(tmp_path):
 
 def run_install(tmp_path, facts, keep=3):
     identifier = Path(facts["manifest"]).parent.name
-    context = plan.install_script_context(
+    context = buildscript.install_script_context(
         facts["artifact"], facts["artifact_sha256"], identifier, keep, str(tmp_path / "opt")
     )
-    (tmp_path / "install.sh").write_text(plan.render_template(plan.INSTALL_TEMPLATE, context))
+    (tmp_path / "install.sh").write_text(buildscript.render_template(plan.INSTALL_TEMPLATE, context))
     result = subprocess.run(["bash", str(tmp_path / "install.sh")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return dict(line.split("=", 1) for line in result.stdout.splitlines() if line.startswith("LLAMAFLEET_"))
@@ -647,7 +653,7 @@ def test_install_script_switches_current_is_idempotent_and_prunes(tmp_path):
     for extra in ((), ("-DGGML_CUDA_FA_ALL_QUANTS=ON",)):
         result, _ = run_build(tmp_path, archive, sha, extra)
         assert result.returncode == 0, result.stderr
-        facts = plan.parse_build_output(result.stdout.splitlines())
+        facts = buildscript.parse_build_output(result.stdout.splitlines())
         saved = tmp_path / f"artifact-{len(builds)}.tar.gz"
         shutil.copy(facts["artifact"], saved)
         builds.append(dict(facts, artifact=str(saved)))
@@ -666,7 +672,7 @@ def test_install_script_switches_current_is_idempotent_and_prunes(tmp_path):
 
 def test_build_output_without_artifact_line_is_an_error():
     with pytest.raises(OperationError, match="did not finish"):
-        plan.parse_build_output(["[100%] Built target llama-server"])
+        buildscript.parse_build_output(["[100%] Built target llama-server"])
 
 
 # --------------------------------------------------------------------------- scripts/fetch_llama_source.py

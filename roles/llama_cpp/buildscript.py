@@ -1,0 +1,147 @@
+"""build.sh and BUILD.json: the script that builds a platform group's artifact, and what it prints."""
+
+import json
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import jinja2
+
+from llamafleet.errors import OperationError
+from llamafleet.roles import sibling
+
+plan = sibling(__file__, "plan")
+
+
+# --------------------------------------------------------------------------- BUILD.json
+
+
+def manifest_head(
+    version: str,
+    install: str,
+    source_sha256: str | None,
+    backend: str,
+    configure_args: Sequence[str],
+    group: plan.PlatformGroup,
+    identifier: str,
+) -> dict[str, Any]:
+    """Everything in BUILD.json except the file checksums, in the order it is written."""
+    return {
+        "schema": plan.MANIFEST_SCHEMA,
+        "version": version,
+        "install": install,
+        "source_sha256": source_sha256,
+        "backend": backend,
+        "cmake_args": list(configure_args),
+        "platform": group.as_dict(),
+        "release_id": identifier,
+    }
+
+
+def build_manifest(
+    head: Mapping[str, Any], files: Mapping[str, str], links: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The BUILD.json document: head fields, {relative path: sha256} of every file, {symlink: target}."""
+    return {**head, "files": dict(sorted(files.items())), "links": dict(sorted((links or {}).items()))}
+
+
+def manifest_head_json(head: Mapping[str, Any]) -> str:
+    """The head as JSON text that build.sh extends with the files it hashed."""
+    return json.dumps(dict(head), indent=2)
+
+
+# --------------------------------------------------------------------------- rendering and build output
+
+
+def _shell_words(values: Iterable[str]) -> str:
+    return " ".join(shlex.quote(value) for value in values)
+
+
+def build_script_context(
+    settings: plan.LlamaCppSettings,
+    group: plan.PlatformGroup,
+    source_archive: str,
+    source_sha256: str,
+    work_dir: str,
+) -> dict[str, str]:
+    """Variables of build.sh.j2, each already a quoted shell word (or words), so no custom filter is needed."""
+    configure_args = plan.cmake_args(
+        settings.version,
+        source_sha256,
+        settings.backend,
+        settings.cpu_variants,
+        settings.cmake_args,
+        settings.gpu_targets,
+    )
+    identifier = plan.release_id(
+        settings.version, settings.backend, plan.artifact_cache_key(source_sha256, configure_args, group)
+    )
+    head = manifest_head(settings.version, "build", source_sha256, settings.backend, configure_args, group, identifier)
+    required = plan.build_tools(settings.backend)
+    return {
+        "backend": shlex.quote(settings.backend),
+        "group_name": shlex.quote(group.name),
+        "release_id": shlex.quote(identifier),
+        "source_archive": shlex.quote(source_archive),
+        "source_sha256": shlex.quote(source_sha256),
+        "work_dir": shlex.quote(work_dir),
+        "cmake_args": _shell_words(configure_args),
+        "build_targets": _shell_words(plan.build_targets()),
+        "worker_targets": _shell_words(plan.WORKER_TARGETS),
+        "required_tools": _shell_words(required),
+        "manifest_head": shlex.quote(manifest_head_json(head)),
+    }
+
+
+def render_template(name: str, context: Mapping[str, str]) -> str:
+    """Render one of the role's templates; the engine's template environment gives the same text."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(plan.ROLE_DIR / "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 -- shell scripts, not HTML
+    )
+    return environment.get_template(name).render(context)
+
+
+def render_build_script(
+    settings: plan.LlamaCppSettings,
+    group: plan.PlatformGroup,
+    source_archive: str,
+    source_sha256: str,
+    work_dir: str,
+) -> str:
+    """build.sh for one platform group."""
+    return render_template(
+        plan.BUILD_TEMPLATE, build_script_context(settings, group, source_archive, source_sha256, work_dir)
+    )
+
+
+def install_script_context(
+    artifact: str, artifact_sha256: str, identifier: str, keep_releases: int, install_root: str = plan.INSTALL_ROOT
+) -> dict[str, str]:
+    """Variables of install.sh.j2 (unpack to releases/<id>, switch current, keep the newest N), quoted."""
+    return {
+        "artifact": shlex.quote(artifact),
+        "artifact_sha256": shlex.quote(artifact_sha256),
+        "release_id": shlex.quote(identifier),
+        "install_root": shlex.quote(install_root),
+        "keep_releases": shlex.quote(str(int(keep_releases))),
+    }
+
+
+def parse_build_output(lines: Iterable[str]) -> dict[str, str]:
+    """The LLAMAFLEET_* facts build.sh prints last: ARTIFACT becomes artifact + artifact_sha256."""
+    facts: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.strip().partition("=")
+        if not sep or not name.startswith("LLAMAFLEET_"):
+            continue
+        key = name.removeprefix("LLAMAFLEET_").lower()
+        if key == "artifact":
+            facts["artifact"], _, facts["artifact_sha256"] = value.rpartition(" ")
+        else:
+            facts[key] = value
+    if "artifact" not in facts:
+        raise OperationError("build output has no LLAMAFLEET_ARTIFACT line: the build did not finish")
+    return facts
