@@ -100,8 +100,18 @@ def not_yet(task: str, what: str) -> None:
 STATUS_SCRIPT = (
     "readlink /opt/llama.cpp/current || true; "
     "for u in llama-rpc.service llama-server.service; do "
-    'printf \'%s %s\\n\' "$u" "$(systemctl is-active "$u" 2>/dev/null)"; done'
+    "printf '%s %s %s\\n' \"$u\" $(systemctl show -p LoadState -p ActiveState --value \"$u\" 2>/dev/null); done"
 )
+
+
+def _unit_states(lines: list[str]) -> dict[str, str]:
+    """'llama-rpc.service loaded active' lines -> {unit: active | absent | ...}."""
+    states = {}
+    for line in lines:
+        unit, *values = line.split()
+        if unit.startswith("llama-"):
+            states[unit] = values[1] if len(values) == 2 and values[0] == "loaded" else "absent"
+    return states
 
 
 @reports_errors
@@ -123,7 +133,7 @@ def status(
         os_info = runner.os(host)
         lines = runner.remote(host, STATUS_SCRIPT).stdout.splitlines()
         release = lines[0] if lines and not lines[0].startswith("llama-") else None
-        services = dict(line.split(" ", 1) for line in lines if line.startswith("llama-") and " " in line)
+        services = _unit_states(lines)
         report[host.name] = {
             "os": f"{os_info['id']} {os_info['version_id']} {os_info['arch']}",
             "release": release,

@@ -80,14 +80,15 @@ def start(workdir: Path) -> SshdServer:
     port = free_port()
     config = workdir / "sshd_config"
     config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
+        f"Port {port}\nListenAddress 127.0.0.1\nListenAddress 127.0.0.2\nHostKey {host_key}\n"
         f"AuthorizedKeysFile {authorized} .ssh/authorized_keys\n"
         f"PidFile {workdir / 'sshd.pid'}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nMaxSessions 50\nMaxStartups 50\n"
     )
     known = workdir / "known_hosts"
     host_pub = host_key.with_suffix(".pub").read_text().split()
-    known.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    # Two loopback addresses, so tests can have two "hosts" served by this one sshd.
+    known.write_text("".join(f"[{ip}]:{port} {host_pub[0]} {host_pub[1]}\n" for ip in ("127.0.0.1", "127.0.0.2")))
     log = workdir / "sshd.log"
     process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log.open("w"), stderr=subprocess.STDOUT)
     server = SshdServer(port, user_key, known, host_key.with_suffix(".pub"), process, log)

@@ -178,3 +178,46 @@ def test_unreachable_host_is_reported_with_exit_3(sshd, tmp_path):
     assert result.returncode == 3
     assert f"cannot connect to 127.0.0.1:{closed}" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def two_hosts(sshd, tmp_path) -> inventory.Inventory:
+    """head and w1: two loopback addresses served by the one test sshd."""
+    text = sshd.inventory_text() + "    workers:\n      hosts:\n        w1: {ansible_host: 127.0.0.2}\n"
+    path = tmp_path / "hosts.yml"
+    path.write_text(text.replace("local:", "head:"))
+    return inventory.load(path)
+
+
+def failing_on(host_name: str, base: Path) -> types.ModuleType:
+    role = types.ModuleType("fails_on_one_host")
+
+    def operations(ctx):
+        yield files.directory(str(base / ctx.name))
+        if ctx.name == host_name:
+            yield commands.run("a step that fails", "echo disk full >&2; exit 3")
+        yield files.file(str(base / ctx.name / "done"), "done\n")
+
+    role.operations = operations
+    role.__file__ = str(ROOT / "roles/base/role.py")
+    return role
+
+
+def test_a_failing_host_leaves_the_others_running_but_stops_phases_that_need_all(sshd, tmp_path):
+    inv = two_hosts(sshd, tmp_path)
+    base = tmp_path / "out"
+    output = Output(json_mode=True, stream=io.StringIO())
+    phases = [
+        Phase("first", (failing_on("w1", base),)),
+        Phase("second", (make_role(base / "second", tmp_path / "payload.bin"),), group="head"),
+        Phase("last", (make_role(base / "last", tmp_path / "payload.bin"),), group="head", needs_all=True),
+    ]
+    (tmp_path / "payload.bin").write_bytes(b"x")
+    code = Runner(inv, RunOptions(), output).run(phases)
+    assert code == 1
+    assert (base / "head/done").exists(), "the healthy host finished its phase"
+    assert not (base / "w1/done").exists(), "the failed host stopped at its failure"
+    failure = next(r for r in output.results if r.status == "failed")
+    assert (failure.host, failure.error["status"], failure.error["output"]) == ("w1", 3, "disk full\n")
+    assert (base / "second/etc/app.conf").exists(), "a later phase still runs on healthy hosts"
+    assert not (base / "last").exists()
+    assert any("phase last: not started" in m for m in output.messages)
