@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from llamafleet.lab.inventory import ssh_argv
+
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = "b11434"
 CURRENT = "/opt/llama.cpp/current"
@@ -51,20 +53,7 @@ def provision(inventory: str, env: dict[str, str], *extra: str) -> tuple[int, di
 
 
 def ssh(lab, host: str, command: str) -> subprocess.CompletedProcess:
-    address = lab.host(host).address
-    argv = [
-        "ssh",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        f"UserKnownHostsFile={lab.known_hosts}",
-        "-i",
-        lab.key,
-        f"root@{address}",
-        command,
-    ]
+    argv = ssh_argv(lab, lab.host(host)) + [command]
     return subprocess.run(argv, capture_output=True, text=True, timeout=120)
 
 

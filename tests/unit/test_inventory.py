@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from inventory_tree import write_tree
+from inventory_tree import HEAD_AND_WORKERS, write_tree
 
 from llamafleet import inventory, variables
 from llamafleet.errors import InventoryError
@@ -18,17 +18,13 @@ ANSIBLE = json.loads((RECORDED / "ansible_inventory_precedence.json").read_text(
 ANSIBLE_EXTRA = json.loads((RECORDED / "ansible_inventory_precedence_extra.json").read_text())
 HOSTS = ["loner", "gpu-box", "w01", "w02", "w03"]
 
-MINIMAL = """\
-all:
-  children:
-    head:
-      hosts:
-        h1: {ansible_host: 10.0.0.1}
-    workers:
-      hosts:
+MINIMAL = (
+    HEAD_AND_WORKERS
+    + """\
         w1: {ansible_host: 10.0.0.2}
         w2: {ansible_host: 10.0.0.3, ansible_port: 2222}
 """
+)
 
 
 def expected_vars(recorded: dict, host: str) -> dict:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from inventory_tree import HEAD_AND_WORKERS
 
 from llamafleet import facts, inventory
 from llamafleet.errors import ConnectError, OperationError
@@ -17,16 +18,12 @@ from llamafleet.output import COUNTED, OpResult, Output
 from llamafleet.runner import Phase, Runner, RunOptions
 
 RECORDED = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "recorded"
-HOSTS = """\
-all:
-  children:
-    head:
-      hosts:
-        h1: {ansible_host: 10.0.0.1}
-    workers:
-      hosts:
+HOSTS = (
+    HEAD_AND_WORKERS
+    + """\
         w[1:3]:
 """
+)
 
 
 @pytest.fixture
