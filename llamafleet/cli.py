@@ -100,7 +100,7 @@ def not_yet(task: str, what: str) -> None:
 STATUS_SCRIPT = (
     "readlink /opt/llama.cpp/current || true; "
     "for u in llama-rpc.service llama-server.service; do "
-    "printf '%s %s %s\\n' \"$u\" $(systemctl show -p LoadState -p ActiveState --value \"$u\" 2>/dev/null); done"
+    'printf \'%s %s %s\\n\' "$u" $(systemctl show -p LoadState -p ActiveState --value "$u" 2>/dev/null); done'
 )
 
 

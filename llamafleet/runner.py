@@ -48,6 +48,7 @@ class _HostState:
     static: dict[tuple, Any] = field(default_factory=dict)
     failed: bool = False
     unreachable: bool = False
+    settled: dict[str, Facts] = field(default_factory=dict)  # role -> its facts, when it changed nothing
 
 
 class Runner:
@@ -95,6 +96,10 @@ class Runner:
                 raise CommandError(host.name, "gather facts", result.status, f"{exc}\n{result.stderr}") from None
             state.static.update({f.key: values[f.key] for f in todo if f.static})
         return Facts(values)
+
+    def settled_facts(self, host: Host, role: str) -> Facts | None:
+        """The facts a role read on a host, if it then changed nothing there (so they are still true)."""
+        return self._state[host.name].settled.get(role)
 
     def os(self, host: Host) -> dict[str, str]:
         fact = OsRelease()
@@ -220,11 +225,13 @@ class Runner:
         """
         facts = self.gather(host, [f for op in operations for f in op.facts])
         notified: list[str] = []
+        self._state[host.name].settled[role] = facts
         for index, operation in enumerate(operations):
             status = self.apply(host, role, operation, facts)
             if status == "failed":
                 return None
             if status == "changed":
+                self._state[host.name].settled.pop(role, None)
                 notified.extend(n for n in operation.notify if n not in notified)
                 if not self.options.check and index + 1 < len(operations):
                     # What was just applied may change what later operations see (a unit file

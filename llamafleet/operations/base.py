@@ -61,6 +61,9 @@ class Facts:
     def __getitem__(self, fact: Fact) -> Any:
         return self._values[fact.key]
 
+    def __contains__(self, fact: Fact) -> bool:
+        return fact.key in self._values
+
 
 @dataclass
 class Operation:

@@ -30,6 +30,12 @@ INCOMING = "/var/lib/llamafleet/models/.incoming"
 RELEASES = plan.RELEASES_DIR
 CURRENT = plan.CURRENT_LINK
 CPU_FLAGS = CommandOutput("grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2")
+# The running release's BUILD.json and the checksums of its files, for the identity gate. Read
+# with the role's other facts: when nothing changed on a host the gate needs no round trip of its own.
+IDENTITY = CommandOutput(
+    f"if [ -f {CURRENT}/BUILD.json ]; then cat {CURRENT}/BUILD.json; echo '@@files'; "
+    f"cd {CURRENT}/ && find . -type f ! -name BUILD.json -exec sha256sum {{}} +; fi"
+)
 INSTALLED = CommandOutput(f'cd {RELEASES} 2>/dev/null && for f in */BUILD.json; do [ -f "$f" ] && sha256sum "$f"; done')
 
 
@@ -267,7 +273,8 @@ def installed(target: Target) -> Operation:
         )
         return Change(tuple(_install_steps(target, present)), why)
 
-    return Operation(f"llama.cpp {target.release_id} installed and current", [manifest, current, count], planner)
+    facts = [manifest, current, count, IDENTITY]
+    return Operation(f"llama.cpp {target.release_id} installed and current", facts, planner)
 
 
 def _install_steps(target: Target, present: bool) -> list:
@@ -286,11 +293,6 @@ def _install_steps(target: Target, present: bool) -> list:
 
 
 # -- the identity gate ---------------------------------------------------------------------------
-
-IDENTITY = (
-    f"if [ -f {CURRENT}/BUILD.json ]; then cat {CURRENT}/BUILD.json; echo '@@files'; "
-    f"cd {CURRENT}/ && find . -type f ! -name BUILD.json -exec sha256sum {{}} +; fi"
-)
 
 
 def gate(runner, hosts: list[Host]) -> list[str]:
@@ -319,7 +321,11 @@ def _remedy(problems: list[str], manifests: dict[str, Any]) -> str:
 
 
 def _read_identity(runner, host: Host) -> dict[str, Any] | None:
-    text = runner.remote(host, IDENTITY).stdout
+    settled = runner.settled_facts(host, NAME)
+    if settled is not None and IDENTITY in settled:
+        text = "\n".join(settled[IDENTITY])
+    else:
+        text = runner.remote(host, IDENTITY.command()).stdout
     if "@@files" not in text:
         return None
     manifest_text, _, measured = text.partition("@@files")
