@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from collections import defaultdict
@@ -92,7 +93,7 @@ def _target(runner, host: Host) -> Target:
     if settings.install == "release":
         key, identifier, artifact = release.fetch(settings, group, os_info["arch"])
         return Target(host, settings, group, "", key, identifier, installed, artifact)
-    source_sha = _source_sha256(runner, host, settings)  # hashed again: the archive may change between runs
+    source_sha = _source_sha256(runner, host, settings)
     args = plan.cmake_args(
         settings.version, source_sha, settings.backend, settings.cpu_variants, settings.cmake_args, settings.gpu_targets
     )
@@ -124,12 +125,19 @@ def _source_sha256(runner, host: Host, settings: plan.LlamaCppSettings) -> str:
         raise InventoryError(
             f"no such file on the controller: {path}", where=f"host {host.name}", key="llama_cpp_source_archive"
         )
-    actual = artifacts.sha256_file(path)
+    stat = path.stat()
+    actual = _archive_sha256(str(path), stat.st_size, stat.st_mtime_ns)
     if settings.source_sha256 and settings.source_sha256 != actual:
         raise InventoryError(
             f"{path} has sha256 {actual}, not the pinned one", where=f"host {host.name}", key="llama_cpp_source_sha256"
         )
     return actual
+
+
+@functools.lru_cache(maxsize=8)
+def _archive_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Hash each archive once per run, however many hosts use it (a changed file is hashed anew)."""
+    return artifacts.sha256_file(Path(path))
 
 
 def _same_source_everywhere(runner, targets: dict[str, Target]) -> None:
