@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import errno
+import itertools
 import os
 import re
 from dataclasses import dataclass, field
@@ -11,11 +13,20 @@ from typing import Any
 
 from . import variables, yamlfile
 from .errors import InventoryError
+from .yamlfile import printable, shorten
 
 DEFAULT_INVENTORY = "inventory/hosts.yml"
 GROUP_KEYS = {"hosts", "vars", "children"}
 VARS_SUFFIXES = ("", ".yml", ".yaml", ".json")
-_RANGE = re.compile(r"\[(?:(\d+):(\d+)(?::(\d+))?|([a-z]):([a-z]))\]")
+_RANGE = re.compile(r"\[(?:([0-9]+):([0-9]+)(?::([0-9]+))?|([a-z]):([a-z]))\]")
+
+# Limits, checked before anything is expanded or resolved (YAML's own are in yamlfile.py). Host and group
+# names follow variables.NAME_RULES: host names are plain DNS-like names or IP addresses, group names letters,
+# digits, '_' and '-'; both are used as file names (host_vars/NAME.yml) and written into files.
+MAX_HOSTS = 10_000  # hosts one range pattern (w[0001:9999]) expands to, and hosts in the whole inventory
+MAX_GROUP_DEPTH = 50  # groups nested below all (children of children ...)
+MAX_MEMBERSHIPS = 200_000  # (host, group) pairs, a group counting the hosts of its descendants
+MAX_RANGE_DIGITS = 18
 
 
 @dataclass
@@ -40,11 +51,12 @@ class Host:
 
     @property
     def address(self) -> str:
-        return str(self.vars.get("ansible_host") or self.name)
+        """Where SSH connects: ansible_host (or Ansible's older ansible_ssh_host), else the name."""
+        return _connection(self).address
 
     @property
     def port(self) -> int:
-        return int(self.vars.get("ansible_port") or 22)
+        return _connection(self).port
 
     def __repr__(self) -> str:
         return f"Host({self.name!r})"
@@ -52,11 +64,12 @@ class Host:
 
 @dataclass
 class Inventory:
-    """The resolved inventory: hosts in file order, and each group's member hosts."""
+    """The resolved inventory: hosts in file order, each group's member hosts, and warnings about them."""
 
     path: Path
     hosts: dict[str, Host]
     groups: dict[str, list[str]]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def head(self) -> Host:
@@ -77,13 +90,19 @@ class Inventory:
             elif pattern in self.hosts:
                 chosen.add(pattern)
             else:
-                raise InventoryError(f"--limit: no host or group named '{pattern}'", file=str(self.path))
+                raise InventoryError(f"--limit: no host or group named {shorten(pattern)!r}", file=str(self.path))
         return [host for name, host in self.hosts.items() if name in chosen]
 
     def to_json(self) -> dict[str, Any]:
-        """The document `invoke inventory --json` prints."""
-        hosts = {h.name: {"groups": h.groups, "vars": h.vars} for h in self.hosts.values()}
+        """The document `invoke inventory --json` prints; secret variables show as "(secret)"."""
+        hosts = {h.name: {"groups": h.groups, "vars": variables.redact(h.vars)} for h in self.hosts.values()}
         return {"hosts": hosts, "groups": self.groups}
+
+
+def _connection(host: Host):
+    from . import connvars  # connvars reads Host objects: imported here, not at the top
+
+    return connvars.settings(host)
 
 
 def default_path() -> str:
@@ -93,16 +112,25 @@ def default_path() -> str:
 
 def load(path: str | Path, extra_vars: dict[str, Any] | None = None) -> Inventory:
     """Read, resolve and validate an inventory; raises InventoryError on the first problem."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise InventoryError("no such inventory file (use -i FILE or set LLAMAFLEET_INVENTORY)", file=str(path))
-    data = yamlfile.load(path)
-    groups, host_vars, host_order = _Parser(path).parse(data)
-    _set_depths(groups)
-    files_read: dict[Path, dict[str, Any]] = {}
-    hosts = {name: _resolve(name, groups, host_vars, path, extra_vars or {}, files_read) for name in host_order}
-    members = {g: _members(g, groups) for g in _group_order(groups)}
+    path = _user_path(str(path), where=None)
+    if not _is_file(path):
+        raise InventoryError(
+            "no such inventory file (use -i FILE or set LLAMAFLEET_INVENTORY)", file=printable(str(path))
+        )
+    file = printable(str(path))
+    groups, host_vars, host_order = _Parser(file).parse(yamlfile.load(path))
+    _set_depths(groups, file)
+    members = _members(groups, _group_order(groups), file)
+    vars_files = _VarsFiles(path.parent)
+    hosts = {name: Host(name, [], {}) for name in host_order}
+    for group, names in members.items():
+        for name in names:
+            hosts[name].groups.append(group)
+    for host in hosts.values():
+        host.vars = _resolve(host, groups, host_vars, vars_files, extra_vars or {})
+        host.groups.remove("all")
     inventory = Inventory(path=path, hosts=hosts, groups=members)
+    inventory.warnings = _review(inventory)  # first: the address checks below read the connection settings
     _check_cluster(inventory)
     return inventory
 
@@ -110,11 +138,11 @@ def load(path: str | Path, extra_vars: dict[str, Any] | None = None) -> Inventor
 class _Parser:
     """Walks the YAML structure into groups and inline host variables."""
 
-    def __init__(self, path: Path) -> None:
-        self.file = str(path)
+    def __init__(self, file: str) -> None:
+        self.file = file
         self.groups: dict[str, Group] = {"all": Group("all")}
         self.host_vars: dict[str, dict[str, Any]] = {}
-        self.host_order: list[str] = []
+        self.host_order: dict[str, None] = {}  # an ordered set
 
     def parse(self, data: Any) -> tuple[dict[str, Group], dict[str, dict[str, Any]], list[str]]:
         if data is None:
@@ -122,23 +150,24 @@ class _Parser:
         if not isinstance(data, dict):
             raise InventoryError("the top level must be a mapping of groups (all: ...)", file=self.file)
         for name, body in data.items():
-            self.group(str(name), body, parent=None, line=data.line_of(name))
-        loners = [h for h in self.host_order if not any(h in g.hosts for n, g in self.groups.items() if n != "all")]
+            self.group(name, body, parent=None, line=data.line_of(name))
+        grouped = {h for name, g in self.groups.items() if name != "all" for h in g.hosts}
+        loners = [h for h in self.host_order if h not in grouped]
         if loners:  # as in Ansible, hosts in no group but all form the group ungrouped
             self.group("ungrouped", None, parent=None, line=None)
-            self.groups["ungrouped"].hosts.extend(h for h in loners if h not in self.groups["ungrouped"].hosts)
-        return self.groups, self.host_vars, self.host_order
+            self.groups["ungrouped"].hosts.extend(loners)
+        for group in self.groups.values():
+            group.hosts = list(dict.fromkeys(group.hosts))
+            group.children = list(dict.fromkeys(group.children))
+        return self.groups, self.host_vars, list(self.host_order)
 
-    def group(self, name: str, body: Any, parent: str | None, line: int | None) -> None:
+    def group(self, name: Any, body: Any, parent: str | None, line: int | None) -> None:
+        self.check_name(name, "group", parent, line)
         where = f"group {name}"
         group = self.groups.setdefault(name, Group(name))
-        if parent:
-            group.parents.add(parent)
-            if name not in self.groups[parent].children:
-                self.groups[parent].children.append(name)
-        elif name != "all":
-            group.parents.add("all")
-            self.groups["all"].children.append(name)
+        if parent or name != "all":
+            group.parents.add(parent or "all")
+            self.groups[parent or "all"].children.append(name)
         if body is None:
             return
         if not isinstance(body, dict):
@@ -147,13 +176,8 @@ class _Parser:
             )
         for key in body:
             if key not in GROUP_KEYS:
-                raise InventoryError(
-                    "unknown key in a group (expected hosts, vars or children)",
-                    file=self.file,
-                    where=where,
-                    key=str(key),
-                    line=body.line_of(key),
-                )
+                message = "unknown key in a group (expected hosts, vars or children)"
+                raise InventoryError(message, file=self.file, where=where, key=_shown(key), line=body.line_of(key))
         group.vars.update(self.vars_block(body.get("vars"), where, body.line_of("vars")))
         self.hosts(group, body.get("hosts"), body.line_of("hosts"))
         children = body.get("children") or {}
@@ -162,8 +186,7 @@ class _Parser:
                 "children must be a mapping of groups", file=self.file, where=where, line=body.line_of("children")
             )
         for child, child_body in children.items():
-            self.check_cycle(str(child), name)
-            self.group(str(child), child_body, parent=name, line=children.line_of(child))
+            self.group(child, child_body, parent=name, line=children.line_of(child))
 
     def hosts(self, group: Group, hosts: Any, line: int | None) -> None:
         if hosts is None:
@@ -173,14 +196,35 @@ class _Parser:
                 "hosts must be a mapping of host names", file=self.file, where=f"group {group.name}", line=line
             )
         for pattern, body in hosts.items():
-            for name in expand_range(str(pattern)):
-                where = f"host {name}"
-                values = self.vars_block(body, where, hosts.line_of(pattern))
+            names = self.expand(pattern, group.name, hosts.line_of(pattern))
+            values = self.vars_block(body, f"host {names[0]}", hosts.line_of(pattern))
+            for name in names:
                 self.host_vars.setdefault(name, {}).update(values)
-                if name not in self.host_order:
-                    self.host_order.append(name)
-                if name not in group.hosts:
-                    group.hosts.append(name)
+                self.host_order[name] = None
+            group.hosts.extend(names)
+
+    def expand(self, pattern: Any, group: str, line: int | None) -> list[str]:
+        """The host names of a pattern, each checked; refuses patterns that would pass MAX_HOSTS."""
+        self.check_name(pattern, "host", group, line, expanded=False)
+        problem = range_problem(pattern)
+        if problem:
+            raise InventoryError(problem, file=self.file, where=f"group {group}", key=printable(pattern), line=line)
+        names = expand_range(pattern)
+        for name in names:
+            self.check_name(name, "host", group, line)
+        if len(self.host_order) + sum(n not in self.host_order for n in names) > MAX_HOSTS:
+            message = f"more than {MAX_HOSTS} hosts in the inventory (the limit)"
+            raise InventoryError(message, file=self.file, where=f"group {group}", key=printable(pattern), line=line)
+        return names
+
+    def check_name(self, name: Any, what: str, parent: str | None, line: int | None, expanded: bool = True) -> None:
+        where = f"group {parent}" if parent else None
+        if not isinstance(name, str):
+            message = f"a {what} name must be a string, not {variables.kind_of(name)}"
+            raise InventoryError(message, file=self.file, where=where, key=_shown(name), line=line)
+        problem = variables.name_problem(name, what) if expanded else None
+        if problem:
+            raise InventoryError(problem, file=self.file, where=where, line=line)
 
     def vars_block(self, block: Any, where: str, line: int | None) -> dict[str, Any]:
         if block is None:
@@ -190,57 +234,89 @@ class _Parser:
         check_vars(block, self.file, where)
         return dict(block)
 
-    def check_cycle(self, child: str, parent: str) -> None:
-        if child == "all" or child == parent or child in _ancestors(parent, self.groups):
-            raise InventoryError(f"group '{child}' would contain itself", file=self.file, where=f"group {parent}")
-
 
 def check_vars(block: dict, file: str, where: str) -> None:
-    """Reject unknown-looking llamafleet variables and values of the wrong type."""
+    """Reject names that are not variable names, unknown-looking llamafleet variables and values of the wrong type."""
     for name, value in block.items():
         line = block.line_of(name) if hasattr(block, "line_of") else None
-        problem = variables.check_name(str(name))
+        problem = variables.check_variable_name(name) or variables.check_name(name)
         if problem is None and (name in variables.catalogue() or name in variables.CONNECTION_VARS):
-            problem = variables.check_value(str(name), value)
+            problem = variables.check_value(name, value)
         if problem:
-            raise InventoryError(problem, file=file, where=where, key=str(name), line=line)
+            raise InventoryError(problem, file=file, where=where, key=_shown(name), line=line)
+
+
+def range_problem(pattern: str) -> str | None:
+    """Why the host ranges of `pattern` cannot be expanded (stride 0, backwards, too many hosts), or None."""
+    count = 1
+    for match in _RANGE.finditer(pattern):
+        start, end, stride, first, last = match.groups()
+        if first:
+            low, high, step = ord(first), ord(last), 1
+        elif max(len(start), len(end), len(stride or "")) > MAX_RANGE_DIGITS:
+            return f"range {match.group()}: a number has more than {MAX_RANGE_DIGITS} digits"
+        else:
+            low, high, step = int(start), int(end), int(stride or 1)
+        if step < 1:
+            return f"range {match.group()}: the step must be at least 1"
+        if low > high:
+            return f"range {match.group()}: runs backwards ({start or first} is after {end or last})"
+        count *= len(range(low, high + 1, step))
+        if count > MAX_HOSTS:
+            return f"expands to more than {MAX_HOSTS} hosts (the limit)"
+    return None
 
 
 def expand_range(pattern: str) -> list[str]:
     """Ansible host ranges: 'w[01:03]' -> w01, w02, w03; 'w[1:5:2]' -> w1, w3, w5; 'n[a:c]' -> na, nb, nc."""
-    match = _RANGE.search(pattern)
-    if not match:
-        return [pattern]
+    problem = range_problem(pattern)
+    if problem:
+        raise InventoryError(problem, key=printable(pattern))
+    matches = list(_RANGE.finditer(pattern))
+    cuts = [0, *(i for match in matches for i in match.span()), len(pattern)]
+    texts = [pattern[a:b] for a, b in zip(cuts[::2], cuts[1::2], strict=True)]
+    return [
+        texts[0] + "".join(item + text for item, text in zip(items, texts[1:], strict=True))
+        for items in itertools.product(*(_range_items(match) for match in matches))
+    ]
+
+
+def _range_items(match: re.Match) -> list[str]:
     start, end, stride, first, last = match.groups()
     if first:
-        items = [chr(c) for c in range(ord(first), ord(last) + 1)]
-    else:
-        width = len(start) if start.startswith("0") else 0
-        items = [str(i).zfill(width) for i in range(int(start), int(end) + 1, int(stride or 1))]
-    names = [pattern[: match.start()] + item + pattern[match.end() :] for item in items]
-    return [n for name in names for n in expand_range(name)]
+        return [chr(c) for c in range(ord(first), ord(last) + 1)]
+    width = len(start) if start.startswith("0") else 0
+    return [str(i).zfill(width) for i in range(int(start), int(end) + 1, int(stride or 1))]
 
 
-def _ancestors(name: str, groups: dict[str, Group]) -> set[str]:
-    seen: set[str] = set()
-    todo = list(groups[name].parents) if name in groups else []
-    while todo:
-        parent = todo.pop()
-        if parent not in seen:
-            seen.add(parent)
-            todo.extend(groups[parent].parents)
-    return seen
+def _set_depths(groups: dict[str, Group], file: str) -> None:
+    """Depth as Ansible counts it, the longest path from all; refuses cycles and nesting past MAX_GROUP_DEPTH."""
+    waiting = {name: len(group.parents) for name, group in groups.items()}
+    ready = [name for name, count in waiting.items() if count == 0]
+    done: set[str] = set()
+    while ready:
+        group = groups[ready.pop()]
+        done.add(group.name)
+        if group.depth > MAX_GROUP_DEPTH:
+            message = f"nested more than {MAX_GROUP_DEPTH} groups deep (the limit)"
+            raise InventoryError(message, file=file, where=f"group {group.name}")
+        for child in group.children:
+            groups[child].depth = max(groups[child].depth, group.depth + 1)
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+    if len(done) < len(groups):
+        _raise_cycle(groups, done, file)
 
 
-def _set_depths(groups: dict[str, Group]) -> None:
-    """Depth as Ansible counts it: the longest path from all."""
-
-    def depth(name: str) -> int:
-        parents = groups[name].parents
-        return 0 if name == "all" else 1 + max((depth(p) for p in parents), default=0)
-
-    for group in groups.values():
-        group.depth = depth(group.name)
+def _raise_cycle(groups: dict[str, Group], done: set[str], file: str) -> None:
+    """Name a group on a cycle: every group left over has a parent left over, so walking parents loops."""
+    parent_of = {name: min(g.parents - done) for name, g in groups.items() if name not in done}
+    name, seen = next(iter(parent_of)), set()
+    while name not in seen:
+        seen.add(name)
+        name = parent_of[name]
+    raise InventoryError(f"group '{name}' would contain itself", file=file, where=f"group {parent_of[name]}")
 
 
 def _group_order(groups: dict[str, Group]) -> list[str]:
@@ -248,98 +324,116 @@ def _group_order(groups: dict[str, Group]) -> list[str]:
 
     def key(name: str) -> tuple:
         group = groups[name]
-        return (group.depth, int(group.vars.get("ansible_group_priority", 1)), name)
+        priority = group.vars.get("ansible_group_priority")
+        return (group.depth, 1 if priority is None else priority, name)
 
     return sorted(groups, key=key)
 
 
-def _members(name: str, groups: dict[str, Group]) -> list[str]:
-    """Every host in a group, its descendants included, in definition order."""
-    found: list[str] = []
-    for host in groups[name].hosts:
-        if host not in found:
-            found.append(host)
-    for child in groups[name].children:
-        found.extend(h for h in _members(child, groups) if h not in found)
-    if name == "all":
-        return found
-    return found
-
-
-def _host_groups(host: str, groups: dict[str, Group]) -> list[str]:
-    direct = [g for g in groups if host in groups[g].hosts]
-    found = set(direct)
-    for g in direct:
-        found |= _ancestors(g, groups)
-    found.add("all")
-    return [g for g in _group_order(groups) if g in found]
+def _members(groups: dict[str, Group], order: list[str], file: str) -> dict[str, list[str]]:
+    """Every group's hosts, its descendants' included, in definition order; groups in precedence order."""
+    found: dict[str, list[str]] = {}
+    total = 0
+    for name in sorted(groups, key=lambda n: -groups[n].depth):  # children are deeper than their parents
+        hosts = dict.fromkeys(groups[name].hosts)
+        for child in groups[name].children:
+            hosts.update(dict.fromkeys(found[child]))
+        found[name] = list(hosts)
+        total += len(hosts)
+        if total > MAX_MEMBERSHIPS:
+            message = f"groups have more than {MAX_MEMBERSHIPS} host memberships in all (the limit)"
+            raise InventoryError(message, file=file, where=f"group {name}")
+    return {name: found[name] for name in order}
 
 
 def _resolve(
-    host: str,
+    host: Host,
     groups: dict[str, Group],
     host_vars: dict[str, dict[str, Any]],
-    path: Path,
+    vars_files: _VarsFiles,
     extra_vars: dict[str, Any],
-    files_read: dict[Path, dict[str, Any]],
-) -> Host:
-    """Combine variables in Ansible's order (later wins, top-level keys replace)."""
-    in_groups = _host_groups(host, groups)
-    resolved: dict[str, Any] = copy.deepcopy(variables.defaults())
-    for name in in_groups:
+) -> dict[str, Any]:
+    """Combine variables in Ansible's order (later wins, top-level keys replace); host.groups includes all."""
+    resolved = {k: copy.deepcopy(v) if isinstance(v, (list, dict)) else v for k, v in variables.defaults().items()}
+    for name in host.groups:
         # ansible_group_priority orders groups; it is not a variable of their hosts.
         resolved.update({k: v for k, v in groups[name].vars.items() if k != "ansible_group_priority"})
-    for name in in_groups:
-        resolved.update(_vars_files(path.parent / "group_vars", name, f"group {name}", files_read))
-    resolved.update(host_vars.get(host, {}))
-    resolved.update(_vars_files(path.parent / "host_vars", host, f"host {host}", files_read))
+    for name in host.groups:
+        resolved.update(vars_files.read("group_vars", name, f"group {name}"))
+    resolved.update(host_vars.get(host.name, {}))
+    resolved.update(vars_files.read("host_vars", host.name, f"host {host.name}"))
     resolved.update(extra_vars)
-    resolved.setdefault("inventory_hostname", host)
-    return Host(name=host, groups=[g for g in in_groups if g != "all"], vars=dict(sorted(resolved.items())))
+    resolved.setdefault("inventory_hostname", host.name)
+    return dict(sorted(resolved.items()))
 
 
-def _vars_files(folder: Path, name: str, where: str, files_read: dict[Path, dict[str, Any]]) -> dict[str, Any]:
-    """Like Ansible: the first of NAME, NAME.yml, NAME.yaml, NAME.json; a folder is read whole, sorted."""
-    found: dict[str, Any] = {}
-    for file in _vars_file_list(folder, name):
-        if file not in files_read:
+class _VarsFiles:
+    """group_vars/ and host_vars/ beside the inventory, each file read and checked once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.by_name: dict[tuple[str, str], dict[str, Any]] = {}
+        self.files: dict[Path, dict[str, Any]] = {}
+        self.folders: dict[str, bool] = {}
+
+    def read(self, kind: str, name: str, where: str) -> dict[str, Any]:
+        """Like Ansible: the first of NAME, NAME.yml, NAME.yaml, NAME.json; a folder is read whole, sorted."""
+        if (kind, name) not in self.by_name:
+            found: dict[str, Any] = {}
+            if kind not in self.folders:
+                self.folders[kind] = (self.root / kind).is_dir()
+            for file in _vars_file_list(self.root / kind, name) if self.folders[kind] else []:
+                found.update(self.read_file(file, where))
+            self.by_name[kind, name] = found
+        return self.by_name[kind, name]
+
+    def read_file(self, file: Path, where: str) -> dict[str, Any]:
+        if file not in self.files:
             data = yamlfile.load(file)
             if data is None:
                 data = {}
             if not isinstance(data, dict):
-                raise InventoryError("must be a mapping of variables", file=str(file), where=where)
-            check_vars(data, str(file), where)
-            files_read[file] = dict(data)
-        found.update(files_read[file])
-    return found
+                raise InventoryError("must be a mapping of variables", file=printable(str(file)), where=where)
+            check_vars(data, printable(str(file)), where)
+            self.files[file] = dict(data)
+        return self.files[file]
 
 
 def _vars_file_list(folder: Path, name: str) -> list[Path]:
     for suffix in VARS_SUFFIXES:
         candidate = folder / (name + suffix)
-        if candidate.is_dir():
-            return _folder_files(candidate)
-        if candidate.is_file():
-            return [candidate]
+        try:
+            if candidate.is_dir():
+                return _folder_files(candidate, set())
+            if candidate.is_file():
+                return [candidate]
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:  # a name too long for a file cannot have a vars file
+                raise InventoryError(f"cannot read: {exc.strerror}", file=printable(str(candidate))) from None
     return []
 
 
-def _folder_files(folder: Path) -> list[Path]:
-    """YAML/JSON files below a vars folder; hidden files, backups~ and other extensions are skipped."""
+def _folder_files(folder: Path, seen: set[Path]) -> list[Path]:
+    """YAML/JSON files below a vars folder; hidden files, backups~, other extensions and repeated folders skipped."""
+    seen.add(folder.resolve())
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        raise InventoryError(f"cannot read: {exc.strerror}", file=printable(str(folder))) from None
     found: list[Path] = []
-    for entry in sorted(folder.iterdir()):
+    for entry in entries:
         if entry.name.startswith(".") or entry.name.endswith("~"):
             continue
-        if entry.is_dir():
-            found.extend(_folder_files(entry))
-        elif entry.suffix in VARS_SUFFIXES:
+        if entry.is_dir() and entry.resolve() not in seen:  # a symlink back up is read once, not forever
+            found.extend(_folder_files(entry, seen))
+        elif entry.suffix in VARS_SUFFIXES and entry.is_file():
             found.append(entry)
     return found
 
 
 def _check_cluster(inventory: Inventory) -> None:
     """Cross-host rules: exactly one head, head not a worker, unique address:port."""
-    file = str(inventory.path)
+    file = printable(str(inventory.path))
     heads = inventory.groups.get("head", [])
     if len(heads) != 1:
         found = ", ".join(heads) if heads else "none"
@@ -360,21 +454,62 @@ def _check_cluster(inventory: Inventory) -> None:
         seen[key] = host.name
 
 
+def _review(inventory: Inventory) -> list[str]:
+    """Every host's warnings from connvars.review, each once, in order."""
+    from . import connvars  # connvars imports this module
+
+    warnings: dict[str, None] = {}
+    for host in inventory.hosts.values():
+        warnings.update(dict.fromkeys(connvars.review(host, str(inventory.path))))
+    return list(warnings)
+
+
 def parse_extra_vars(items: list[str] | None) -> dict[str, Any]:
     """-e KEY=VALUE (value read as YAML, so 8081 is a number) or -e @file.yml; later wins."""
     result: dict[str, Any] = {}
     for item in items or []:
         if item.startswith("@"):
-            data = yamlfile.load(Path(item[1:]).expanduser())
-            if not isinstance(data, dict):
-                raise InventoryError("must be a mapping of variables", file=item[1:], where="-e")
-            check_vars(data, item[1:], "-e")
-            result.update(data)
+            result.update(_extra_vars_file(item[1:]))
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise InventoryError(f"expected KEY=VALUE or @file.yml, got {item!r}", where="-e")
+            raise InventoryError(f"expected KEY=VALUE or @file.yml, got {shorten(item)!r}", where="-e")
         block = yamlfile.LineDict({key.strip(): yamlfile.loads(value, "-e") if value else ""})
         check_vars(block, "command line", "-e")
         result.update(block)
     return result
+
+
+def _extra_vars_file(name: str) -> dict[str, Any]:
+    if not name:
+        raise InventoryError("expected a file name after @", where="-e")
+    path = _user_path(name, where="-e")
+    data = yamlfile.load(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InventoryError("must be a mapping of variables", file=printable(name), where="-e")
+    check_vars(data, printable(name), "-e")
+    return dict(data)
+
+
+def _user_path(name: str, where: str | None) -> Path:
+    """`name` with ~ expanded; an unknown ~user is an InventoryError, not a traceback."""
+    try:
+        return Path(name).expanduser()
+    except RuntimeError as exc:  # ~someone who does not exist
+        raise InventoryError(f"cannot read: {exc}", file=printable(name), where=where) from None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        return False
+
+
+def _shown(value: Any) -> str:
+    """A key as the user wrote it in YAML, made safe for a one-line message."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return printable(shorten(str(value))) or "''"

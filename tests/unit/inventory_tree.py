@@ -16,11 +16,27 @@ all:
       hosts:
 """
 
+# Line 11 is w2's variable line; tests put one variable there (WITH_W2_VAR % "rpc_port: 1").
+W2_VAR_LINE = 11
+WITH_W2_VAR = (
+    HEAD_AND_WORKERS
+    + """\
+        w1: {ansible_host: 10.0.0.2}
+        w2:
+          ansible_host: 10.0.0.3
+          %s
+"""
+)
+GOOD = WITH_W2_VAR % "rpc_port: 50052"
 
-def write_tree(root: Path, files: dict[str, str]) -> Path:
-    """Write each file (dedented) below `root`; returns the path of hosts.yml."""
-    for name, text in files.items():
+
+def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
+    """Write each file below `root` (text dedented, bytes as they are); returns the path of hosts.yml."""
+    for name, content in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(textwrap.dedent(content))
     return root / "hosts.yml"

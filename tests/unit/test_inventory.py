@@ -221,6 +221,66 @@ def test_to_json_shape(resolved):
     assert all(isinstance(members, list) for members in doc["groups"].values())
 
 
+SECRETS = {
+    "ansible_password": "hunter2",
+    "ansible_become_password": "sudo-secret",
+    "ansible_ssh_pass": "old-spelling",
+    "ansible_become_pass": "old-become",
+}
+
+
+def test_to_json_hides_every_secret(tmp_path, monkeypatch):
+    from llamafleet import connvars
+
+    monkeypatch.setattr(connvars, "review", lambda host, file: [])  # its rules about these spellings are its own
+    monkeypatch.setattr(inventory, "_check_cluster", lambda inv: None)  # reads addresses through connvars
+    secrets = ", ".join(f"{k}: {v}" for k, v in SECRETS.items())
+    text = MINIMAL.replace("{ansible_host: 10.0.0.2}", f"{{ansible_host: 10.0.0.2, {secrets}}}")
+    inv = inventory.load(write_tree(tmp_path, {"hosts.yml": text}))
+    assert inv.hosts["w1"].vars["ansible_password"] == "hunter2", "the value itself is kept for connecting"
+    doc = inv.to_json()
+    assert {k: doc["hosts"]["w1"]["vars"][k] for k in SECRETS} == dict.fromkeys(SECRETS, "(secret)")
+    assert not any(secret in json.dumps(doc) for secret in SECRETS.values())
+    assert doc["hosts"]["w1"]["vars"]["ansible_host"] == "10.0.0.2"
+
+
+def test_redact_is_the_one_list_of_secrets():
+    values = {"ansible_password": "x", "ansible_become_password": None, "rpc_port": 1, "ansible_sudo_pass": ""}
+    shown = variables.redact(values)
+    assert shown == {**values, "ansible_password": "(secret)", "ansible_sudo_pass": "(secret)"}
+    assert values["ansible_password"] == "x", "a copy"
+    assert {"ansible_password", "ansible_become_password"} <= variables.SECRET_VARS
+
+
+def test_warnings_start_empty_and_collect_connvars_reviews_once_in_order(tmp_path, monkeypatch):
+    from llamafleet import connvars
+
+    path = write_tree(tmp_path, {"hosts.yml": MINIMAL})
+    assert inventory.load(path).warnings == []
+    seen = []
+
+    def review(host, file):
+        seen.append((host.name, file))
+        return {"h1": ["a", "b"], "w1": ["b", "c"], "w2": ["a"]}[host.name]
+
+    monkeypatch.setattr(connvars, "review", review)
+    inv = inventory.load(path)
+    assert inv.warnings == ["a", "b", "c"]
+    assert seen == [("h1", str(path)), ("w1", str(path)), ("w2", str(path))]
+    assert inv.hosts["w1"].vars["ansible_host"] == "10.0.0.2", "review sees resolved hosts"
+
+
+def test_connvars_review_errors_stop_the_load(tmp_path, monkeypatch):
+    from llamafleet import connvars
+
+    def review(host, file):
+        raise InventoryError("refused", file=file, where=f"host {host.name}", key="ansible_connection")
+
+    monkeypatch.setattr(connvars, "review", review)
+    with pytest.raises(InventoryError, match="host h1: ansible_connection: refused"):
+        inventory.load(write_tree(tmp_path, {"hosts.yml": MINIMAL}))
+
+
 @pytest.mark.parametrize(
     ("limit", "names"),
     [

@@ -11,24 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from inventory_tree import HEAD_AND_WORKERS, write_tree
+from inventory_tree import GOOD, WITH_W2_VAR, write_tree
 
 from llamafleet import inventory
 from llamafleet.errors import InventoryError
 
 ROOT = Path(__file__).resolve().parents[2]
-
-# Line 11 is w2's variable line; tests put one variable there.
-WITH_W2_VAR = (
-    HEAD_AND_WORKERS
-    + """\
-        w1: {ansible_host: 10.0.0.2}
-        w2:
-          ansible_host: 10.0.0.3
-          %s
-"""
-)
-GOOD = WITH_W2_VAR % "rpc_port: 50052"
 
 
 def load_error(path: Path) -> InventoryError:

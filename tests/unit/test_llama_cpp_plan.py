@@ -56,7 +56,7 @@ def test_defaults_document_every_variable_in_the_required_shape():
         "llama_cpp_cmake_args", "llama_cpp_keep_releases", "llama_cpp_release_url", "llama_cpp_release_sha256",
     }  # fmt: skip
     assert expected <= set(defaults)
-    allowed_types = {"str", "int", "bool", "list", "dict", "path", "cidr_list", "enum"}
+    allowed_types = {"str", "int", "bool", "list", "dict", "path", "cidr_list", "enum", "url_template"}
     for name, spec in defaults.items():
         assert set(spec) == {"default", "type", "choices", "required", "doc"}, name
         assert spec["type"] in allowed_types, name
