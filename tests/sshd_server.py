@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -33,6 +37,42 @@ class SshdServer:
             f"        local: {{ansible_host: 127.0.0.1{extra_host_vars}}}\n"
         )
 
+    def write_inventory(self, path: Path, **all_vars: object) -> Path:
+        """hosts.yml with host `local` (127.0.0.1) in head; keyword arguments add to or replace the vars of all."""
+        values = {
+            "ansible_user": "root",
+            "ansible_port": self.port,
+            "ansible_ssh_private_key_file": str(self.key),
+            "known_hosts_file": str(self.known_hosts),
+            **all_vars,
+        }
+        lines = ["all:", "  vars:", *(f"    {k}: {json.dumps(v)}" for k, v in values.items())]
+        lines += ["  children:", "    head:", "      hosts:", "        local: {ansible_host: 127.0.0.1}"]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def host_key_line(self, name: str) -> str:
+        """A known_hosts line pinning this sshd's host key for `name` ("[127.0.0.1]:PORT")."""
+        kind, key = self.host_key_pub.read_text().split()[:2]
+        return f"{name} {kind} {key}\n"
+
+    def kill_session(self, client_port: int) -> list[int]:
+        """SIGKILL the sshd processes serving the connection from local `client_port`; returns their pids.
+
+        Only children of this test sshd are killed, found by their socket (ss -tnp), never by name.
+        """
+        listing = subprocess.run(
+            ["ss", "-tnpH", "state", "established", f"( sport = :{self.port} and dport = :{client_port} )"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        pids = sorted({int(pid) for pid in re.findall(r"pid=(\d+)", listing)})
+        ours = [pid for pid in pids if self.process.pid in _ancestors(pid)]
+        for pid in ours:
+            os.kill(pid, signal.SIGKILL)
+        return ours
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -55,6 +95,54 @@ def ensure_sshd() -> None:
         stdout=subprocess.DEVNULL,
         timeout=600,
     )
+
+
+def _ancestors(pid: int) -> list[int]:
+    found = []
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        found.append(pid)
+    return found
+
+
+def add_sudo_user(name: str, public_key: Path, *, nopasswd: bool) -> str:
+    """A login user holding the test key who may run anything as root with sudo; returns its password.
+
+    With `nopasswd` sudo never asks for the password (a NOPASSWD rule); otherwise it always does.
+    """
+    ensure_sudo()
+    remove_user(name)  # left by a killed run
+    password = secrets.token_urlsafe(12)
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
+    subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+    ssh_dir = Path(f"/home/{name}/.ssh")
+    ssh_dir.mkdir(mode=0o700)
+    shutil.copy(public_key, ssh_dir / "authorized_keys")
+    for path in (ssh_dir, ssh_dir / "authorized_keys"):
+        shutil.chown(path, name, name)
+    rule = f"{name} ALL=(ALL) NOPASSWD: ALL\n" if nopasswd else f"{name} ALL=(ALL) ALL\n"
+    sudoers = Path(f"/etc/sudoers.d/{name}")
+    sudoers.write_text(rule)
+    sudoers.chmod(0o440)
+    return password
+
+
+def remove_user(name: str) -> None:
+    """Remove a user made by add_sudo_user, with its home and sudoers file (no error when absent)."""
+    Path(f"/etc/sudoers.d/{name}").unlink(missing_ok=True)
+    subprocess.run(["userdel", "--force", "--remove", name], check=False, stderr=subprocess.DEVNULL)
+
+
+def ensure_sudo() -> None:
+    """Install sudo when the machine has none."""
+    if shutil.which("sudo"):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "install", "-y", "-q", "sudo"], check=True, env=env, stdout=subprocess.DEVNULL)
 
 
 def free_port() -> int:
