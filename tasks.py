@@ -1,8 +1,11 @@
 """llamafleet's command line: `invoke provision | deploy | verify | status | inventory | lab.*`."""
 
 from invoke import Collection, task
+from invoke.main import program
 
 from llamafleet import cli, lab_tasks
+
+cli.report_parse_errors(program)  # bad flags: one line and exit 2, as for every other bad input
 
 H = cli.COMMON_HELP
 
@@ -20,7 +23,7 @@ def provision(
     check=False,
     diff=False,
     json=False,
-    forks=10,
+    forks=None,
     extra_vars=None,
     accept_new_host_keys=False,
 ):

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from invoke.exceptions import Exit
+from invoke.exceptions import Exit, ParseError
 
 from . import inventory as inventory_mod
 from . import playbooks
@@ -22,7 +27,7 @@ COMMON_HELP = {
     "check": "Plan only: read the hosts' facts for real, change nothing, report what would change.",
     "diff": "Show a unified diff of every file that changes (or would change with --check).",
     "json": "Print one JSON document (recap + per-operation results) instead of lines.",
-    "forks": "How many hosts to work on at once (default 10).",
+    "forks": "How many hosts to work on at once (a whole number, default 10).",
     "extra_vars": "KEY=VALUE (value read as YAML) or @file.yml; highest precedence; repeatable.",
     "accept_new_host_keys": "Trust and record SSH host keys of hosts not yet in known_hosts (first contact).",
 }
@@ -35,6 +40,8 @@ def reports_errors(function: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
+        except Exit:
+            raise
         except LlamafleetError as exc:
             raise Exit(f"error: {exc}", code=exc.exit_code) from None
         except KeyboardInterrupt:
@@ -42,18 +49,74 @@ def reports_errors(function: Callable) -> Callable:
         except BrokenPipeError:  # output piped into head(1) and the like
             sys.stderr.close()
             raise Exit(code=1) from None
+        except Exception:  # a bug, not a user mistake: one line here, the traceback in a file
+            raise Exit(f"error: internal error: {_crash_report()}", code=1) from None
 
     return wrapper
 
 
+def _crash_report() -> str:
+    """Write the current exception's traceback to a file; return a line naming the error and the file."""
+    kind, value, _ = sys.exc_info()
+    summary = f"{kind.__name__}: {value}".splitlines()[0][:300] if kind else "unknown"
+    folder = Path(os.environ.get("LLAMAFLEET_CACHE") or Path.home() / ".cache/llamafleet").expanduser() / "crashes"
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        prefix = time.strftime("crash-%Y%m%d-%H%M%S-")
+        with tempfile.NamedTemporaryFile("w", dir=folder, prefix=prefix, suffix=".txt", delete=False) as handle:
+            handle.write(f"llamafleet {' '.join(sys.argv)!r}\n\n{traceback.format_exc()}")
+    except OSError:
+        return f"{summary} (could not write the traceback to {folder})"
+    return f"{summary}; the full traceback is in {handle.name} (please attach it to a bug report)"
+
+
+def report_parse_errors(program: Any) -> None:
+    """Make the `invoke` program answer a bad task name, flag or flag value with one line and exit 2.
+
+    Invoke itself exits 1 on an unknown flag and prints a traceback for a value its parser cannot
+    cast; llamafleet documents 2 for every kind of bad input. Installed from tasks.py, which
+    invoke imports before it parses the task part of the command line.
+    """
+    if getattr(program, "_llamafleet_parse_errors", False):
+        return
+    parse_tasks = program.parse_tasks
+
+    def parse_tasks_reporting() -> None:
+        try:
+            parse_tasks()
+        except (ParseError, ValueError) as exc:
+            raise Exit(f"error: {exc} (see: invoke --help TASK)", code=UsageError.exit_code) from None
+
+    program.parse_tasks = parse_tasks_reporting
+    program._llamafleet_parse_errors = True
+
+
 def load_inventory(path: str | None, extra_vars: list[str] | None) -> inventory_mod.Inventory:
-    return inventory_mod.load(path or inventory_mod.default_path(), inventory_mod.parse_extra_vars(extra_vars))
+    inventory = inventory_mod.load(path or inventory_mod.default_path(), inventory_mod.parse_extra_vars(extra_vars))
+    for warning in getattr(inventory, "warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    return inventory
 
 
-def options(check: bool, diff: bool, forks: int, limit: str | None, accept_new_host_keys: bool) -> RunOptions:
+def parse_forks(value: str | int | None) -> int:
+    """--forks as given on the command line: a whole number of at least 1 (default 10)."""
+    if value is None:
+        return 10
+    try:
+        forks = int(str(value).strip())
+    except ValueError:
+        raise UsageError(f"--forks must be a whole number, not {value!r}") from None
     if forks < 1:
-        raise UsageError("--forks must be at least 1")
-    return RunOptions(check=check, diff=diff, forks=forks, limit=limit, accept_new_host_keys=accept_new_host_keys)
+        raise UsageError(f"--forks must be at least 1, not {forks}")
+    return forks
+
+
+def options(
+    check: bool, diff: bool, forks: str | int | None, limit: str | None, accept_new_host_keys: bool
+) -> RunOptions:
+    return RunOptions(
+        check=check, diff=diff, forks=parse_forks(forks), limit=limit, accept_new_host_keys=accept_new_host_keys
+    )
 
 
 def finish(runner: Runner, output: Output, code: int) -> None:
@@ -65,9 +128,10 @@ def finish(runner: Runner, output: Output, code: int) -> None:
 @reports_errors
 def provision(inventory: str | None, extra_vars: list[str] | None, json_mode: bool, **flags: Any) -> None:
     """Bring every host to the provisioned state."""
+    run_options = options(**flags)  # flags first: a bad flag is reported before the inventory is read
     inv = load_inventory(inventory, extra_vars)
     output = Output(json_mode=json_mode, check=flags["check"])
-    runner = Runner(inv, options(**flags), output)
+    runner = Runner(inv, run_options, output)
     code = runner.run(playbooks.PROVISION)
     if playbooks.PENDING_ROLES:
         output.say(f"note: roles not available yet, not applied: {', '.join(playbooks.PENDING_ROLES)}")
@@ -87,10 +151,9 @@ def show_inventory(inventory: str | None, extra_vars: list[str] | None, json_mod
         return
     for name, host in doc["hosts"].items():
         print(f"{name}  groups: {', '.join(host['groups']) or '-'}")
-        for key, value in host["vars"].items():
+        for key, value in host["vars"].items():  # to_json() has hidden the secrets already
             if value not in (None, [], {}, ""):
-                shown = "(secret)" if key in ("ansible_become_password", "ansible_password") else value
-                print(f"    {key}: {shown}")
+                print(f"    {key}: {value}")
 
 
 def not_yet(task: str, what: str) -> None:

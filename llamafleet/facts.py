@@ -161,7 +161,7 @@ class DebPackages(Fact):
     def command(self) -> str:
         return (
             quote("dpkg-query -W -f='${Package}|${db:Status-Abbrev}|${Version}\\n'")
-            + " "
+            + " -- "
             + " ".join(quote("%s", n) for n in self.args[0])
         )
 
@@ -181,7 +181,7 @@ class RpmPackages(Fact):
         super().__init__(tuple(sorted(names)))
 
     def command(self) -> str:
-        return "rpm -q --qf '%{NAME}|%{VERSION}-%{RELEASE}\\n' " + " ".join(quote("%s", n) for n in self.args[0])
+        return "rpm -q --qf '%{NAME}|%{VERSION}-%{RELEASE}\\n' -- " + " ".join(quote("%s", n) for n in self.args[0])
 
     def process(self, lines: list[str]) -> dict[str, str]:
         return dict(line.split("|", 1) for line in lines if line.count("|") == 1)
@@ -191,13 +191,13 @@ class Passwd(Fact):
     """A user's passwd entry as a dict, or None."""
 
     def command(self) -> str:
-        return quote("getent passwd %s", self.args[0])
+        return quote("getent passwd -- %s", self.args[0])
 
     def process(self, lines: list[str]) -> dict[str, str] | None:
         if not lines or lines[0].count(":") != 6:
             return None
-        name, _, uid, gid, _, home, shell = lines[0].split(":")
-        return {"name": name, "uid": uid, "gid": gid, "home": home, "shell": shell}
+        name, _, uid, gid, comment, home, shell = lines[0].split(":")
+        return {"name": name, "uid": uid, "gid": gid, "comment": comment, "home": home, "shell": shell}
 
 
 class SystemdUnit(Fact):

@@ -165,7 +165,10 @@ class Runner:
             self.gate_failed = True
             return False
         except ConnectError as exc:
+            # What prepare() hands the other hosts is incomplete now: stop the phase, not just one host.
             self.mark_unreachable(exc.host, name, str(exc))
+            self.output.say(f"{name}: {exc.host} became unreachable while preparing; phase {name} stopped")
+            return False
         except LlamafleetError as exc:
             self.output.say(f"{name}: {exc}")
             for host in hosts:
@@ -272,7 +275,7 @@ class Runner:
         with self._count_lock:
             self.round_trips[host.name] += 1
         if isinstance(step, Upload):
-            conn.put(step.content, step.path, mode=step.mode, owner=step.owner, group=step.group)
+            conn.put(step.content, step.path, mode=step.mode, owner=step.owner, group=step.group, sha256=step.sha256)
         else:
             conn.check(step.command)
 

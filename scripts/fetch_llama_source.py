@@ -54,7 +54,8 @@ def fetch_source(version: str, cache_dir: Path = DEFAULT_CACHE, run: Runner = ru
     build_number = parse_version(version)
     target = cache_dir / sdist_name(build_number)
     if not target.is_file():
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cache_dir.chmod(0o700)  # archives from here are built as root on the hosts
         with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".download-") as scratch:
             run(pip_download_command(build_number, Path(scratch)))
             downloaded = Path(scratch) / target.name

@@ -26,8 +26,9 @@ VARIANT = "minbase"
 #   ca-certificates        HTTPS downloads (llama.cpp sources, package index)
 #   netbase                /etc/protocols and /etc/services (firewalld refuses to start without
 #                          them; nft and ss resolve port names through them)
+#   sudo                   non-root login users with ansible_become, as on most real hosts
 # python3 is left out: Fabric and testinfra run shell commands, nothing runs Python on hosts.
-INCLUDE = ("systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "ca-certificates", "netbase")
+INCLUDE = ("systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "ca-certificates", "netbase", "sudo")
 # Timers that would start apt in the background and race provisioning for the dpkg lock.
 DISABLED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer")
 FIREWALL_PACKAGES = {"ufw": ("ufw",), "firewalld": ("firewalld",), "nftables": ("nftables",)}

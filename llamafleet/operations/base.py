@@ -19,13 +19,18 @@ class Shell:
 
 @dataclass(frozen=True)
 class Upload:
-    """File content to write atomically at `path` (content never travels on a command line)."""
+    """File content to write atomically at `path` (content never travels on a command line).
+
+    `sha256`, when known ahead (a cached artifact, a model), is what the host must receive: a
+    controller file that changed since it was recorded is refused on the host, never installed.
+    """
 
     path: str
     content: bytes | Path
     mode: str = "0644"
     owner: str = "root"
     group: str = "root"
+    sha256: str | None = None
 
 
 Step = Shell | Upload

@@ -99,7 +99,8 @@ def copy(
             return _refuse_directory(path)
         if state is None or state.type != "file" or state.sha256 != sha256:
             return Change(
-                (Upload(path, source, mode, owner, group),), "missing" if state is None else "content differs"
+                (Upload(path, source, mode, owner, group, sha256),),
+                "missing" if state is None else "content differs",
             )
         fixes = _ownership_steps(path, state, mode, owner, group)
         if not fixes:

@@ -7,7 +7,7 @@ from ..facts import DebPackages, RpmPackages
 from ..ssh import quote
 from .base import Change, Facts, NoChange, Operation, Shell
 
-APT = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends"
+APT = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends --"
 
 
 def install_command(family: str, names: list[str]) -> str:
@@ -16,7 +16,7 @@ def install_command(family: str, names: list[str]) -> str:
     if family == "debian":
         return f"{APT} {args} || {{ apt-get update -q && {APT} {args}; }}"
     if family == "redhat":
-        return f"dnf install -y -q {args}"
+        return f"dnf install -y -q -- {args}"
     raise OperationError(f"no package manager known for OS family '{family}'")
 
 

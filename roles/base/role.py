@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from llamafleet import connvars
+from llamafleet.errors import InventoryError
 from llamafleet.operations import files, packages, users
 from llamafleet.roles import HostContext
 
 ROOT_DIRS = ("/opt/llama.cpp", "/opt/llama.cpp/releases", "/var/lib/llamafleet")
+
+
+def validate(runner, hosts) -> None:
+    """Before any connection: the service user is never root or the account llamafleet logs in with."""
+    for host in hosts:
+        user = host.vars["llamafleet_user"]
+        logins = {"root", connvars.settings(host).user}
+        if user in logins:
+            raise InventoryError(
+                f"'{user}' is {'root' if user == 'root' else 'the SSH login user'}; the services need a system "
+                "account of their own (default: llama)",
+                where=f"host {host.name}",
+                key="llamafleet_user",
+            )
 
 
 def operations(ctx: HostContext):

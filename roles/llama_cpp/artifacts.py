@@ -21,6 +21,21 @@ def cache_root() -> Path:
     return Path(os.environ.get("LLAMAFLEET_CACHE") or Path.home() / ".cache/llamafleet").expanduser()
 
 
+def private_dir(path: Path) -> Path:
+    """Create `path` (and any missing folder between it and the cache root) readable by us only.
+
+    What lies in the cache is pushed to hosts as root: nobody else on the controller may swap it.
+    """
+    root = cache_root()
+    chain = [path, *path.parents]
+    inside = chain[: chain.index(root) + 1] if root in chain else [path]
+    for folder in reversed(inside):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if folder.stat().st_mode & 0o077:
+            folder.chmod(0o700)
+    return path
+
+
 @dataclass(frozen=True)
 class Artifact:
     """A packed release in the cache: the tarball, its sha256 and the BUILD.json it carries."""
@@ -66,7 +81,7 @@ def store(key: str, downloaded: Path, expected_sha256: str, release_id: str) -> 
         raise OperationError(
             f"fetched artifact has sha256 {actual[:12]}, the build host reported {expected_sha256[:12]}"
         )
-    slot(key).mkdir(parents=True, exist_ok=True)
+    private_dir(slot(key))
     (slot(key) / f"{ARTIFACT}.sha256").write_text(f"{actual}  {ARTIFACT}\n")
     os.replace(downloaded, slot(key) / ARTIFACT)
     found = lookup(key, release_id)

@@ -31,8 +31,7 @@ def fetch(settings, group, arch: str) -> tuple[str, str, artifacts.Artifact]:
     """(cache key, release id, artifact) for a host installing an official release."""
     assets = plan.release_assets(settings, arch)
     with _LOCK:  # hosts of one group ask at the same time: download once
-        downloads = [_download(asset) for asset in assets]
-        shas = [artifacts.sha256_file(path) for path in downloads]
+        downloads, shas = zip(*(_download(asset) for asset in assets), strict=True)
         if settings.release_sha256 and shas[0] != settings.release_sha256:
             raise InventoryError(
                 f"{assets[0].name} has sha256 {shas[0]}, not the pinned one",
@@ -47,25 +46,45 @@ def fetch(settings, group, arch: str) -> tuple[str, str, artifacts.Artifact]:
     return key, identifier, found
 
 
-def _download(asset) -> Path:
-    """The asset in the download cache (streamed to a temporary name, renamed when complete)."""
-    folder = artifacts.cache_root() / "downloads" / hashlib.sha256(asset.url.encode()).hexdigest()[:16]
+def _download(asset) -> tuple[Path, str]:
+    """The asset in the download cache and its sha256 (streamed to a temporary name, renamed when complete).
+
+    Its sha256 is recorded beside it when it arrives and checked again whenever it is reused.
+    """
+    folder = artifacts.private_dir(
+        artifacts.cache_root() / "downloads" / hashlib.sha256(asset.url.encode()).hexdigest()[:16]
+    )
     target = folder / asset.name
+    recorded = target.with_name(target.name + ".sha256")
     if target.is_file():
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
+        return target, _check_recorded(target, recorded)
     partial = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
     try:
         with requests.get(asset.url, stream=True, timeout=TIMEOUT) as response:
             response.raise_for_status()
             with partial.open("wb") as handle:
                 for chunk in response.iter_content(1 << 20):
+                    digest.update(chunk)
                     handle.write(chunk)
     except requests.RequestException as exc:
         partial.unlink(missing_ok=True)
         raise OperationError(f"download of {asset.url} failed: {exc}") from None
+    recorded.write_text(f"{digest.hexdigest()}  {asset.name}\n")
     os.replace(partial, target)
-    return target
+    return target, digest.hexdigest()
+
+
+def _check_recorded(path: Path, recorded: Path) -> str:
+    """A cached download must still be what arrived; anything else is refused, never pushed."""
+    expected = recorded.read_text().split()[0] if recorded.is_file() else None
+    actual = artifacts.sha256_file(path)
+    if actual != expected:
+        raise OperationError(
+            f"download cache entry {path} changed since it was fetched (sha256 {actual[:12]}, "
+            f"recorded {(expected or 'nothing')[:12]}); delete it to download it again"
+        )
+    return actual
 
 
 def _repack(settings, group, key: str, identifier: str, downloads: list[Path]) -> artifacts.Artifact:

@@ -24,6 +24,7 @@ buildscript = sibling(__file__, "buildscript")
 identity = sibling(__file__, "identity")
 artifacts = sibling(__file__, "artifacts")
 release = sibling(__file__, "release")
+source = sibling(__file__, "source")
 
 NAME = "llama_cpp"
 BUILD_ROOT = "/var/lib/llamafleet/build"
@@ -59,10 +60,27 @@ class Target:
 
 def validate(runner, hosts: list[Host]) -> None:
     """Before any connection: every host's llama_cpp_* settings and source archive are usable."""
+    unnamed: set[Path] = set()
     for host in hosts:
         settings = plan.settings_for_host(host.name, host.vars)
         if settings.install == "build":
             _source_sha256(runner, host, settings)
+            _check_pin_against_archive(runner, host, settings, unnamed)
+
+
+def _check_pin_against_archive(runner, host: Host, settings, unnamed: set[Path]) -> None:
+    """A pin the archive contradicts would install code labelled with another build: refuse it."""
+    path = _source_path(runner, settings)
+    if path is None:
+        return
+    problem = source.pin_problem(settings.version, path)
+    if problem:
+        raise InventoryError(problem, where=f"host {host.name}", key="llama_cpp_version")
+    if source.names_no_build(path) and path not in unnamed:
+        unnamed.add(path)
+        runner.output.say(
+            f"note: {path} does not name its llama.cpp build; it is installed as {settings.version}, as pinned"
+        )
 
 
 def prepare(runner, hosts: list[Host]) -> None:
@@ -237,11 +255,11 @@ def _download(url: str, path: str, sha256: str) -> Operation:
 
 def _fetch(runner, target: Target, built: dict[str, str]) -> artifacts.Artifact:
     slot = artifacts.slot(target.key)
-    slot.mkdir(parents=True, exist_ok=True)
+    artifacts.private_dir(slot)
     with tempfile.NamedTemporaryFile(dir=slot, prefix=".fetch-", delete=False) as handle:
         local = Path(handle.name)
     try:
-        runner.connection(target.host).get(built["artifact"], local)
+        runner.connection(target.host).get(built["artifact"], local, sha256=built["artifact_sha256"])
         return artifacts.store(target.key, local, built["artifact_sha256"], target.release_id)
     finally:
         local.unlink(missing_ok=True)
@@ -293,7 +311,10 @@ def _install_steps(target: Target, present: bool) -> list:
     steps: list = []
     sha = artifact.sha256 if artifact else "0" * 64
     if not present:
-        steps += [Shell(quote("rm -rf %s/%s", RELEASES, target.release_id)), Upload(staged, artifact.path, "0600")]
+        steps += [
+            Shell(quote("rm -rf %s/%s", RELEASES, target.release_id)),
+            Upload(staged, artifact.path, "0600", sha256=sha),
+        ]
     context = buildscript.install_script_context(staged, sha, target.release_id, target.settings.keep_releases)
     script = buildscript.render_template(plan.INSTALL_TEMPLATE, context)
     steps += [Shell(quote("bash -c %s", script)), Shell(quote("rm -f %s", staged))]

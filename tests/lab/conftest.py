@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import secrets
+import subprocess
+from pathlib import Path
+
 import pytest
+import yaml
 
 from llamafleet import lab as lab_api
+from llamafleet.lab.inventory import ssh_argv
 
 # Test labs carry names of their own so a developer's `lab` is never touched.
 SESSION_LAB = "tsess"
 SESSION_FIREWALLS = "none,ufw,nftables"  # head: none, w1: ufw, w2: nftables
 SESSION_LINK_RATE = "1gbit"
+ADMIN = "lfadmin"
+# The head's sudo never asks (NOPASSWD) although a password is configured: the case where a
+# password sent unasked would end up inside the files written through sudo.
+ADMIN_SUDOERS = {
+    "head": f"{ADMIN} ALL=(ALL) NOPASSWD: ALL",
+    "w1": f"{ADMIN} ALL=(ALL) ALL",
+    "w2": f"{ADMIN} ALL=(ALL) ALL",
+}
+ADMIN_SETUP = """set -e
+id {user} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {user}
+echo '{user}:{password}' | chpasswd
+install -d -m 0700 -o {user} -g {user} /home/{user}/.ssh
+install -m 0600 -o {user} -g {user} /root/.ssh/authorized_keys /home/{user}/.ssh/authorized_keys
+echo '{rule}' > /etc/sudoers.d/{user}.tmp && chmod 0440 /etc/sudoers.d/{user}.tmp
+visudo -cq -f /etc/sudoers.d/{user}.tmp && mv /etc/sudoers.d/{user}.tmp /etc/sudoers.d/{user}
+"""
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +45,18 @@ def lab(request: pytest.FixtureRequest):
     finally:  # also on KeyboardInterrupt and when up itself failed half-way
         if not (keep and info is not None):
             lab_api.down(SESSION_LAB)
+
+
+@pytest.fixture(scope="session")
+def admin_inventory(lab, tmp_path_factory) -> str:
+    """The lab's inventory with a non-root login user and become (sudo with a password; none asked on head)."""
+    password = secrets.token_urlsafe(12)
+    for host in lab.hosts:
+        script = ADMIN_SETUP.format(user=ADMIN, password=password, rule=ADMIN_SUDOERS[host.name])
+        done = subprocess.run(ssh_argv(lab, host) + [script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (host.name, done.stderr)
+    data = yaml.safe_load(Path(lab.inventory).read_text())
+    data["all"]["vars"].update(ansible_user=ADMIN, ansible_become=True, ansible_become_password=password)
+    path = tmp_path_factory.mktemp("admin-inventory") / "hosts.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)

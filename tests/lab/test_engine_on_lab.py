@@ -38,7 +38,8 @@ def test_converge_then_nothing_to_change(inv, lab):
     assert all(n > 0 for n in counts(first, "changed").values())
     code, second, runner = converge(inv)
     assert code == 0
-    assert counts(second, "changed") == {"head": 0, "w1": 0, "w2": 0}
+    changed = [(r.host, r.operation, r.reason) for r in second.results if r.status == "changed"]
+    assert counts(second, "changed") == {"head": 0, "w1": 0, "w2": 0}, f"not idempotent: {changed}"
     assert all(n == 2 for n in runner.round_trips.values()), runner.round_trips
     services = [r for r in second.results if r.operation.startswith("service lfsample-a")]
     assert {r.reason for r in services} == {"active, enabled"}

@@ -62,9 +62,10 @@ def source_vars(source: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def runs(lab, source, env):
-    """Two provisions in a row from bare hosts."""
-    first = provision(lab.inventory, env, *source_vars(source))
+def runs(lab, admin_inventory, source, env):
+    """Two provisions in a row from bare hosts: the first (which builds and fetches the artifact from
+    a root-only folder) as a non-root login user through sudo, the second as root."""
+    first = provision(admin_inventory, env, *source_vars(source))
     second = provision(lab.inventory, env, *source_vars(source))
     return first, second
 
@@ -80,6 +81,19 @@ def test_first_provision_builds_once_and_installs_everywhere(runs, lab):
     assert len(builds(doc)) == 1, "one platform group, one build"
     installs = [r for r in doc["results"] if r["operation"].endswith("installed and current")]
     assert sorted(r["host"] for r in installs if r["status"] == "changed") == ["head", "w1", "w2"]
+
+
+def test_become_wrote_exactly_the_files_root_would_write(runs, lab, admin_inventory):
+    """What sudo wrote for the non-root login user is byte for byte what root writes (second run: 0 changed),
+    and the sudo password is in no file, also on the head, whose sudo never asks for it."""
+    (code, doc), _ = runs
+    assert code == 0
+    password = yaml.safe_load(Path(admin_inventory).read_text())["all"]["vars"]["ansible_become_password"]
+    for host in ("head", "w1", "w2"):
+        found = ssh(lab, host, f"grep -rlF -- {password} /etc /opt/llama.cpp /var/lib/llamafleet; true")
+        assert found.stdout == "", (host, found.stdout)
+        owner = ssh(lab, host, "stat -c %U /etc/llamafleet/host.yml /opt/llama.cpp/current/BUILD.json")
+        assert owner.stdout.split() == ["root", "root"], (host, owner.stdout, owner.stderr)
 
 
 def test_every_host_runs_the_pinned_identical_build(runs, lab):

@@ -131,7 +131,7 @@ def test_debpackages_key_and_command_sort_and_quote_names():
     one = facts.DebPackages(["procps", "openssl"])
     assert one.key == facts.DebPackages(["openssl", "procps"]).key == ("DebPackages", ("openssl", "procps"))
     split = shlex.split(facts.DebPackages(["a b", "procps"]).command())
-    assert split == ["dpkg-query", "-W", "-f=${Package}|${db:Status-Abbrev}|${Version}\\n", "a b", "procps"]
+    assert split == ["dpkg-query", "-W", "-f=${Package}|${db:Status-Abbrev}|${Version}\\n", "--", "a b", "procps"]
 
 
 def test_rpmpackages():
@@ -151,12 +151,13 @@ def test_passwd():
         "name": "root",
         "uid": "0",
         "gid": "0",
+        "comment": "root",
         "home": "/root",
         "shell": "/bin/bash",
     }
     assert fact.process(recorded("passwd_nobody.txt"))["shell"] == "/usr/sbin/nologin"
     assert fact.process(recorded("passwd_missing.txt")) is None
-    assert words(facts.Passwd("a;b").command()) == ["getent", "passwd", "a;b"]
+    assert words(facts.Passwd("a;b").command()) == ["getent", "passwd", "--", "a;b"]
 
 
 @pytest.mark.parametrize(

