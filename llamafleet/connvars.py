@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import variables
@@ -170,6 +171,7 @@ class _Reader:
         options = self.ssh_options()
         jumps = self.jumps(options)
         known_hosts = self.known_hosts(options)
+        self.check_known_hosts_path(known_hosts)
         self.check_key_checking(options)
         self.warn_ignored()
         result = Settings(
@@ -276,6 +278,14 @@ class _Reader:
         if len(files) > 1:
             self.warn(var, f"UserKnownHostsFile: only the first file ({files[0]}) is read")
         return files[0]
+
+    def check_known_hosts_path(self, value: str) -> None:
+        """A known_hosts that exists must be a readable file (a missing one means: no host known yet)."""
+        path = Path(value).expanduser()
+        if not path.is_absolute() and self.file:
+            path = Path(self.file).parent / path
+        if path.exists() and not path.is_file():
+            raise self.refuse("known_hosts_file", f"{path} is not a file")
 
     def check_key_checking(self, options: dict[str, tuple[str, str]]) -> None:
         """Host keys are always checked: saying otherwise is ignored, with a warning."""

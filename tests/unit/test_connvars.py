@@ -251,3 +251,9 @@ def test_anything_else_gets_one_warning_saying_what_llamafleet_does(tmp_path, mo
 
 def test_variables_that_are_not_ansibles_are_not_reviewed(tmp_path, monkeypatch):
     assert review(tmp_path, monkeypatch, rpc_port=50052, ssh_command_timeout=60) == []
+
+
+def test_a_known_hosts_path_that_is_not_a_file_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "pinned").mkdir()
+    message = refusal(tmp_path, monkeypatch, known_hosts_file="pinned")
+    assert message.endswith(f"known_hosts_file: {tmp_path / 'pinned'} is not a file")
