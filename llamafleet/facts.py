@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from .ssh import quote
+from .shell import quote
 
 
 class Fact:

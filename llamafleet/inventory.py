@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 import copy
-import errno
-import itertools
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import variables, yamlfile
 from .errors import InventoryError
+from .hostranges import MAX_HOSTS, expand_range, range_problem
+from .varsfiles import VarsFiles, check_vars, shown
 from .yamlfile import printable, shorten
 
 DEFAULT_INVENTORY = "inventory/hosts.yml"
 GROUP_KEYS = {"hosts", "vars", "children"}
-VARS_SUFFIXES = ("", ".yml", ".yaml", ".json")
-_RANGE = re.compile(r"\[(?:([0-9]+):([0-9]+)(?::([0-9]+))?|([a-z]):([a-z]))\]")
 
-# Limits, checked before anything is expanded or resolved (YAML's own are in yamlfile.py). Host and group
-# names follow variables.NAME_RULES: host names are plain DNS-like names or IP addresses, group names letters,
-# digits, '_' and '-'; both are used as file names (host_vars/NAME.yml) and written into files.
-MAX_HOSTS = 10_000  # hosts one range pattern (w[0001:9999]) expands to, and hosts in the whole inventory
+# Limits, checked before anything is expanded or resolved (MAX_HOSTS and the range limits are in hostranges.py,
+# YAML's own in yamlfile.py). Host and group names follow variables.NAME_RULES: host names are plain DNS-like
+# names or IP addresses, group names letters, digits, '_' and '-'; both are used as file names
+# (host_vars/NAME.yml) and written into files.
 MAX_GROUP_DEPTH = 50  # groups nested below all (children of children ...)
 MAX_MEMBERSHIPS = 200_000  # (host, group) pairs, a group counting the hosts of its descendants
-MAX_RANGE_DIGITS = 18
 
 
 @dataclass
@@ -121,7 +117,7 @@ def load(path: str | Path, extra_vars: dict[str, Any] | None = None) -> Inventor
     groups, host_vars, host_order = _Parser(file).parse(yamlfile.load(path))
     _set_depths(groups, file)
     members = _members(groups, _group_order(groups), file)
-    vars_files = _VarsFiles(path.parent)
+    vars_files = VarsFiles(path.parent)
     hosts = {name: Host(name, [], {}) for name in host_order}
     for group, names in members.items():
         for name in names:
@@ -177,7 +173,7 @@ class _Parser:
         for key in body:
             if key not in GROUP_KEYS:
                 message = "unknown key in a group (expected hosts, vars or children)"
-                raise InventoryError(message, file=self.file, where=where, key=_shown(key), line=body.line_of(key))
+                raise InventoryError(message, file=self.file, where=where, key=shown(key), line=body.line_of(key))
         group.vars.update(self.vars_block(body.get("vars"), where, body.line_of("vars")))
         self.hosts(group, body.get("hosts"), body.line_of("hosts"))
         children = body.get("children") or {}
@@ -221,7 +217,7 @@ class _Parser:
         where = f"group {parent}" if parent else None
         if not isinstance(name, str):
             message = f"a {what} name must be a string, not {variables.kind_of(name)}"
-            raise InventoryError(message, file=self.file, where=where, key=_shown(name), line=line)
+            raise InventoryError(message, file=self.file, where=where, key=shown(name), line=line)
         problem = variables.name_problem(name, what) if expanded else None
         if problem:
             raise InventoryError(problem, file=self.file, where=where, line=line)
@@ -233,60 +229,6 @@ class _Parser:
             raise InventoryError("variables must be a mapping", file=self.file, where=where, line=line)
         check_vars(block, self.file, where)
         return dict(block)
-
-
-def check_vars(block: dict, file: str, where: str) -> None:
-    """Reject names that are not variable names, unknown-looking llamafleet variables and values of the wrong type."""
-    for name, value in block.items():
-        line = block.line_of(name) if hasattr(block, "line_of") else None
-        problem = variables.check_variable_name(name) or variables.check_name(name)
-        if problem is None and (name in variables.catalogue() or name in variables.CONNECTION_VARS):
-            problem = variables.check_value(name, value)
-        if problem:
-            raise InventoryError(problem, file=file, where=where, key=_shown(name), line=line)
-
-
-def range_problem(pattern: str) -> str | None:
-    """Why the host ranges of `pattern` cannot be expanded (stride 0, backwards, too many hosts), or None."""
-    count = 1
-    for match in _RANGE.finditer(pattern):
-        start, end, stride, first, last = match.groups()
-        if first:
-            low, high, step = ord(first), ord(last), 1
-        elif max(len(start), len(end), len(stride or "")) > MAX_RANGE_DIGITS:
-            return f"range {match.group()}: a number has more than {MAX_RANGE_DIGITS} digits"
-        else:
-            low, high, step = int(start), int(end), int(stride or 1)
-        if step < 1:
-            return f"range {match.group()}: the step must be at least 1"
-        if low > high:
-            return f"range {match.group()}: runs backwards ({start or first} is after {end or last})"
-        count *= len(range(low, high + 1, step))
-        if count > MAX_HOSTS:
-            return f"expands to more than {MAX_HOSTS} hosts (the limit)"
-    return None
-
-
-def expand_range(pattern: str) -> list[str]:
-    """Ansible host ranges: 'w[01:03]' -> w01, w02, w03; 'w[1:5:2]' -> w1, w3, w5; 'n[a:c]' -> na, nb, nc."""
-    problem = range_problem(pattern)
-    if problem:
-        raise InventoryError(problem, key=printable(pattern))
-    matches = list(_RANGE.finditer(pattern))
-    cuts = [0, *(i for match in matches for i in match.span()), len(pattern)]
-    texts = [pattern[a:b] for a, b in zip(cuts[::2], cuts[1::2], strict=True)]
-    return [
-        texts[0] + "".join(item + text for item, text in zip(items, texts[1:], strict=True))
-        for items in itertools.product(*(_range_items(match) for match in matches))
-    ]
-
-
-def _range_items(match: re.Match) -> list[str]:
-    start, end, stride, first, last = match.groups()
-    if first:
-        return [chr(c) for c in range(ord(first), ord(last) + 1)]
-    width = len(start) if start.startswith("0") else 0
-    return [str(i).zfill(width) for i in range(int(start), int(end) + 1, int(stride or 1))]
 
 
 def _set_depths(groups: dict[str, Group], file: str) -> None:
@@ -350,7 +292,7 @@ def _resolve(
     host: Host,
     groups: dict[str, Group],
     host_vars: dict[str, dict[str, Any]],
-    vars_files: _VarsFiles,
+    vars_files: VarsFiles,
     extra_vars: dict[str, Any],
 ) -> dict[str, Any]:
     """Combine variables in Ansible's order (later wins, top-level keys replace); host.groups includes all."""
@@ -365,70 +307,6 @@ def _resolve(
     resolved.update(extra_vars)
     resolved.setdefault("inventory_hostname", host.name)
     return dict(sorted(resolved.items()))
-
-
-class _VarsFiles:
-    """group_vars/ and host_vars/ beside the inventory, each file read and checked once."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.by_name: dict[tuple[str, str], dict[str, Any]] = {}
-        self.files: dict[Path, dict[str, Any]] = {}
-        self.folders: dict[str, bool] = {}
-
-    def read(self, kind: str, name: str, where: str) -> dict[str, Any]:
-        """Like Ansible: the first of NAME, NAME.yml, NAME.yaml, NAME.json; a folder is read whole, sorted."""
-        if (kind, name) not in self.by_name:
-            found: dict[str, Any] = {}
-            if kind not in self.folders:
-                self.folders[kind] = (self.root / kind).is_dir()
-            for file in _vars_file_list(self.root / kind, name) if self.folders[kind] else []:
-                found.update(self.read_file(file, where))
-            self.by_name[kind, name] = found
-        return self.by_name[kind, name]
-
-    def read_file(self, file: Path, where: str) -> dict[str, Any]:
-        if file not in self.files:
-            data = yamlfile.load(file)
-            if data is None:
-                data = {}
-            if not isinstance(data, dict):
-                raise InventoryError("must be a mapping of variables", file=printable(str(file)), where=where)
-            check_vars(data, printable(str(file)), where)
-            self.files[file] = dict(data)
-        return self.files[file]
-
-
-def _vars_file_list(folder: Path, name: str) -> list[Path]:
-    for suffix in VARS_SUFFIXES:
-        candidate = folder / (name + suffix)
-        try:
-            if candidate.is_dir():
-                return _folder_files(candidate, set())
-            if candidate.is_file():
-                return [candidate]
-        except OSError as exc:
-            if exc.errno != errno.ENAMETOOLONG:  # a name too long for a file cannot have a vars file
-                raise InventoryError(f"cannot read: {exc.strerror}", file=printable(str(candidate))) from None
-    return []
-
-
-def _folder_files(folder: Path, seen: set[Path]) -> list[Path]:
-    """YAML/JSON files below a vars folder; hidden files, backups~, other extensions and repeated folders skipped."""
-    seen.add(folder.resolve())
-    try:
-        entries = sorted(folder.iterdir())
-    except OSError as exc:
-        raise InventoryError(f"cannot read: {exc.strerror}", file=printable(str(folder))) from None
-    found: list[Path] = []
-    for entry in entries:
-        if entry.name.startswith(".") or entry.name.endswith("~"):
-            continue
-        if entry.is_dir() and entry.resolve() not in seen:  # a symlink back up is read once, not forever
-            found.extend(_folder_files(entry, seen))
-        elif entry.suffix in VARS_SUFFIXES and entry.is_file():
-            found.append(entry)
-    return found
 
 
 def _check_cluster(inventory: Inventory) -> None:
@@ -506,10 +384,3 @@ def _is_file(path: Path) -> bool:
         return path.is_file()
     except (OSError, ValueError):  # a name too long, a NUL byte
         return False
-
-
-def _shown(value: Any) -> str:
-    """A key as the user wrote it in YAML, made safe for a one-line message."""
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    return printable(shorten(str(value))) or "''"

@@ -15,7 +15,8 @@ from .facts import Fact, OsRelease, batch_script, parse_batch
 from .inventory import Host, Inventory
 from .operations.base import Change, Facts, Operation, Shell, Upload
 from .output import OpResult, Output
-from .ssh import HostConnection, quote
+from .shell import quote
+from .ssh import HostConnection
 
 EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE, EXIT_GATE = 0, 1, 3, 4
 DIFF_LIMIT = 256 * 1024

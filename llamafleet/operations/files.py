@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from ..facts import FileState, PathInfo
-from ..ssh import quote
+from ..shell import quote
 from .base import Change, Facts, NoChange, Operation, Shell, Upload, octal
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import OperationError
 from ..facts import DebPackages, RpmPackages
-from ..ssh import quote
+from ..shell import quote
 from .base import Change, Facts, NoChange, Operation, Shell
 
 APT = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends --"

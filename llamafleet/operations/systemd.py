@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..facts import SystemdUnit
-from ..ssh import quote
+from ..shell import quote
 from . import files
 from .base import Change, Facts, NoChange, Operation, Shell
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import OperationError
 from ..facts import Passwd
-from ..ssh import quote
+from ..shell import quote
 from .base import Change, Facts, NoChange, Operation, Shell
 
 NOLOGIN = "/usr/sbin/nologin"

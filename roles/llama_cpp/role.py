@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llamafleet import paths
 from llamafleet.errors import GateError, InventoryError, OperationError
 from llamafleet.facts import CommandOutput, PathInfo
 from llamafleet.inventory import Host
@@ -17,7 +18,7 @@ from llamafleet.operations import files, packages
 from llamafleet.operations.base import Change, Facts, NoChange, Operation, Shell, Upload
 from llamafleet.output import OpResult
 from llamafleet.roles import sibling
-from llamafleet.ssh import quote
+from llamafleet.shell import quote
 
 plan = sibling(__file__, "plan")
 buildscript = sibling(__file__, "buildscript")
@@ -27,8 +28,8 @@ release = sibling(__file__, "release")
 source = sibling(__file__, "source")
 
 NAME = "llama_cpp"
-BUILD_ROOT = "/var/lib/llamafleet/build"
-INCOMING = "/var/lib/llamafleet/models/.incoming"
+BUILD_ROOT = paths.BUILD_DIR
+INCOMING = paths.INCOMING_DIR
 RELEASES = plan.RELEASES_DIR
 CURRENT = plan.CURRENT_LINK
 CPU_FLAGS = CommandOutput("grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2")

@@ -10,7 +10,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from llamafleet.ssh import read_known_hosts
+from llamafleet.known_hosts import read_known_hosts
 
 # Two real ed25519 public keys (ssh-keygen -t ed25519), and a key type paramiko does not know.
 KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFgfNmNaNVNzAzxEYEQ9yvMK1732uQ1bhKeMSmROiLBI"

@@ -6,8 +6,9 @@ import shlex
 
 import pytest
 
+from llamafleet.channel import _Stderr
 from llamafleet.inventory import Host
-from llamafleet.ssh import HostConnection, _Stderr
+from llamafleet.ssh import HostConnection
 
 PROMPT, READY = b"[llamafleet sudo 0a1b]", b"[llamafleet started 0a1b]\n"
 
