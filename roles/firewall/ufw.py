@@ -1,0 +1,91 @@
+"""ufw: llamafleet's rules carry the comment `llamafleet ...`; rules of anyone else are left alone."""
+
+from __future__ import annotations
+
+from llamafleet import roles
+from llamafleet.errors import OperationError
+from llamafleet.operations import Change, Facts, NoChange, Operation, Shell
+from llamafleet.shell import quote
+
+_plan = roles.sibling(__file__, "plan")
+_facts = roles.sibling(__file__, "facts")
+
+
+def _ours(words: tuple[str, ...]) -> bool:
+    """A rule from `ufw show added` that llamafleet wrote (its comment starts with the tag)."""
+    if "comment" not in words:
+        return False
+    index = words.index("comment")
+    return index + 1 < len(words) and words[index + 1].split(" ")[0] == _plan.TAG
+
+
+def ssh_rule(plan) -> tuple[str, ...]:
+    return ("allow", f"{plan.ssh_port}/tcp", "comment", f"{_plan.TAG} ssh")
+
+
+def allow_rules(plan) -> list[tuple[str, ...]]:
+    """The allow rules in the words `ufw show added` prints them with."""
+    return [
+        ("allow", "from", source, "to", "any", "port", str(rule.port), "proto", rule.proto, "comment", rule.tag)
+        for rule in plan.rules
+        for source in rule.sources
+    ]
+
+
+def deny_rules(plan) -> list[tuple[str, ...]]:
+    return [("deny", f"{rule.port}/{rule.proto}", "comment", rule.tag) for rule in plan.rules]
+
+
+def _command(verb: str, words: tuple[str, ...]) -> Shell:
+    return Shell(" ".join(["ufw", *([verb] if verb else []), *(quote("%s", word) for word in words)]))
+
+
+def _status(facts: Facts, fact) -> object:
+    state = facts[fact]
+    if state is None:
+        raise OperationError("`ufw status verbose` failed: is ufw installed?")
+    return state
+
+
+def rules(plan) -> Operation:
+    """ufw has exactly `plan`'s llamafleet rules: SSH allowed, each port open to its sources, denied to others."""
+    status = _facts.UfwStatus()
+
+    def planner(facts: Facts):
+        present = set(_status(facts, status).rules)
+        steps = []
+        if ssh_rule(plan) not in present:  # before anything else, so enabling never locks us out
+            steps.append(_command("", ssh_rule(plan)))
+        wanted = {ssh_rule(plan), *allow_rules(plan), *deny_rules(plan)}
+        stale = [words for words in _status(facts, status).rules if _ours(words) and words not in wanted]
+        steps += [_command("delete", words[: words.index("comment")]) for words in stale]
+        # Allows go first in ufw's list (prepend), the deny last: the sources match before the deny.
+        steps += [_command("prepend", words) for words in allow_rules(plan) if words not in present]
+        steps += [_command("", words) for words in deny_rules(plan) if words not in present]
+        if not steps:
+            return NoChange(f"{len(wanted)} llamafleet rule(s) present, none stale")
+        why = [f"{len(steps) - len(stale)} missing"] if len(steps) > len(stale) else []
+        why += [f"{len(stale)} stale"] if stale else []
+        return Change(tuple(steps), ", ".join(why))
+
+    return Operation("ufw llamafleet rules", [status], planner)
+
+
+def enabled() -> Operation:
+    """ufw is active now and at boot (after rules(), so the SSH rule is already there)."""
+    status = _facts.UfwStatus()
+
+    def planner(facts: Facts):
+        state = _status(facts, status)
+        steps = [] if state.active else [Shell("ufw --force enable")]
+        steps += [] if state.unit_enabled else [Shell("systemctl enable ufw.service")]
+        if not steps:
+            return NoChange("ufw active, ufw.service enabled")
+        return Change(tuple(steps), "ufw inactive" if not state.active else "ufw.service not enabled")
+
+    return Operation("ufw active and enabled", [status], planner)
+
+
+def ufw_rules(plan) -> list[Operation]:
+    """Every operation that makes `plan` true with ufw, in order."""
+    return [rules(plan), enabled()]
