@@ -1,4 +1,4 @@
-"""llamafleet's command line: `invoke provision | deploy | verify | status | inventory | lab.*`."""
+"""llamafleet's command line: `invoke provision | deploy | verify | status | inventory | render | lab.*`."""
 
 from invoke import Collection, task
 from invoke.main import program
@@ -73,5 +73,18 @@ def inventory_(c, inventory=None, limit=None, json=False, extra_vars=None):
     cli.show_inventory(inventory, extra_vars, json, limit)
 
 
-ns = Collection(provision, deploy, verify, status, inventory_)
+@task(
+    iterable=["extra_vars"],
+    help={
+        "out": "Folder to write into, as OUT/<host>/etc/systemd/system/<unit> (required).",
+        "model": "GGUF file as deploy would take it; the head unit loads it from /var/lib/llamafleet/models.",
+        **{k: H[k] for k in ("inventory", "extra_vars")},
+    },
+)
+def render(c, out=None, model=None, inventory=None, extra_vars=None):
+    """Write the workers' and the head's unit files per host, without connecting to any host."""
+    cli.render(inventory, extra_vars, out, model)
+
+
+ns = Collection(provision, deploy, verify, status, inventory_, render)
 ns.add_collection(lab_tasks.ns)

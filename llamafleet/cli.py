@@ -15,8 +15,8 @@ from typing import Any
 
 from invoke.exceptions import Exit, ParseError
 
+from . import cluster, paths, playbooks, roles
 from . import inventory as inventory_mod
-from . import playbooks
 from .errors import LlamafleetError, NotImplementedYet, UsageError
 from .output import Output
 from .runner import Runner, RunOptions
@@ -161,8 +161,8 @@ def not_yet(task: str, what: str) -> None:
 
 
 STATUS_SCRIPT = (
-    "readlink /opt/llama.cpp/current || true; "
-    "for u in llama-rpc.service llama-server.service; do "
+    f"readlink {paths.CURRENT_LINK} || true; "
+    f"for u in {' '.join(paths.UNITS)}; do "
     'printf \'%s %s %s\\n\' "$u" $(systemctl show -p LoadState -p ActiveState --value "$u" 2>/dev/null); done'
 )
 
@@ -217,3 +217,53 @@ def status(
         output.finish(code)
     if code:
         raise Exit(code=code)
+
+
+def _model_on_head(model: str | None) -> str:
+    """Where the head unit finds the model: deploy installs --model under its file name in the models folder."""
+    if model is None:
+        return roles.load("head").MODEL_PLACEHOLDER
+    name = Path(model).name
+    if name in ("", ".", "..") or not name.isprintable():
+        raise UsageError(f"--model: {model!r} does not name a file")
+    return f"{paths.MODELS_DIR}/{name}"
+
+
+def _service_files(inv: inventory_mod.Inventory, model: str) -> dict[str, dict[str, str]]:
+    """host -> {path on the host: content} for the rpc_worker role on the workers and the head role on the head."""
+    view = cluster.view(inv)
+    for warning in view.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    file = str(inv.path)
+    worker_role, head_role = roles.load("rpc_worker"), roles.load("head")
+    rendered = {host.name: worker_role.files(host, view, file) for host in inv.workers}
+    rendered[inv.head.name] = head_role.files(inv.head, view, file, model=model)
+    return rendered
+
+
+def _write_tree(out: Path, rendered: dict[str, dict[str, str]]) -> list[Path]:
+    written = []
+    for host, host_files in rendered.items():
+        for path, content in host_files.items():
+            target = out / host / path.lstrip("/")
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content, encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"--out: cannot write {target}: {exc.strerror or exc}") from None
+            written.append(target)
+    return written
+
+
+@reports_errors
+def render(inventory: str | None, extra_vars: list[str] | None, out: str | None, model: str | None) -> None:
+    """Write every file the service roles would install, as OUT/<host>/<path>, without connecting to any host."""
+    if not out:
+        raise UsageError("render: --out DIR is required")
+    model_path = _model_on_head(model)
+    inv = load_inventory(inventory, extra_vars)
+    roles.load("base").validate(None, list(inv.hosts.values()))  # the service user provision would refuse
+    for path in _write_tree(Path(out).expanduser(), _service_files(inv, model_path)):
+        print(path)
+    if model is None:
+        print(f"note: no --model: the head unit loads {model_path} until deploy names the model", file=sys.stderr)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from llamafleet import connvars
+from llamafleet import connvars, paths
 from llamafleet.errors import InventoryError
 from llamafleet.operations import files, packages, users
 from llamafleet.roles import HostContext
 
-ROOT_DIRS = ("/opt/llama.cpp", "/opt/llama.cpp/releases", "/var/lib/llamafleet")
+ROOT_DIRS = (paths.INSTALL_ROOT, paths.RELEASES_DIR, paths.STATE_DIR)
 
 
 def validate(runner, hosts) -> None:
@@ -31,8 +31,8 @@ def operations(ctx: HostContext):
     for path in ROOT_DIRS:
         yield files.directory(path)
     # Models are readable by the service user only; transfers land in .incoming first.
-    yield files.directory("/var/lib/llamafleet/models", mode="0750", group=user)
-    yield files.directory("/var/lib/llamafleet/models/.incoming", mode="0700")
+    yield files.directory(paths.MODELS_DIR, mode="0750", group=user)
+    yield files.directory(paths.INCOMING_DIR, mode="0700")
     # Configuration, including the API key file, is never world-readable.
-    yield files.directory("/etc/llamafleet", mode="0750", group=user)
-    yield files.template("/etc/llamafleet/host.yml", ctx.render("host.yml.j2"), mode="0640", group=user)
+    yield files.directory(paths.CONFIG_DIR, mode="0750", group=user)
+    yield files.template(paths.HOST_CONFIG, ctx.render("host.yml.j2"), mode="0640", group=user)

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from llamafleet import paths
 from llamafleet.errors import InventoryError, OperationError
 
 ROLE_DIR = Path(__file__).resolve().parent
@@ -21,9 +22,9 @@ BACKENDS = ("cpu", "cuda", "vulkan", "rocm")
 CPU_VARIANTS = ("all", "native")
 INSTALL_METHODS = ("build", "release")
 
-INSTALL_ROOT = "/opt/llama.cpp"
-RELEASES_DIR = f"{INSTALL_ROOT}/releases"
-CURRENT_LINK = f"{INSTALL_ROOT}/current"
+INSTALL_ROOT = paths.INSTALL_ROOT
+RELEASES_DIR = paths.RELEASES_DIR
+CURRENT_LINK = paths.CURRENT_LINK
 MANIFEST_NAME = "BUILD.json"
 MANIFEST_SCHEMA = 1
 

@@ -1,0 +1,176 @@
+"""The cluster as its services see it: the head, the workers' RPC endpoints in order, and who may connect.
+
+Addresses (the RPC protocol has no authentication, so these are what keep strangers out):
+
+- A worker's rpc-server binds `rpc_host`; unset, the worker's `ansible_host` when that is a numeric IPv4
+  address (rpc-server takes nothing else: no names, no IPv6). `0.0.0.0` is accepted only when set
+  explicitly, with a warning; the head then connects to the worker's `ansible_host`.
+- The head's cluster address, the one address the workers admit (`IPAddressAllow=`, firewall), is the
+  head's `rpc_host` when set (the address its connections to the workers come from), else (also when
+  it is 0.0.0.0) its `ansible_host`; either must be a numeric IPv4 address. `api_host` is not used: it
+  is where clients reach the API, often on another network.
+- The API admits `api_allow` (the head's value); empty means the cluster's own addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InventoryError
+from .inventory import Host, Inventory
+from .yamlfile import printable, shorten
+
+ANY_IPV4 = "0.0.0.0"  # noqa: S104 - named to be recognised and refused, never bound by default
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One worker's rpc-server: what it binds and where the head reaches it."""
+
+    name: str
+    bind: str  # rpc-server -H
+    address: str  # where the head connects: `bind`, or ansible_host when bind is 0.0.0.0
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A read-only view of the cluster, built from an inventory by view()."""
+
+    head: str
+    head_address: str
+    workers: tuple[Worker, ...]
+    api_allow: tuple[str, ...]  # addresses and CIDR networks allowed to reach the API
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def rpc_servers(self) -> str:
+        """llama-server's --rpc value: ip:port,ip:port in inventory order ('' without workers)."""
+        return ",".join(worker.endpoint for worker in self.workers)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The cluster's own addresses: the head's, then each worker's, each once."""
+        return tuple(dict.fromkeys([self.head_address, *(worker.address for worker in self.workers)]))
+
+    def worker(self, name: str) -> Worker:
+        for worker in self.workers:
+            if worker.name == name:
+                return worker
+        raise KeyError(name)
+
+
+def view(inventory: Inventory) -> Cluster:
+    """The cluster of a resolved inventory; InventoryError naming file, host and key when an address is unusable."""
+    file = printable(str(inventory.path))
+    head = inventory.head
+    warnings: list[str] = []
+    workers = tuple(_worker(host, file, warnings) for host in inventory.workers)
+    _check_unique(workers, file)
+    head_address = _head_address(head, file)
+    allow = _networks(head.vars.get("api_allow"), file, head.name)
+    if not allow:
+        allow = tuple(dict.fromkeys([head_address, *(worker.address for worker in workers)]))
+    return Cluster(head.name, head_address, workers, allow, tuple(warnings))
+
+
+def _ipv4(value: Any) -> ipaddress.IPv4Address | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        return None
+
+
+def _worker(host: Host, file: str, warnings: list[str]) -> Worker:
+    def error(message: str) -> InventoryError:
+        return InventoryError(message, file=file, where=f"host {host.name}", key="rpc_host")
+
+    port = host.vars["rpc_port"]
+    explicit = host.vars.get("rpc_host")
+    if explicit is None:
+        bind = _ipv4(host.address)
+        if bind is None or bind.is_unspecified:
+            raise error(
+                f"not set, and ansible_host {shorten(host.address)!r} is not a usable numeric IPv4 address: set "
+                "rpc_host to the worker's IPv4 address on the cluster network (rpc-server takes no names, no IPv6)"
+            )
+        return Worker(host.name, str(bind), str(bind), port)
+    bind = _ipv4(explicit)
+    if bind is None:
+        raise error(
+            f"{shorten(str(explicit))!r} is not a numeric IPv4 address (rpc-server binds to one: no names, no IPv6)"
+        )
+    if not bind.is_unspecified:
+        return Worker(host.name, str(bind), str(bind), port)
+    address = _ipv4(host.address)
+    if address is None or address.is_unspecified:
+        raise error(
+            f"is {ANY_IPV4}, so the head would connect to ansible_host, but {shorten(host.address)!r} is not a "
+            "numeric IPv4 address: set rpc_host to the worker's cluster address instead"
+        )
+    warnings.append(
+        f"{file}: host {host.name}: rpc_host: {ANY_IPV4} binds every interface of {host.name}: its RPC port "
+        "(no authentication) is kept from other hosts only by IPAddressAllow= and the firewall; "
+        "prefer the worker's cluster address"
+    )
+    return Worker(host.name, ANY_IPV4, str(address), port)
+
+
+def _check_unique(workers: tuple[Worker, ...], file: str) -> None:
+    seen: dict[str, str] = {}
+    for worker in workers:
+        if worker.endpoint in seen:
+            raise InventoryError(
+                f"same RPC endpoint {worker.endpoint} as host {seen[worker.endpoint]}",
+                file=file,
+                where=f"host {worker.name}",
+                key="rpc_host",
+            )
+        seen[worker.endpoint] = worker.name
+
+
+def _head_address(head: Host, file: str) -> str:
+    explicit = head.vars.get("rpc_host")
+    # 0.0.0.0 (say from `-e rpc_host=0.0.0.0`, meant for the workers) names no source address: use ansible_host.
+    if explicit is None or explicit == ANY_IPV4:
+        value, origin = head.address, f"{'' if explicit is None else 'is 0.0.0.0, and '}ansible_host"
+    else:
+        value, origin = explicit, ""
+    address = _ipv4(value)
+    if address is not None and not address.is_unspecified:
+        return str(address)
+    shown = f"{origin} {shorten(str(value))!r}".strip()
+    raise InventoryError(
+        f"{'not set, and ' if explicit is None else ''}{shown} is not a usable numeric IPv4 address: on the head, "
+        "rpc_host is the address its connections to the workers come from (the only one they admit)",
+        file=file,
+        where=f"host {head.name}",
+        key="rpc_host",
+    )
+
+
+def _networks(value: Any, file: str, head: str) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [] if value in (None, "") else [value]
+    networks = []
+    for item in items:
+        try:
+            network = ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            raise InventoryError(
+                f"{shorten(str(item))!r} is not an address or CIDR network",
+                file=file,
+                where=f"host {head}",
+                key="api_allow",
+            ) from None
+        # One address is written as one (10.0.0.5, not 10.0.0.5/32), like the cluster's own addresses.
+        single = network.prefixlen == network.max_prefixlen
+        networks.append(str(network.network_address) if single else str(network))
+    return tuple(dict.fromkeys(networks))

@@ -1,0 +1,53 @@
+"""Role rpc_worker: ggml-rpc-server on every worker, reachable from the head only (the unit, rendered purely)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llamafleet import paths, units
+from llamafleet.cluster import Cluster
+from llamafleet.roles import sibling
+
+settings = sibling(__file__, "settings")
+
+NAME = "rpc_worker"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATE = "llama-rpc.service.j2"
+UNIT = paths.RPC_UNIT
+UNIT_PATH = f"{paths.UNIT_DIR}/{UNIT}"
+BINARY = "ggml-rpc-server"  # `rpc-server` in older llama.cpp trees
+# rpc-server exits 0 when it cannot bind (address not up yet) or reads an unknown flag: retry, not too fast.
+RESTART_SECONDS = 5
+
+
+def exec_start(worker_settings, cluster: Cluster, binary: str = BINARY) -> list[str]:
+    """rpc-server's command line, its banner line-buffered so `Starting RPC server` reaches the journal."""
+    worker = cluster.worker(worker_settings.host)
+    args = ["/usr/bin/stdbuf", "-oL", f"{paths.BIN_DIR}/{binary}", "-H", worker.bind, "-p", str(worker.port)]
+    if worker_settings.rpc_threads is not None:
+        args += ["-t", str(worker_settings.rpc_threads)]
+    if worker_settings.rpc_devices:
+        args += ["-d", ",".join(worker_settings.rpc_devices)]
+    return [*args, "-c"]
+
+
+def render_unit(worker_settings, cluster: Cluster, binary: str = BINARY) -> str:
+    """The text of llama-rpc.service for one worker: only the head (and loopback) may reach it."""
+    context = {
+        "exec_start": units.exec_line(exec_start(worker_settings, cluster, binary)),
+        "user": worker_settings.llamafleet_user,
+        "head": cluster.head,
+        "head_address": cluster.head_address,
+        "working_directory": paths.BIN_DIR,
+        "cache_name": paths.CACHE_NAME,
+        "rpc_cache_name": paths.RPC_CACHE_NAME,
+        "restart_seconds": RESTART_SECONDS,
+        "backend": worker_settings.llama_cpp_backend,
+        "sandbox": units.sandbox(worker_settings.llama_cpp_backend),
+    }
+    return units.render(TEMPLATE_DIR, TEMPLATE, context)
+
+
+def files(host, cluster: Cluster, file: str | None = None, binary: str = BINARY) -> dict[str, str]:
+    """Every file this role installs on a worker: absolute path on the host -> content."""
+    return {UNIT_PATH: render_unit(settings.settings(host, file), cluster, binary)}
