@@ -143,3 +143,151 @@ def _addresses(right) -> tuple[str, ...]:
         else:
             found.append(str(item))
     return tuple(found)
+
+
+# --------------------------------------------------------------------------- firewalld
+
+FIREWALLD_PREFIX = "llamafleet-"  # names of llamafleet's ipsets; rich rules are ours when they use one
+# The permanent configuration is read through the daemon when it answers (it holds what it will
+# write), else from the files with firewall-offline-cmd; the runtime one only through the daemon.
+# Each firewall-cmd call costs about 0.3 s of Python start-up, so none is spent on asking --state first.
+_TOOLS = {"permanent": ("firewall-cmd --permanent", "firewall-offline-cmd"), "runtime": ("firewall-cmd", "false")}
+
+
+def _first_answering(side: str, query: str) -> str:
+    """Shell that runs `query` with the daemon's tool, or the fallback; `$fw` is then the one that answered."""
+    daemon, fallback = _TOOLS[side]
+    return f'fw="{daemon}"; answer=$($fw {query}) || {{ fw={fallback}; answer=$($fw {query}); }}'
+
+
+@dataclass(frozen=True)
+class FirewalldStatus:
+    """Whether the daemon answers, and the zone that takes interfaces bound to none."""
+
+    running: bool
+    default_zone: str | None
+
+
+class FirewalldState(Fact):
+    """Whether the daemon answers (as `--state` says) and the default zone (from the files if it does not)."""
+
+    def command(self) -> str:
+        # The daemon answering --get-default-zone is what --state would say: one call instead of two.
+        return (
+            "if command -v firewall-cmd >/dev/null; then\n"
+            'if zone=$(firewall-cmd --get-default-zone); then echo "state running"; '
+            'else echo "state not running"; zone=$(firewall-offline-cmd --get-default-zone); fi\n'
+            'echo "default-zone $zone"\nfi'
+        )
+
+    def process(self, lines: list[str]) -> FirewalldStatus | None:
+        values = dict(line.split(" ", 1) for line in lines if " " in line)
+        if "state" not in values:
+            return None  # firewalld not installed
+        return FirewalldStatus(values["state"] == "running", values.get("default-zone") or None)
+
+
+@dataclass(frozen=True)
+class FirewalldZone:
+    """What of one zone the role reads: its target, bound interfaces, open services and ports, rich rules."""
+
+    target: str
+    interfaces: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    rich_rules: tuple[str, ...] = ()
+
+
+class FirewalldZones(Fact):
+    """`firewall-cmd [--permanent] --list-all-zones`: every zone at once, so no fact depends on another's answer.
+
+    `mode` is "permanent" or "runtime"; the runtime one is None while the daemon is stopped.
+    """
+
+    def __init__(self, mode: str) -> None:
+        super().__init__(mode)
+
+    def command(self) -> str:
+        return _first_answering(self.args[0], "--list-all-zones") + ' && echo "$answer"'
+
+    def process(self, lines: list[str]) -> dict[str, FirewalldZone] | None:
+        zones: dict[str, dict] = {}
+        current: dict | None = None
+        for line in lines:
+            if line and not line[0].isspace():  # "public" or "public (active)"
+                current = zones.setdefault(line.split()[0], {"rich rules": []})
+            elif current is not None and line.startswith("\t"):  # rich rules follow their header, one a line
+                current["rich rules"].append(line.strip())
+            elif current is not None and ":" in line:
+                key, _, value = line.strip().partition(":")
+                current[key] = value.split()
+        if not zones:
+            return None
+        return {name: _zone(values) for name, values in zones.items()}
+
+
+def _zone(values: dict) -> FirewalldZone:
+    return FirewalldZone(
+        target=" ".join(values.get("target", [])),
+        interfaces=tuple(values.get("interfaces", [])),
+        services=tuple(values.get("services", [])),
+        ports=tuple(values.get("ports", [])),
+        rich_rules=tuple(values["rich rules"]),
+    )
+
+
+@dataclass(frozen=True)
+class FirewalldIpset:
+    """One ipset: its type, its options (`family=inet6`...) and its entries, as firewalld lists them."""
+
+    type: str
+    options: tuple[str, ...]
+    entries: tuple[str, ...]
+
+
+class FirewalldIpsets(Fact):
+    """`--get-ipsets` then `--info-ipset` of each llamafleet ipset (others' are not read); `mode` as for zones."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__(mode)
+
+    def command(self) -> str:
+        each = quote('case "$set" in %s*) $fw --info-ipset="$set";; esac', FIREWALLD_PREFIX)
+        return (
+            _first_answering(self.args[0], "--get-ipsets") + f" && echo ipsets && for set in $answer; do {each}; done"
+        )
+
+    def process(self, lines: list[str]) -> dict[str, FirewalldIpset] | None:
+        if not lines or lines[0] != "ipsets":
+            return None  # the tool failed, or (runtime) the daemon is stopped
+        sets: dict[str, dict] = {}
+        current: dict = {}
+        for line in lines[1:]:
+            if line and not line[0].isspace():
+                current = sets.setdefault(line.strip(), {})
+            else:
+                key, _, value = line.strip().partition(":")
+                current[key] = tuple(value.split())
+        return {
+            name: FirewalldIpset(" ".join(v.get("type", ())), v.get("options", ()), v.get("entries", ()))
+            for name, v in sets.items()
+        }
+
+
+class RouteInterfaces(Fact):
+    """The interface the host routes each address through (`ip -o route get`): where that source's packets arrive."""
+
+    def __init__(self, addresses) -> None:
+        super().__init__(tuple(sorted(set(addresses))))
+
+    def command(self) -> str:
+        listed = " ".join(quote("%s", address) for address in self.args[0])
+        return f'for address in {listed}; do echo "$address $(ip -o route get "$address" 2>/dev/null)"; done'
+
+    def process(self, lines: list[str]) -> dict[str, str]:
+        found = {}
+        for line in lines:
+            words = line.split()
+            if "dev" in words[1:-1]:
+                found[words[0]] = words[words.index("dev", 1) + 1]
+        return found
