@@ -43,13 +43,37 @@ def provision(
 @task(
     iterable=["extra_vars"],
     help={
-        "model": "GGUF file on the controller to deploy.",
-        **{k: H[k] for k in ("inventory", "limit", "check", "json", "extra_vars")},
+        "model": "GGUF model file on the controller (refused before anything is sent if it is not GGUF).",
+        **{
+            k: H[k]
+            for k in ("inventory", "limit", "check", "diff", "json", "forks", "extra_vars", "accept_new_host_keys")
+        },
     },
 )
-def deploy(c, model=None, inventory=None, limit=None, check=False, json=False, extra_vars=None):
-    """Copy + checksum a GGUF model to every host and (re)start the head (not available yet)."""
-    cli.not_yet("deploy", "model distribution and the head/worker services are not built yet")
+def deploy(
+    c,
+    model=None,
+    inventory=None,
+    limit=None,
+    check=False,
+    diff=False,
+    json=False,
+    forks=None,
+    extra_vars=None,
+    accept_new_host_keys=False,
+):
+    """Copy and checksum a GGUF model to the head, point llama-server at it, restart, wait until ready."""
+    cli.deploy(
+        model,
+        inventory,
+        extra_vars,
+        json,
+        check=check,
+        diff=diff,
+        forks=forks,
+        limit=limit,
+        accept_new_host_keys=accept_new_host_keys,
+    )
 
 
 @task(iterable=["extra_vars"], help={k: H[k] for k in ("inventory", "limit", "json", "extra_vars")})

@@ -133,8 +133,26 @@ def provision(inventory: str | None, extra_vars: list[str] | None, json_mode: bo
     output = Output(json_mode=json_mode, check=flags["check"])
     runner = Runner(inv, run_options, output)
     code = runner.run(playbooks.PROVISION)
-    if playbooks.PENDING_ROLES:
-        output.say(f"note: roles not available yet, not applied: {', '.join(playbooks.PENDING_ROLES)}")
+    finish(runner, output, code)
+
+
+@reports_errors
+def deploy(
+    model: str | None, inventory: str | None, extra_vars: list[str] | None, json_mode: bool, **flags: Any
+) -> None:
+    """Put a GGUF model on the head and (re)start llama-server on it; wait until it is ready."""
+    if not model:
+        raise UsageError("--model FILE.gguf is required")
+    run_options = options(**flags)
+    source = roles.load("model").inspect(model)  # refused here, before any connection, if not GGUF
+    inv = load_inventory(inventory, extra_vars)
+    output = Output(json_mode=json_mode, check=flags["check"])
+    runner = Runner(inv, run_options, output)
+    runner.params["model"] = source
+    started = time.monotonic()
+    code = runner.run(playbooks.DEPLOY)
+    if code == 0 and not flags["check"]:
+        output.say(f"deployed {source.name} (sha256 {source.sha256[:12]}) in {time.monotonic() - started:.1f} s")
     finish(runner, output, code)
 
 

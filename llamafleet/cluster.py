@@ -174,3 +174,13 @@ def _networks(value: Any, file: str, head: str) -> tuple[str, ...]:
         single = network.prefixlen == network.max_prefixlen
         networks.append(str(network.network_address) if single else str(network))
     return tuple(dict.fromkeys(networks))
+
+
+def of_run(runner) -> Cluster:
+    """The cluster view of a run, computed once (its warnings said once); every role reads this one."""
+    if "cluster" not in runner.shared:
+        found = view(runner.inventory)
+        for warning in found.warnings:
+            runner.output.say(f"warning: {warning}")
+        runner.shared["cluster"] = found
+    return runner.shared["cluster"]

@@ -8,13 +8,9 @@ from invoke import Collection, task
 from invoke.exceptions import Exit
 
 from . import lab
-from .errors import LlamafleetError
+from .cli import reports_errors
 
 NAME_HELP = "Lab name: 1-10 lowercase letters/digits (default: lab); labs with different names coexist."
-
-
-def _fail(exc: LlamafleetError) -> Exit:
-    return Exit(f"error: {exc}", code=exc.exit_code)
 
 
 @task(
@@ -27,12 +23,10 @@ def _fail(exc: LlamafleetError) -> Exit:
         "link_delay": "Add this one-way delay to every host's link with tc netem, e.g. 0.2ms.",
     }
 )
+@reports_errors
 def up(c, workers=2, name="lab", firewall="none", link_rate=None, link_delay=None):
     """Create the lab (recreating one of the same name): boot the hosts, write inventory/<name>.yml."""
-    try:
-        info = lab.up(name=name, workers=int(workers), firewall=firewall, link_rate=link_rate, link_delay=link_delay)
-    except LlamafleetError as exc:
-        raise _fail(exc) from None
+    info = lab.up(name=name, workers=int(workers), firewall=firewall, link_rate=link_rate, link_delay=link_delay)
     for host in info.hosts:
         print(f"{host.name:6} {host.address:15} {host.machine} ({host.firewall})")
     print(f"inventory: {info.inventory}")
@@ -40,22 +34,18 @@ def up(c, workers=2, name="lab", firewall="none", link_rate=None, link_delay=Non
 
 
 @task(help={"name": NAME_HELP})
+@reports_errors
 def down(c, name="lab"):
     """Remove the lab: hosts, mounts, bridge, NAT table, state and generated inventory, key, known_hosts."""
-    try:
-        lab.down(name)
-    except LlamafleetError as exc:
-        raise _fail(exc) from None
+    lab.down(name)
     print(f"lab {name}: removed")
 
 
 @task(help={"name": "Only this lab (default: every lab on this machine)."})
+@reports_errors
 def status(c, name=None):
     """List the labs on this machine and whether each host's container is running."""
-    try:
-        labs = lab.status(name)
-    except LlamafleetError as exc:
-        raise _fail(exc) from None
+    labs = lab.status(name)
     if not labs:
         print("no lab is up")
     for info in labs:
@@ -66,12 +56,10 @@ def status(c, name=None):
 
 
 @task(help={"host": "head, w1, w2, ...", "name": NAME_HELP})
+@reports_errors
 def shell(c, host, name="lab"):
     """Open an interactive SSH session on a lab host (lab key, pinned known_hosts)."""
-    try:
-        argv = lab.shell_command(name, host)
-    except LlamafleetError as exc:
-        raise _fail(exc) from None
+    argv = lab.shell_command(name, host)
     result = c.run(shlex.join(argv), pty=True, warn=True)
     if result.exited:
         raise Exit(code=result.exited)

@@ -17,6 +17,7 @@ BUILD_DIR = f"{STATE_DIR}/build"
 # Configuration, the API key among it; never world-readable.
 CONFIG_DIR = "/etc/llamafleet"
 HOST_CONFIG = f"{CONFIG_DIR}/host.yml"
+DEPLOYED_MODEL = f"{CONFIG_DIR}/model.json"  # on the head: the model deploy installed ({"name", "sha256"})
 API_KEY_FILE = f"{CONFIG_DIR}/api-key"  # on the head: root-only, handed to llama-server by systemd
 
 # Units, and where systemd finds the ones llamafleet writes.

@@ -7,7 +7,13 @@ from .runner import Phase
 PROVISION = [
     Phase("base", ("base",)),
     Phase("llama_cpp", ("llama_cpp",)),
+    Phase("firewall", ("firewall",)),
+    Phase("workers", ("rpc_worker",), group="workers"),
+    Phase("head", ("head",), group="head", needs_all=True),
 ]
 
-# Roles still to come: firewall, rpc_worker, model, head (their variables are already documented).
-PENDING_ROLES = ("firewall", "rpc_worker", "model", "head")
+# deploy: the model onto the head, then the head restarted on it (the workers are provision's).
+DEPLOY = [
+    Phase("model", ("model",), group="head"),
+    Phase("head", ("head",), group="head"),
+]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import roles
-from .errors import CommandError, ConnectError, GateError, InventoryError, LlamafleetError
+from .errors import CommandError, ConnectError, GateError, InventoryError, LlamafleetError, OperationError
 from .facts import Fact, OsRelease, batch_script, parse_batch
 from .inventory import Host, Inventory
 from .operations.base import Change, Facts, Operation, Shell, Upload
@@ -50,6 +50,7 @@ class _HostState:
     failed: bool = False
     unreachable: bool = False
     settled: dict[str, Facts] = field(default_factory=dict)  # role -> its facts, when it changed nothing
+    notified: list[str] = field(default_factory=list)  # handlers notified on this host, not yet run
 
 
 class Runner:
@@ -67,6 +68,8 @@ class Runner:
         }
         self.gate_failed = False
         self.shared: dict[str, Any] = {}  # what a role's prepare() hands to its per-host operations
+        self.params: dict[str, Any] = {}  # the task's own parameters (deploy's --model), for the roles
+        self.handler_names: set[str] = set()  # every handler of the roles of this run
         self.round_trips: dict[str, int] = {h.name: 0 for h in self.hosts}
         self._count_lock = threading.Lock()
         for host in self.hosts:
@@ -119,6 +122,7 @@ class Runner:
         for phase in phases:
             for role_ref in phase.roles:
                 role = roles.load(role_ref)
+                self.handler_names.update(getattr(role, "HANDLERS", {}))
                 if hasattr(role, "validate"):
                     self._validate(role, phase)
         try:
@@ -212,14 +216,36 @@ class Runner:
         return roles.HostContext(host=host, os=self.os(host), runner=self, role=name, template_dir=templates)
 
     def apply_role(self, host: Host, role: Any, name: str) -> None:
+        """Converge a role's operations, then the handlers of this role that anything notified.
+
+        A notification waits on the host until a role that handles it runs (a new llama.cpp release
+        notifies the worker's and the head's restarts, handled by their roles later in the run).
+        Handlers are operations like any other: they plan from facts.
+        """
         ctx = self.context(host, role, name)
-        notified = self.converge(host, name, list(role.operations(ctx)))
+        operations = list(role.operations(ctx))
+        self._check_notify(name, operations)
+        notified = self.converge(host, name, operations)
         if notified is None:
             return
+        pending = self._state[host.name].notified
+        pending.extend(n for n in notified if n not in pending)
         handlers = getattr(role, "HANDLERS", {})
-        for handler in (h for h in handlers if h in notified):
-            if self.apply(host, name, handlers[handler](ctx), Facts({})) == "failed":
-                return
+        due = [h for h in handlers if h in pending]
+        if due:
+            pending[:] = [n for n in pending if n not in due]
+            self.converge(host, name, [handlers[h](ctx) for h in due])
+
+    def _check_notify(self, role: str, operations: list[Operation]) -> None:
+        """A notification no role of this run handles is a typo: fail before anything is applied."""
+        known = self.handler_names
+        for operation in operations:
+            unknown = [n for n in operation.notify if n not in known]
+            if unknown:
+                raise OperationError(
+                    f"role {role}: {operation.description} notifies {unknown[0]!r}, which no handler of this run "
+                    f"handles (known: {', '.join(sorted(known)) or 'none'})"
+                )
 
     def converge(self, host: Host, role: str, operations: list[Operation]) -> list[str] | None:
         """Gather the operations' facts in one round trip, then plan and apply them in order.

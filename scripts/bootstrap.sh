@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-host_packages=(openssh-client openssh-server sudo systemd-container debootstrap nftables iproute2 python3-venv)
+host_packages=(openssh-client openssh-server sudo curl systemd-container debootstrap nftables iproute2 python3-venv)
 missing=()
 for pkg in "${host_packages[@]}"; do
     dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null | grep -q '^ii' || missing+=("$pkg")

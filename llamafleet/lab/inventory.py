@@ -9,7 +9,8 @@ from .host import render
 from .state import LabHost, LabInfo
 from .system import run
 
-GENERATED_SUFFIXES = (".yml", ".known_hosts", ".key", ".key.pub")
+# .api-key: made by the first provision of the lab's inventory (role head), removed with the lab.
+GENERATED_SUFFIXES = (".yml", ".known_hosts", ".key", ".key.pub", ".api-key")
 
 
 def generated_files(directory: Path, name: str) -> list[Path]:

@@ -27,7 +27,7 @@ def unit_file(name: str, content: str, *, notify: tuple[str, ...] = ()) -> Opera
     return operation
 
 
-def service(name: str, *, running: bool = True, enabled: bool = True) -> Operation:
+def service(name: str, *, running: bool = True, enabled: bool = True, notify: tuple[str, ...] = ()) -> Operation:
     """The unit `name` is (not) running and (not) enabled at boot."""
     fact = SystemdUnit(name)
 
@@ -52,7 +52,7 @@ def service(name: str, *, running: bool = True, enabled: bool = True) -> Operati
             return NoChange(f"{state.get('ActiveState')}, {state.get('UnitFileState')}")
         return Change(tuple(Shell(s) for s in steps), ", ".join(why))
 
-    return Operation(f"service {name} running={running} enabled={enabled}", [fact], plan)
+    return Operation(f"service {name} running={running} enabled={enabled}", [fact], plan, notify)
 
 
 def restarted(name: str) -> Operation:

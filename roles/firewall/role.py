@@ -1,7 +1,7 @@
 """Role firewall: llamafleet's ports open to the cluster only, in ufw, firewalld or nftables.
 
-Contract with the caller (the cluster view fills it; this role does not compute addresses):
-before this role runs, `runner.shared["firewall"][host_name]` holds a `FirewallPlan` (plan.py:
+Contract: before the operations run, `runner.shared["firewall"][host_name]` holds a `FirewallPlan`
+(made by prepare() from the cluster view, rules.py; plan.py:
 `FirewallPlan(rules=(Rule(port, sources, comment, proto="tcp"), ...), ssh_port=22)`), usually put
 there by a prepare() hook. A host without an entry gets an empty plan: SSH allowed, no other rule,
 stale llamafleet rules removed. `ctx.vars["firewall"]` picks the frontend (defaults.yml):
@@ -11,6 +11,7 @@ auto chooses, once per run, ufw if active, else firewalld if running, else nftab
 from __future__ import annotations
 
 from llamafleet import roles
+from llamafleet.cluster import of_run
 from llamafleet.errors import OperationError
 from llamafleet.operations import packages
 from llamafleet.roles import HostContext
@@ -21,9 +22,20 @@ _facts = roles.sibling(__file__, "facts")
 _nftables = roles.sibling(__file__, "nftables")
 _ufw = roles.sibling(__file__, "ufw")
 _firewalld = roles.sibling(__file__, "firewalld")
+_rules = roles.sibling(__file__, "rules")
 
 FRONTENDS = ("ufw", "firewalld", "nftables")
 PACKAGES = {"ufw": "ufw", "firewalld": "firewalld", "nftables": "nftables"}
+
+
+def validate(runner, hosts) -> None:
+    """Before any connection: the plans can be made (addresses hold together)."""
+    _rules.plans(of_run(runner), runner.inventory)
+
+
+def prepare(runner, hosts) -> None:
+    """Each host's plan from the cluster view: a worker's RPC port from the head only, the API from its clients."""
+    runner.shared[NAME] = _rules.plans(of_run(runner), runner.inventory)
 
 
 def choose_frontend(choice: str, found) -> str | None:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 from pathlib import Path
 
 from llamafleet import paths, units
-from llamafleet.cluster import Cluster
+from llamafleet.cluster import Cluster, of_run
+from llamafleet.errors import InventoryError
+from llamafleet.facts import CommandOutput, FileContent
+from llamafleet.operations import files as file_ops
+from llamafleet.operations import systemd
+from llamafleet.operations.base import Change, Facts, NoChange, Operation, Shell
 from llamafleet.roles import sibling
+from llamafleet.shell import quote
 
 settings = sibling(__file__, "settings")
 
@@ -94,3 +103,143 @@ def render_unit(
 def files(host, cluster: Cluster, file: str | None = None, model: str = MODEL_PLACEHOLDER) -> dict[str, str]:
     """Every file this role renders on the head: path on the host -> content (the API key is copied, not rendered)."""
     return {UNIT_PATH: render_unit(settings.settings(host, file), cluster, model)}
+
+
+# -- provisioning: the unit, the key, the service once a model is deployed, readiness ----------------------
+
+RESTART = "restart llama-server"
+READY = "llama-server ready"
+READY_SECONDS = 600  # a multi-GB model over RPC takes minutes to load
+KEY_BYTES = 32
+# One request to /health from the head itself (loopback is always allowed); prints the HTTP status line.
+PROBE = (
+    'exec 3<>"/dev/tcp/$1/$2" && printf "GET /health HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n" >&3 && head -n 1 <&3'
+)
+# Until /health answers 200 (503 while the model loads), bounded. A llama-server that exits meanwhile
+# (systemd counts a restart) failed to load: stop at once. On failure, the head's journal tail.
+WAIT = (
+    'unit=$4; start=$SECONDS; restarts() { systemctl show -p NRestarts --value "$unit"; }; before=$(restarts); '
+    'fail() { echo "llama-server $1; its journal:" >&2; journalctl -u "$unit" -n 50 --no-pager -o short-iso >&2; '
+    "exit 1; }; "
+    'until timeout 5 bash -c "$0" probe "$1" "$2" 2>/dev/null | grep -q " 200"; do '
+    '[ "$(restarts)" = "$before" ] || fail "exited while starting"; '
+    '[ $((SECONDS-start)) -lt "$3" ] || fail "not ready after $3 s"; '
+    "sleep 1; done; "
+    'echo "ready after $((SECONDS-start)) s"'
+)
+
+
+def validate(runner, hosts) -> None:
+    """Before any connection: addresses, settings and the API key file on the controller (made once)."""
+    of_run(runner)
+    for host in hosts:
+        key = api_key_path(runner, host)
+        host.vars["api_key_file"] = str(key)
+        settings.settings(host, str(runner.inventory.path))
+        if not key.exists() and not runner.options.check:
+            _generate_key(key)
+            runner.output.say(
+                f"api key: generated {key} (mode 0600; the head reads its copy from {paths.API_KEY_FILE})"
+            )
+
+
+def api_key_path(runner, host) -> Path:
+    """api_key_file (relative to the inventory), else <inventory name>.api-key beside the inventory."""
+    given = host.vars.get("api_key_file")
+    folder = runner.inventory.path.parent
+    if not given:
+        return folder / f"{runner.inventory.path.stem}.api-key"
+    path = Path(str(given)).expanduser()
+    return path if path.is_absolute() else folder / path
+
+
+def _generate_key(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(f"lf-{secrets.token_urlsafe(KEY_BYTES)}\n")
+
+
+def read_key(path: Path) -> bytes:
+    """The key's first line, as llama-server reads it (one key per line); never printed."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(f"cannot read {path}: {exc}", key="api_key_file") from None
+    key = lines[0].strip() if lines else ""
+    if not key:
+        raise InventoryError(f"{path} holds no key on its first line", key="api_key_file")
+    return f"{key}\n".encode()
+
+
+def prepare(runner, hosts) -> None:
+    """Which model the head serves: the one deploy hands over in this run, else the one deployed before."""
+    handed = runner.params.get("model")
+    for host in hosts:
+        if handed is not None:
+            name = handed.name
+        else:
+            record = FileContent(paths.DEPLOYED_MODEL)
+            name = _recorded_model(runner.gather(host, [record])[record])
+        runner.shared.setdefault(NAME, {})[host.name] = name
+
+
+def _recorded_model(text: str | None) -> str | None:
+    try:
+        name = json.loads(text)["name"] if text else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return name if isinstance(name, str) and "/" not in name and name not in ("", ".", "..") else None
+
+
+def model_path(name: str) -> str:
+    return f"{paths.MODELS_DIR}/{name}"
+
+
+def operations(ctx):
+    view = of_run(ctx.runner)
+    head = settings.settings(ctx.host, str(ctx.runner.inventory.path))
+    model = ctx.runner.shared.get(NAME, {}).get(ctx.name)
+    key = read_key(Path(head.api_key_file))
+    yield file_ops.file(paths.API_KEY_FILE, key, mode="0600", secret=True, notify=(RESTART, READY))
+    unit = render_unit(head, view, model_path(model) if model else MODEL_PLACEHOLDER)
+    yield systemd.unit_file(UNIT, unit, notify=(RESTART, READY))
+    if model is None:  # nothing to serve yet: installed, not started (`invoke deploy --model` starts it)
+        yield systemd.service(UNIT, running=False, enabled=False)
+        return
+    # Readiness is waited for by the handler, after a restart the changes above may have notified.
+    yield systemd.service(UNIT, running=True, enabled=True, notify=(READY,))
+
+
+def _probe_address(head) -> str:
+    return "127.0.0.1" if head.api_host in ("0.0.0.0", "::") else head.api_host  # noqa: S104 - a comparison
+
+
+def ready(head, seconds: int = READY_SECONDS) -> Operation:
+    """llama-server answers /health with 200 (it answers 503 while loading the model)."""
+    where = (_probe_address(head), head.api_port)
+    probe = CommandOutput(quote("timeout 5 bash -c %s probe %s %s", PROBE, *where))
+
+    def plan(facts: Facts):
+        status = " ".join(facts[probe]).strip()
+        if " 200" in status:
+            return NoChange("/health 200")
+        wait = quote("bash -c %s %s %s %s %s %s", WAIT, PROBE, *where, seconds, UNIT)
+        return Change((Shell(wait),), f"not ready yet ({status or 'not answering'}): waiting up to {seconds} s")
+
+    return Operation(f"llama-server ready on {where[0]}:{where[1]}", [probe], plan)
+
+
+def _handler_restart(ctx) -> Operation:
+    if ctx.runner.shared.get(NAME, {}).get(ctx.name) is None:
+        return Operation("restart llama-server", [], lambda facts: NoChange("no model deployed: not running"))
+    return systemd.restarted(UNIT)
+
+
+def _handler_ready(ctx) -> Operation:
+    if ctx.runner.shared.get(NAME, {}).get(ctx.name) is None:
+        return Operation("llama-server ready", [], lambda facts: NoChange("no model deployed: not running"))
+    return ready(settings.settings(ctx.host, str(ctx.runner.inventory.path)))
+
+
+HANDLERS = {RESTART: _handler_restart, READY: _handler_ready}

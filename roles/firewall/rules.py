@@ -1,0 +1,23 @@
+"""Which rules each host gets, from the cluster view: a worker's RPC port from the head, the API from its clients."""
+
+from __future__ import annotations
+
+from llamafleet.cluster import Cluster
+from llamafleet.inventory import Inventory
+from llamafleet.roles import sibling
+
+_plan = sibling(__file__, "plan")
+
+
+def plans(view: Cluster, inventory: Inventory) -> dict[str, object]:
+    """host name -> FirewallPlan for every host of the cluster (other hosts: SSH only)."""
+    found = {}
+    for host in inventory.hosts.values():
+        rules = []
+        if host.name in {worker.name for worker in view.workers}:
+            worker = view.worker(host.name)
+            rules.append(_plan.Rule(worker.port, (view.head_address,), "rpc"))
+        if host.name == view.head:
+            rules.append(_plan.Rule(int(host.vars["api_port"]), tuple(view.api_allow), "api"))
+        found[host.name] = _plan.FirewallPlan(rules=tuple(rules), ssh_port=host.port)
+    return found

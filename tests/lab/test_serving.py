@@ -1,0 +1,123 @@
+"""The cluster serves: provision + deploy of a generated model; isolated, keyed, idempotent (real lab hosts)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.lab.labtools import ROOT, invoke, source_vars, ssh
+
+MODEL_SEED = 5
+
+
+def make_gguf():
+    spec = importlib.util.spec_from_file_location("make_gguf", ROOT / "scripts/make_gguf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "tiny-test.gguf"
+    make_gguf().make_model(path, size="1M", seed=MODEL_SEED)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cluster_vars(source) -> list[str]:
+    return source_vars(source)
+
+
+def changed(doc: dict) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for result in doc["results"]:
+        if result["status"] == "changed":
+            found.setdefault(result["host"], []).append(f"{result['role']}: {result['operation']} ({result['reason']})")
+    return found
+
+
+def started_at(lab, host: str, unit: str) -> str:
+    return ssh(lab, host, f"systemctl show -p ActiveEnterTimestampMonotonic --value {unit}").stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def served(lab, env, model, cluster_vars):
+    """provision, deploy, then both again: the first pair brings the cluster up, the second changes nothing."""
+    first = invoke("provision", lab.inventory, env, *cluster_vars)
+    assert first[0] == 0, [r for r in first[1]["results"] if r["status"] in ("failed", "unreachable")]
+    deployed = invoke("deploy", lab.inventory, env, "--model", str(model), *cluster_vars)
+    assert deployed[0] == 0, [r for r in deployed[1]["results"] if r["status"] == "failed"] or deployed[1]["messages"]
+    starts = {h: started_at(lab, h, u) for h, u in (("head", "llama-server"), ("w1", "llama-rpc"), ("w2", "llama-rpc"))}
+    again = (
+        invoke("provision", lab.inventory, env, *cluster_vars),
+        invoke("deploy", lab.inventory, env, "--model", str(model), *cluster_vars),
+    )
+    return {"first": first, "deployed": deployed, "again": again, "starts": starts}
+
+
+def api(lab, path: str, key: str | None = None, **kwargs) -> requests.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    method = requests.post if "json" in kwargs else requests.get
+    return method(f"http://{lab.host('head').address}:8080{path}", headers=headers, timeout=60, **kwargs)
+
+
+def api_key(lab) -> str:
+    return (Path(lab.inventory).with_suffix(".api-key")).read_text().splitlines()[0]
+
+
+def test_the_head_serves_completions_with_the_key(served, lab):
+    assert api(lab, "/health").status_code == 200
+    key = api_key(lab)
+    reply = api(lab, "/completion", key, json={"prompt": "hello", "n_predict": 8, "ignore_eos": True})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["tokens_predicted"] == 8
+    assert api(lab, "/v1/models").status_code == 401, "no key, no models"
+    assert api(lab, "/v1/models", "wrong-key").status_code == 401
+    assert "tiny-test.gguf" in api(lab, "/v1/models", key).text
+
+
+def test_every_worker_holds_part_of_the_model(served, lab):
+    journal = ssh(lab, "head", "journalctl -u llama-server --no-pager -o cat -n 2000").stdout
+    for worker in ("w1", "w2"):  # load_tensors: RPC0[10.0.0.3:50052] model buffer size = 9.76 MiB
+        address = lab.host(worker).address
+        assert re.search(rf"RPC\d+\[{re.escape(address)}:50052\] model buffer size", journal), journal[-3000:]
+
+
+def test_rpc_ports_bound_to_the_cluster_address_only(served, lab):
+    for worker in ("w1", "w2"):
+        listening = ssh(lab, worker, "ss -Hltn 'sport = :50052'").stdout.split()
+        assert f"{lab.host(worker).address}:50052" in listening, listening
+        assert "0.0.0.0:50052" not in listening and "*:50052" not in listening
+
+
+def test_only_the_head_reaches_a_worker(served, lab):
+    probe = "timeout 3 bash -c ': <>/dev/tcp/{}/50052' && echo open || echo closed"
+    for worker, other in (("w1", "w2"), ("w2", "w1")):
+        address = lab.host(worker).address
+        assert ssh(lab, "head", probe.format(address)).stdout.strip() == "open"
+        assert ssh(lab, other, probe.format(address)).stdout.strip() == "closed"
+        with pytest.raises(requests.RequestException):  # the controller is not the head
+            requests.get(f"http://{address}:50052/", timeout=3)
+
+
+def test_a_second_provision_and_deploy_change_and_restart_nothing(served, lab):
+    for code, doc in served["again"]:
+        assert code == 0
+        assert changed(doc) == {}, changed(doc)
+    for host, unit in (("head", "llama-server"), ("w1", "llama-rpc"), ("w2", "llama-rpc")):
+        assert started_at(lab, host, unit) == served["starts"][host], f"{unit} on {host} was restarted"
+
+
+def test_the_api_key_is_nowhere_but_in_its_files(served, lab):
+    key = api_key(lab)
+    assert key not in ssh(lab, "head", "ps -eo args").stdout
+    assert key not in ssh(lab, "head", "journalctl --no-pager -o cat -n 5000").stdout
+    mode = ssh(lab, "head", "stat -c '%a %U' /etc/llamafleet/api-key").stdout.split()
+    assert mode == ["600", "root"]
+    for _, doc in (served["first"], served["deployed"], *served["again"]):
+        assert key not in str(doc)
