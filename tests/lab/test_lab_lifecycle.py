@@ -56,6 +56,13 @@ def test_inventory_lists_the_hosts_with_their_addresses(lab):
     assert {name: vars_["ansible_host"] for name, vars_ in found.items()} == lab.addresses
     assert len(set(lab.addresses.values())) == 3
     assert stat.S_IMODE(os.stat(lab.key).st_mode) == 0o600
+    # The frontend each host got is the one it is provisioned with; the controller is the API's client.
+    assert {name: vars_.get("firewall") for name, vars_ in found.items()} == {
+        "head": None,
+        "w1": "ufw",
+        "w2": "nftables",
+    }
+    assert data["all"]["vars"]["api_allow"] == [lab.gateway]
 
 
 def test_known_hosts_holds_exactly_the_new_host_keys(lab):
