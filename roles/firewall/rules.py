@@ -7,6 +7,7 @@ from llamafleet.inventory import Inventory
 from llamafleet.roles import sibling
 
 _plan = sibling(__file__, "plan")
+LOOPBACK = ("127.0.0.1", "::1")
 
 
 def plans(view: Cluster, inventory: Inventory) -> dict[str, object]:
@@ -17,7 +18,8 @@ def plans(view: Cluster, inventory: Inventory) -> dict[str, object]:
         if host.name in {worker.name for worker in view.workers}:
             worker = view.worker(host.name)
             rules.append(_plan.Rule(worker.port, (view.head_address,), "rpc"))
-        if host.name == view.head:
-            rules.append(_plan.Rule(int(host.vars["api_port"]), tuple(view.api_allow), "api"))
+        if host.name == view.head:  # loopback too: the head probes its own /health
+            sources = (*view.api_allow, *LOOPBACK)
+            rules.append(_plan.Rule(int(host.vars["api_port"]), sources, "api"))
         found[host.name] = _plan.FirewallPlan(rules=tuple(rules), ssh_port=host.port)
     return found
