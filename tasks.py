@@ -8,14 +8,13 @@ from llamafleet import cli, lab_tasks
 cli.report_parse_errors(program)  # bad flags: one line and exit 2, as for every other bad input
 
 H = cli.COMMON_HELP
+# The flags of the tasks that change hosts (provision, deploy).
+RUN_HELP = {
+    k: H[k] for k in ("inventory", "limit", "check", "diff", "json", "forks", "extra_vars", "accept_new_host_keys")
+}
 
 
-@task(
-    iterable=["extra_vars"],
-    help={
-        k: H[k] for k in ("inventory", "limit", "check", "diff", "json", "forks", "extra_vars", "accept_new_host_keys")
-    },
-)
+@task(iterable=["extra_vars"], help=RUN_HELP)
 def provision(
     c,
     inventory=None,
@@ -27,7 +26,7 @@ def provision(
     extra_vars=None,
     accept_new_host_keys=False,
 ):
-    """Packages, user, directories and llama.cpp on every host (idempotent; --check to plan only)."""
+    """llama.cpp, firewall, rpc workers and the head's unit on every host (idempotent; --check to plan only)."""
     cli.provision(
         inventory,
         extra_vars,
@@ -44,10 +43,7 @@ def provision(
     iterable=["extra_vars"],
     help={
         "model": "GGUF model file on the controller (refused before anything is sent if it is not GGUF).",
-        **{
-            k: H[k]
-            for k in ("inventory", "limit", "check", "diff", "json", "forks", "extra_vars", "accept_new_host_keys")
-        },
+        **RUN_HELP,
     },
 )
 def deploy(
