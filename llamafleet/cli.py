@@ -20,6 +20,7 @@ from . import inventory as inventory_mod
 from .errors import LlamafleetError, NotImplementedYet, UsageError
 from .output import Output
 from .runner import Runner, RunOptions
+from .shell import quote
 
 COMMON_HELP = {
     "inventory": "Inventory file (default: $LLAMAFLEET_INVENTORY, else inventory/hosts.yml).",
@@ -119,6 +120,22 @@ def options(
     )
 
 
+def show_worker_journals(runner: Runner, output: Output) -> None:
+    """When the head failed, the end of each worker's journal too: a worker is often why (wrong build, no bind)."""
+    head = runner.inventory.head
+    if head not in runner.hosts or runner.healthy([head]):
+        return
+    command = quote("journalctl -u %s -n 50 --no-pager -o short-iso", paths.RPC_UNIT)
+    for worker in runner.healthy([w for w in runner.inventory.workers if w in runner.hosts]):
+        try:
+            lines = runner.remote(worker, command).stdout.splitlines()
+        except LlamafleetError as exc:
+            lines = [f"(journal not read: {exc})"]
+        for line in lines:
+            output.say(f"{worker.name:<12} | {line}")
+    runner.close()
+
+
 def finish(runner: Runner, output: Output, code: int) -> None:
     output.finish(code, {"round_trips": runner.round_trips})
     if code:
@@ -133,6 +150,7 @@ def provision(inventory: str | None, extra_vars: list[str] | None, json_mode: bo
     output = Output(json_mode=json_mode, check=flags["check"])
     runner = Runner(inv, run_options, output)
     code = runner.run(playbooks.PROVISION)
+    show_worker_journals(runner, output)
     finish(runner, output, code)
 
 
@@ -151,6 +169,7 @@ def deploy(
     runner.params["model"] = source
     started = time.monotonic()
     code = runner.run(playbooks.DEPLOY)
+    show_worker_journals(runner, output)
     if code == 0 and not flags["check"]:
         output.say(f"deployed {source.name} (sha256 {source.sha256[:12]}) in {time.monotonic() - started:.1f} s")
     finish(runner, output, code)
