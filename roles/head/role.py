@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 
 from llamafleet import paths, units
-from llamafleet.cluster import Cluster, of_run
+from llamafleet.cluster import WORKERS_RESTARTED, Cluster, of_run
 from llamafleet.errors import InventoryError
 from llamafleet.facts import CommandOutput, FileContent
 from llamafleet.operations import files as file_ops
@@ -209,6 +209,21 @@ def operations(ctx):
         return
     # Readiness is waited for by the handler, after a restart the changes above may have notified.
     yield systemd.service(UNIT, running=True, enabled=True, notify=(READY,))
+    restarted = sorted(ctx.runner.shared.get(WORKERS_RESTARTED, ()))
+    if restarted:  # llama-server's sessions to them broke: reconnect now rather than abort on the next request
+        yield _reconnect(restarted)
+
+
+def _reconnect(workers: list[str]) -> Operation:
+    restart = quote("systemctl restart %s", UNIT)
+    why = f"worker{'s' if len(workers) > 1 else ''} {', '.join(workers)} restarted in this run"
+    return Operation(
+        "llama-server reconnected to the workers",
+        [],
+        lambda facts: Change((Shell(restart),), why),
+        notify=(READY,),
+        idempotent=False,
+    )
 
 
 def _probe_address(head) -> str:

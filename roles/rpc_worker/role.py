@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from llamafleet import paths, units
-from llamafleet.cluster import Cluster, of_run
+from llamafleet.cluster import WORKERS_RESTARTED, Cluster, of_run
 from llamafleet.operations import systemd
 from llamafleet.roles import sibling
 
@@ -71,4 +71,10 @@ def operations(ctx):
     yield systemd.service(UNIT, running=True, enabled=True)
 
 
-HANDLERS = {RESTART: lambda ctx: systemd.restarted(UNIT)}
+def _restart(ctx):
+    operation = systemd.restarted(UNIT)
+    operation.after.append(lambda: ctx.runner.shared.setdefault(WORKERS_RESTARTED, set()).add(ctx.name))
+    return operation
+
+
+HANDLERS = {RESTART: _restart}
