@@ -60,6 +60,8 @@ def admin_inventory(lab, tmp_path_factory) -> str:
         assert done.returncode == 0, (host.name, done.stderr)
     data = yaml.safe_load(Path(lab.inventory).read_text())
     data["all"]["vars"].update(ansible_user=ADMIN, ansible_become=True, ansible_become_password=password)
+    # The same API key as the lab's own inventory (each inventory would otherwise get its own key).
+    data["all"]["vars"]["api_key_file"] = str(Path(lab.inventory).with_suffix(".api-key"))
     path = tmp_path_factory.mktemp("admin-inventory") / "hosts.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(path)

@@ -75,7 +75,8 @@ def test_second_provision_changes_nothing(runs):
     _, (code, doc) = runs
     assert code == 0
     assert not builds(doc)
-    assert {h: c["changed"] for h, c in doc["recap"].items()} == {"head": 0, "w1": 0, "w2": 0}
+    changed = [(r["host"], r["operation"], r["reason"]) for r in doc["results"] if r["status"] == "changed"]
+    assert {h: c["changed"] for h, c in doc["recap"].items()} == {"head": 0, "w1": 0, "w2": 0}, changed
     # OS facts, base facts, llama_cpp planning facts, its operations' facts (the gate reuses them);
     # firewall: which frontend (auto), its operations' facts; then rpc_worker's, or on the head the
     # deployed model and head's facts. Nothing to change costs no round trip beyond these.
