@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 import tempfile
 import time
@@ -15,7 +14,7 @@ from typing import Any
 
 from invoke.exceptions import Exit, ParseError
 
-from . import cluster, paths, playbooks, roles
+from . import cluster, controller_cache, paths, playbooks, roles
 from . import inventory as inventory_mod
 from .errors import LlamafleetError, NotImplementedYet, UsageError
 from .output import Output
@@ -60,9 +59,9 @@ def _crash_report() -> str:
     """Write the current exception's traceback to a file; return a line naming the error and the file."""
     kind, value, _ = sys.exc_info()
     summary = f"{kind.__name__}: {value}".splitlines()[0][:300] if kind else "unknown"
-    folder = Path(os.environ.get("LLAMAFLEET_CACHE") or Path.home() / ".cache/llamafleet").expanduser() / "crashes"
+    folder = controller_cache.cache_root() / "crashes"
     try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        controller_cache.private_dir(folder)
         prefix = time.strftime("crash-%Y%m%d-%H%M%S-")
         with tempfile.NamedTemporaryFile("w", dir=folder, prefix=prefix, suffix=".txt", delete=False) as handle:
             handle.write(f"llamafleet {' '.join(sys.argv)!r}\n\n{traceback.format_exc()}")
