@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from recordings import recorded_lines, words
 
 from llamafleet import facts
 from llamafleet.facts import FileState
@@ -19,17 +20,7 @@ APP_CONF = b"name=w1\nport=50052\n"
 
 
 def recorded(name: str) -> list[str]:
-    """A recorded output split into lines exactly as parse_batch hands them to process()."""
-    text = (RECORDED / name).read_text()
-    text = text[:-1] if text.endswith("\n") else text
-    return text.split("\n") if text else []
-
-
-def words(command: str) -> list[str]:
-    """The shell words of a command, with ; && | > as words of their own (as a shell splits them)."""
-    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    return list(lexer)
+    return recorded_lines(RECORDED / name)
 
 
 def sha(data: bytes) -> str:

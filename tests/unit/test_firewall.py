@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import pytest
+from recordings import recorded_lines, words
 
 from llamafleet import facts, roles
 from llamafleet.errors import OperationError
@@ -20,15 +20,7 @@ HEAD_PLAN = P.FirewallPlan((P.Rule(8080, (HEAD, W1, W2), "api"),))
 
 
 def recorded(name: str) -> list[str]:
-    text = (RECORDED / name).read_text()
-    text = text[:-1] if text.endswith("\n") else text
-    return text.split("\n") if text else []
-
-
-def words(command: str) -> list[str]:
-    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    return list(lexer)
+    return recorded_lines(RECORDED / name)
 
 
 def plan(operation: Operation, *names: str):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shlex
 import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from recordings import recorded_lines, words
 
 from llamafleet import facts
 from llamafleet.errors import OperationError
@@ -34,9 +34,7 @@ ODD_PATH = "/srv/llama models; rm -rf x"  # a path from YAML: must stay one shel
 
 
 def recorded(name: str) -> list[str]:
-    text = (RECORDED / name).read_text()
-    text = text[:-1] if text.endswith("\n") else text
-    return text.split("\n") if text else []
+    return recorded_lines(RECORDED / name)
 
 
 def parsed(fact: facts.Fact, name: str):
@@ -48,12 +46,6 @@ def plan(operation: Operation, *values):
     """Plan `operation` with one value per fact it asked for, in order."""
     assert len(values) == len(operation.facts)
     return operation.plan(Facts({f.key: v for f, v in zip(operation.facts, values)}))
-
-
-def words(command: str) -> list[str]:
-    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    return list(lexer)
 
 
 def commands_of(change: Change) -> list[str]:
