@@ -15,8 +15,9 @@ from llamafleet import lab as lab_api
 from llamafleet.lab.inventory import ssh_argv
 from tests.lab.labtools import ROOT, VERSION
 
-# Test labs carry names of their own so a developer's `lab` is never touched.
-SESSION_LAB = "tsess"
+# Test labs carry names of their own so a developer's `lab` is never touched; two checkouts
+# testing at once give LLAMAFLEET_TEST_LAB different names.
+SESSION_LAB = os.environ.get("LLAMAFLEET_TEST_LAB", "tsess")
 SESSION_FIREWALLS = "none,ufw,nftables"  # head: none, w1: ufw, w2: nftables
 SESSION_LINK_RATE = "1gbit"
 ADMIN = "lfadmin"
