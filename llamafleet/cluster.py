@@ -176,15 +176,5 @@ def _networks(value: Any, file: str, head: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(networks))
 
 
-# runner.shared key: workers whose rpc-server restarted in this run (the head's RPC sessions to them broke).
+# Run.shared key: workers whose rpc-server restarted in this run (the head's RPC sessions to them broke).
 WORKERS_RESTARTED = "workers restarted"
-
-
-def of_run(runner) -> Cluster:
-    """The cluster view of a run, computed once (its warnings said once); every role reads this one."""
-    if "cluster" not in runner.shared:
-        found = view(runner.inventory)
-        for warning in found.warnings:
-            runner.output.say(f"warning: {warning}")
-        runner.shared["cluster"] = found
-    return runner.shared["cluster"]

@@ -1,34 +1,38 @@
-"""Roles live in roles/<name>/: defaults.yml, role.py (operations, handlers, hooks), templates/."""
+"""Roles live in roles/<name>/: defaults.yml, role.py (operations, handlers, hooks), templates/.
+
+The roles folder is this module's package path, so a role and its helper modules are ordinary
+imports: `llamafleet.roles.firewall.rules`, and inside a role `from . import rules`.
+"""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 
 from .errors import LlamafleetError
 from .inventory import Host
+from .run import Run
 from .variables import ROLES_DIR
 
-if TYPE_CHECKING:
-    from .runner import Runner
-
 SHARED_TEMPLATES = ROLES_DIR.parent / "templates"
+__path__ = [str(ROLES_DIR)]  # roles/<name>/ are subpackages of llamafleet.roles
 
 
 @dataclass
 class HostContext:
-    """What a role sees while planning one host: its variables, static facts and the run."""
+    """What a role sees while planning one host: its variables, static facts and the run's view."""
 
     host: Host
     os: dict[str, str]
-    runner: Runner
+    run: Run
     role: str
     template_dir: Path
 
@@ -72,21 +76,12 @@ def load_path(path: Path, module_name: str) -> ModuleType:
     return module
 
 
-def sibling(role_file: str, name: str) -> ModuleType:
-    """A helper module beside a role's role.py (roles are not packages), imported once under a unique name."""
-    folder = Path(role_file).resolve().parent
-    module_name = f"llamafleet_role_{folder.name}_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    return load_path(folder / f"{name}.py", module_name)
-
-
 @cache
 def load(name: str | ModuleType) -> ModuleType:
-    """Import roles/<name>/role.py (roles are not a package: they are found by path, like Ansible's)."""
+    """Import roles/<name>/role.py as llamafleet.roles.<name>.role."""
     if isinstance(name, ModuleType):
         return name
     path = ROLES_DIR / name / "role.py"
-    if not path.is_file():
+    if not name.isidentifier() or not path.is_file():
         raise LlamafleetError(f"role {name}: {path} does not exist")
-    return load_path(path, f"llamafleet_role_{name}")
+    return importlib.import_module(f"{__name__}.{name}.role")

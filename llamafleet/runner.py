@@ -15,6 +15,7 @@ from .facts import Fact, OsRelease, batch_script, parse_batch
 from .inventory import Host, Inventory
 from .operations.base import Change, Facts, Operation, Shell, Upload
 from .output import OpResult, Output
+from .run import Run
 from .shell import quote
 from .ssh import HostConnection
 
@@ -72,6 +73,7 @@ class Runner:
         self.handler_names: set[str] = set()  # every handler of the roles of this run
         self.round_trips: dict[str, int] = {h.name: 0 for h in self.hosts}
         self._count_lock = threading.Lock()
+        self.view = Run(self)  # what roles see of this run
         for host in self.hosts:
             output.add_host(host.name)
 
@@ -135,7 +137,7 @@ class Runner:
 
     def _validate(self, role: Any, phase: Phase) -> None:
         try:
-            role.validate(self, self.phase_hosts(phase))
+            role.validate(self.view, self.phase_hosts(phase))
         except InventoryError as exc:
             if exc.file:
                 raise
@@ -164,7 +166,7 @@ class Runner:
 
     def _prepare(self, role: Any, name: str, hosts: list[Host]) -> bool:
         try:
-            role.prepare(self, hosts)
+            role.prepare(self.view, hosts)
         except GateError as exc:
             self.output.say(f"gate {name}: {exc}")
             self.gate_failed = True
@@ -182,7 +184,7 @@ class Runner:
         return True
 
     def _gate(self, role: Any, name: str, hosts: list[Host]) -> bool:
-        problems = role.gate(self, hosts)
+        problems = role.gate(self.view, hosts)
         for problem in problems:
             self.output.say(f"gate {name}: {problem}")
         self.gate_failed = self.gate_failed or bool(problems)
@@ -213,7 +215,7 @@ class Runner:
     # -- one role on one host --------------------------------------------------
     def context(self, host: Host, role: Any, name: str) -> roles.HostContext:
         templates = Path(role.__file__).parent / "templates"
-        return roles.HostContext(host=host, os=self.os(host), runner=self, role=name, template_dir=templates)
+        return roles.HostContext(host=host, os=self.os(host), run=self.view, role=name, template_dir=templates)
 
     def apply_role(self, host: Host, role: Any, name: str) -> None:
         """Converge a role's operations, then the handlers of this role that anything notified.

@@ -10,7 +10,7 @@ from llamafleet.roles import HostContext
 ROOT_DIRS = (paths.INSTALL_ROOT, paths.RELEASES_DIR, paths.STATE_DIR)
 
 
-def validate(runner, hosts) -> None:
+def validate(run, hosts) -> None:
     """Before any connection: the service user is never root or the account llamafleet logs in with."""
     for host in hosts:
         user = host.vars["llamafleet_user"]

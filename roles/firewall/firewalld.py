@@ -29,13 +29,12 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from llamafleet import roles
 from llamafleet.errors import OperationError
 from llamafleet.facts import SystemdUnit
 from llamafleet.operations import Change, Facts, NoChange, Operation, Shell
 from llamafleet.shell import quote
 
-_facts = roles.sibling(__file__, "facts")
+from . import facts as _facts
 
 SERVICE = "firewalld.service"
 IPSET_TYPE = "hash:net"

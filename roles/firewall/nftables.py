@@ -8,13 +8,12 @@ from pathlib import Path
 
 import jinja2
 
-from llamafleet import roles
 from llamafleet.facts import FileContent, SystemdUnit
 from llamafleet.operations import Change, Facts, NoChange, Operation, Shell, Upload, files
 from llamafleet.shell import quote
 
-_plan = roles.sibling(__file__, "plan")
-_facts = roles.sibling(__file__, "facts")
+from . import facts as _facts
+from . import plan as _plan
 
 TABLE_FILE = "/etc/nftables.d/llamafleet.nft"
 CONF = "/etc/nftables.conf"  # what Debian's nftables.service loads at boot

@@ -1,6 +1,6 @@
 """Role firewall: llamafleet's ports open to the cluster only, in ufw, firewalld or nftables.
 
-Contract: before the operations run, `runner.shared["firewall"][host_name]` holds a `FirewallPlan`
+Contract: before the operations run, `run.shared["firewall"][host_name]` holds a `FirewallPlan`
 (made by prepare() from the cluster view, rules.py; plan.py:
 `FirewallPlan(rules=(Rule(port, sources, comment, proto="tcp"), ...), ssh_port=22)`), usually put
 there by a prepare() hook. A host without an entry gets an empty plan: SSH allowed, no other rule,
@@ -10,32 +10,31 @@ auto chooses, once per run, ufw if active, else firewalld if running, else nftab
 
 from __future__ import annotations
 
-from llamafleet import roles
-from llamafleet.cluster import of_run
 from llamafleet.errors import OperationError
 from llamafleet.operations import packages
 from llamafleet.roles import HostContext
 
+from . import facts as _facts
+from . import firewalld as _firewalld
+from . import nftables as _nftables
+from . import plan as _plan
+from . import rules as _rules
+from . import ufw as _ufw
+
 NAME = "firewall"
-_plan = roles.sibling(__file__, "plan")
-_facts = roles.sibling(__file__, "facts")
-_nftables = roles.sibling(__file__, "nftables")
-_ufw = roles.sibling(__file__, "ufw")
-_firewalld = roles.sibling(__file__, "firewalld")
-_rules = roles.sibling(__file__, "rules")
 
 FRONTENDS = ("ufw", "firewalld", "nftables")
 PACKAGES = {"ufw": "ufw", "firewalld": "firewalld", "nftables": "nftables"}
 
 
-def validate(runner, hosts) -> None:
+def validate(run, hosts) -> None:
     """Before any connection: the plans can be made (addresses hold together)."""
-    _rules.plans(of_run(runner), runner.inventory)
+    _rules.plans(run.cluster, run.inventory)
 
 
-def prepare(runner, hosts) -> None:
+def prepare(run, hosts) -> None:
     """Each host's plan from the cluster view: a worker's RPC port from the head only, the API from its clients."""
-    runner.shared[NAME] = _rules.plans(of_run(runner), runner.inventory)
+    run.shared[NAME] = _rules.plans(run.cluster, run.inventory)
 
 
 def choose_frontend(choice: str, found) -> str | None:
@@ -68,11 +67,11 @@ def operations(ctx: HostContext):
     choice = ctx.vars.get("firewall", "auto")
     if choice == "none":
         return
-    plan = ctx.runner.shared.get(NAME, {}).get(ctx.name) or _plan.FirewallPlan(rules=())
+    plan = ctx.run.shared.get(NAME, {}).get(ctx.name) or _plan.FirewallPlan(rules=())
     if choice == "auto":
         fact = _facts.FirewallFrontends()
         # One extra round trip, and only for auto: which frontend is in charge decides every operation.
-        choice_found = ctx.runner.gather(ctx.host, [fact])[fact]
+        choice_found = ctx.run.gather(ctx.host, [fact])[fact]
         frontend = choose_frontend(choice, choice_found)
     else:
         frontend = choose_frontend(choice, None)

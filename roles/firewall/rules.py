@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from llamafleet.cluster import Cluster
 from llamafleet.inventory import Inventory
-from llamafleet.roles import sibling
 
-_plan = sibling(__file__, "plan")
+from . import plan as _plan
+
 LOOPBACK = ("127.0.0.1", "::1")
 
 

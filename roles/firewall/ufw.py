@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from llamafleet import roles
 from llamafleet.errors import OperationError
 from llamafleet.operations import Change, Facts, NoChange, Operation, Shell
 from llamafleet.shell import quote
 
-_plan = roles.sibling(__file__, "plan")
-_facts = roles.sibling(__file__, "facts")
+from . import facts as _facts
+from . import plan as _plan
 
 
 def _ours(words: tuple[str, ...]) -> bool:

@@ -8,16 +8,15 @@ import secrets
 from pathlib import Path
 
 from llamafleet import paths, units
-from llamafleet.cluster import WORKERS_RESTARTED, Cluster, of_run
+from llamafleet.cluster import WORKERS_RESTARTED, Cluster
 from llamafleet.errors import InventoryError
 from llamafleet.facts import CommandOutput, FileContent
 from llamafleet.operations import files as file_ops
 from llamafleet.operations import systemd
 from llamafleet.operations.base import Change, Facts, NoChange, Operation, Shell
-from llamafleet.roles import sibling
 from llamafleet.shell import quote
 
-settings = sibling(__file__, "settings")
+from . import settings
 
 NAME = "head"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -129,26 +128,24 @@ WAIT = (
 )
 
 
-def validate(runner, hosts) -> None:
+def validate(run, hosts) -> None:
     """Before any connection: addresses, settings and the API key file on the controller (made once)."""
-    of_run(runner)
+    _ = run.cluster  # computed once per run: this checks the addresses before any connection
     for host in hosts:
-        key = api_key_path(runner, host)
+        key = api_key_path(run, host)
         host.vars["api_key_file"] = str(key)
-        settings.settings(host, str(runner.inventory.path))
-        if not key.exists() and not runner.options.check:
+        settings.settings(host, run.inventory_file)
+        if not key.exists() and not run.check:
             _generate_key(key)
-            runner.output.say(
-                f"api key: generated {key} (mode 0600; the head reads its copy from {paths.API_KEY_FILE})"
-            )
+            run.say(f"api key: generated {key} (mode 0600; the head reads its copy from {paths.API_KEY_FILE})")
 
 
-def api_key_path(runner, host) -> Path:
+def api_key_path(run, host) -> Path:
     """api_key_file (relative to the inventory), else <inventory name>.api-key beside the inventory."""
     given = host.vars.get("api_key_file")
-    folder = runner.inventory.path.parent
+    folder = run.inventory.path.parent
     if not given:
-        return folder / f"{runner.inventory.path.stem}.api-key"
+        return folder / f"{run.inventory.path.stem}.api-key"
     path = Path(str(given)).expanduser()
     return path if path.is_absolute() else folder / path
 
@@ -172,16 +169,16 @@ def read_key(path: Path) -> bytes:
     return f"{key}\n".encode()
 
 
-def prepare(runner, hosts) -> None:
+def prepare(run, hosts) -> None:
     """Which model the head serves: the one deploy hands over in this run, else the one deployed before."""
-    handed = runner.params.get("model")
+    handed = run.params.get("model")
     for host in hosts:
         if handed is not None:
             name = handed.name
         else:
             record = FileContent(paths.DEPLOYED_MODEL)
-            name = _recorded_model(runner.gather(host, [record])[record])
-        runner.shared.setdefault(NAME, {})[host.name] = name
+            name = _recorded_model(run.gather(host, [record])[record])
+        run.shared.setdefault(NAME, {})[host.name] = name
 
 
 def _recorded_model(text: str | None) -> str | None:
@@ -197,9 +194,9 @@ def model_path(name: str) -> str:
 
 
 def operations(ctx):
-    view = of_run(ctx.runner)
-    head = settings.settings(ctx.host, str(ctx.runner.inventory.path))
-    model = ctx.runner.shared.get(NAME, {}).get(ctx.name)
+    view = ctx.run.cluster
+    head = settings.settings(ctx.host, ctx.run.inventory_file)
+    model = ctx.run.shared.get(NAME, {}).get(ctx.name)
     key = read_key(Path(head.api_key_file))
     yield file_ops.file(paths.API_KEY_FILE, key, mode="0600", secret=True, notify=(RESTART, READY))
     unit = render_unit(head, view, model_path(model) if model else MODEL_PLACEHOLDER)
@@ -209,7 +206,7 @@ def operations(ctx):
         return
     # Readiness is waited for by the handler, after a restart the changes above may have notified.
     yield systemd.service(UNIT, running=True, enabled=True, notify=(READY,))
-    restarted = sorted(ctx.runner.shared.get(WORKERS_RESTARTED, ()))
+    restarted = sorted(ctx.run.shared.get(WORKERS_RESTARTED, ()))
     if restarted:  # llama-server's sessions to them broke: reconnect now rather than abort on the next request
         yield _reconnect(restarted)
 
@@ -246,15 +243,15 @@ def ready(head, seconds: int = READY_SECONDS) -> Operation:
 
 
 def _handler_restart(ctx) -> Operation:
-    if ctx.runner.shared.get(NAME, {}).get(ctx.name) is None:
+    if ctx.run.shared.get(NAME, {}).get(ctx.name) is None:
         return Operation("restart llama-server", [], lambda facts: NoChange("no model deployed: not running"))
     return systemd.restarted(UNIT)
 
 
 def _handler_ready(ctx) -> Operation:
-    if ctx.runner.shared.get(NAME, {}).get(ctx.name) is None:
+    if ctx.run.shared.get(NAME, {}).get(ctx.name) is None:
         return Operation("llama-server ready", [], lambda facts: NoChange("no model deployed: not running"))
-    return ready(settings.settings(ctx.host, str(ctx.runner.inventory.path)))
+    return ready(settings.settings(ctx.host, ctx.run.inventory_file))
 
 
 HANDLERS = {RESTART: _handler_restart, READY: _handler_ready}

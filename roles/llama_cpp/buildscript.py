@@ -8,10 +8,8 @@ from typing import Any
 import jinja2
 
 from llamafleet.errors import OperationError
-from llamafleet.roles import sibling
 
-plan = sibling(__file__, "plan")
-
+from . import plan
 
 # --------------------------------------------------------------------------- BUILD.json
 

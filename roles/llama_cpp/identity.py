@@ -7,9 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llamafleet.errors import OperationError
-from llamafleet.roles import sibling
 
-plan = sibling(__file__, "plan")
+from . import plan
 
 
 def with_measured_files(manifest: Mapping[str, Any], sha256sum_output: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -17,11 +18,8 @@ from pathlib import Path
 import requests
 
 from llamafleet.errors import InventoryError, OperationError
-from llamafleet.roles import sibling
 
-plan = sibling(__file__, "plan")
-buildscript = sibling(__file__, "buildscript")
-artifacts = sibling(__file__, "artifacts")
+from . import artifacts, buildscript, plan
 
 _LOCK = threading.Lock()
 TIMEOUT = (10, 120)
@@ -44,6 +42,21 @@ def fetch(settings, group, arch: str) -> tuple[str, str, artifacts.Artifact]:
         if found is None:
             found = _repack(settings, group, key, identifier, downloads)
     return key, identifier, found
+
+
+def download_checked(url: str, sha256: str, host: str) -> Path:
+    """A source archive the controller downloads once (download cache) and pushes; it must match sha256."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])[:120]
+    with _LOCK:  # every build host of a run wants the same archive: download it once
+        path, actual = _download(plan.ReleaseAsset(name or "source.tar.gz", url, ""))
+    if actual != sha256:
+        raise InventoryError(
+            f"{url} has sha256 {actual}, not the pinned one (the download is kept in {path.parent}; "
+            "delete it to download again)",
+            where=f"host {host}",
+            key="llama_cpp_source_sha256",
+        )
+    return path
 
 
 def _download(asset) -> tuple[Path, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import tempfile
 from collections import defaultdict
@@ -12,23 +13,17 @@ from typing import Any
 
 from llamafleet import paths
 from llamafleet.errors import GateError, InventoryError, OperationError
-from llamafleet.facts import CommandOutput, PathInfo
+from llamafleet.facts import CommandOutput, FileContent, PathInfo
 from llamafleet.inventory import Host
 from llamafleet.operations import files, packages
 from llamafleet.operations.base import Change, Facts, NoChange, Operation, Shell, Upload
-from llamafleet.output import OpResult
-from llamafleet.roles import sibling
 from llamafleet.shell import quote
 
-plan = sibling(__file__, "plan")
-buildscript = sibling(__file__, "buildscript")
-identity = sibling(__file__, "identity")
-artifacts = sibling(__file__, "artifacts")
-release = sibling(__file__, "release")
-source = sibling(__file__, "source")
+from . import artifacts, buildscript, identity, plan, release, source
 
 NAME = "llama_cpp"
 BUILD_ROOT = paths.BUILD_DIR
+BUILT = "built.env"  # what build.sh reports last, kept beside its artifact
 INCOMING = paths.INCOMING_DIR
 RELEASES = plan.RELEASES_DIR
 CURRENT = plan.CURRENT_LINK
@@ -59,19 +54,19 @@ class Target:
 # -- controller side: validate, decide, build once, cache ----------------------------------------
 
 
-def validate(runner, hosts: list[Host]) -> None:
+def validate(run, hosts: list[Host]) -> None:
     """Before any connection: every host's llama_cpp_* settings and source archive are usable."""
     unnamed: set[Path] = set()
     for host in hosts:
         settings = plan.settings_for_host(host.name, host.vars)
         if settings.install == "build":
-            _source_sha256(runner, host, settings)
-            _check_pin_against_archive(runner, host, settings, unnamed)
+            _source_sha256(run, host, settings)
+            _check_pin_against_archive(run, host, settings, unnamed)
 
 
-def _check_pin_against_archive(runner, host: Host, settings, unnamed: set[Path]) -> None:
+def _check_pin_against_archive(run, host: Host, settings, unnamed: set[Path]) -> None:
     """A pin the archive contradicts would install code labelled with another build: refuse it."""
-    path = _source_path(runner, settings)
+    path = _source_path(run, settings)
     if path is None:
         return
     problem = source.pin_problem(settings.version, path)
@@ -79,16 +74,14 @@ def _check_pin_against_archive(runner, host: Host, settings, unnamed: set[Path])
         raise InventoryError(problem, where=f"host {host.name}", key="llama_cpp_version")
     if source.names_no_build(path) and path not in unnamed:
         unnamed.add(path)
-        runner.output.say(
-            f"note: {path} does not name its llama.cpp build; it is installed as {settings.version}, as pinned"
-        )
+        run.say(f"note: {path} does not name its llama.cpp build; it is installed as {settings.version}, as pinned")
 
 
-def prepare(runner, hosts: list[Host]) -> None:
+def prepare(run, hosts: list[Host]) -> None:
     """Plan every host, refuse mixed versions up front, build or fetch each missing artifact once."""
     targets: dict[str, Target] = {}
-    runner.each_host(hosts, lambda host: targets.__setitem__(host.name, _target(runner, host)))
-    _same_source_everywhere(runner, targets)
+    run.each_host(hosts, lambda host: targets.__setitem__(host.name, _target(run, host)))
+    _same_source_everywhere(run, targets)
     by_key: dict[str, list[Target]] = defaultdict(list)
     for name in (h.name for h in hosts if h.name in targets):
         by_key[targets[name].key].append(targets[name])
@@ -96,15 +89,15 @@ def prepare(runner, hosts: list[Host]) -> None:
         artifact = artifacts.lookup(members[0].key, members[0].release_id)
         missing = [t for t in members if t.release_id not in t.installed]
         if artifact is None and missing:
-            artifact = _produce(runner, members)
+            artifact = _produce(run, members)
         for target in members:
             target.artifact = artifact
-    runner.shared[NAME] = targets
+    run.shared[NAME] = targets
 
 
-def _target(runner, host: Host) -> Target:
-    os_info = runner.os(host)
-    facts = runner.gather(host, [CPU_FLAGS, INSTALLED])
+def _target(run, host: Host) -> Target:
+    os_info = run.os(host)
+    facts = run.gather(host, [CPU_FLAGS, INSTALLED])
     settings = plan.settings_for_host(host.name, host.vars)
     signature = plan.cpu_signature(" ".join(facts[CPU_FLAGS]).split())
     group = plan.platform_group(settings, os_info["id"], os_info["version_id"], os_info["arch"], signature)
@@ -112,7 +105,7 @@ def _target(runner, host: Host) -> Target:
     if settings.install == "release":
         key, identifier, artifact = release.fetch(settings, group, os_info["arch"])
         return Target(host, settings, group, "", key, identifier, installed, artifact)
-    source_sha = _source_sha256(runner, host, settings)
+    source_sha = _source_sha256(run, host, settings)
     args = plan.cmake_args(
         settings.version, source_sha, settings.backend, settings.cpu_variants, settings.cmake_args, settings.gpu_targets
     )
@@ -122,16 +115,16 @@ def _target(runner, host: Host) -> Target:
     )
 
 
-def _source_path(runner, settings: plan.LlamaCppSettings) -> Path | None:
+def _source_path(run, settings: plan.LlamaCppSettings) -> Path | None:
     if not settings.source_archive:
         return None
     path = Path(settings.source_archive).expanduser()
-    return path if path.is_absolute() else runner.inventory.path.parent / path
+    return path if path.is_absolute() else run.inventory.path.parent / path
 
 
-def _source_sha256(runner, host: Host, settings: plan.LlamaCppSettings) -> str:
+def _source_sha256(run, host: Host, settings: plan.LlamaCppSettings) -> str:
     """The source's sha256: measured from the controller's archive, else the pinned value."""
-    path = _source_path(runner, settings)
+    path = _source_path(run, settings)
     if path is None:
         if not settings.source_sha256:
             raise InventoryError(
@@ -159,11 +152,11 @@ def _archive_sha256(path: str, size: int, mtime_ns: int) -> str:
     return artifacts.sha256_file(Path(path))
 
 
-def _same_source_everywhere(runner, targets: dict[str, Target]) -> None:
+def _same_source_everywhere(run, targets: dict[str, Target]) -> None:
     """Mixed versions break the RPC protocol: stop before building anything."""
     if not targets:
         return
-    head = runner.inventory.groups["head"][0]
+    head = run.group("head")[0]
     reference = targets.get(head) or next(iter(targets.values()))
     wanted = (reference.settings.version, reference.source_sha256)
     odd = [t for t in targets.values() if (t.settings.version, t.source_sha256) != wanted]
@@ -175,36 +168,30 @@ def _same_source_everywhere(runner, targets: dict[str, Target]) -> None:
         )
 
 
-def _produce(runner, members: list[Target]) -> artifacts.Artifact | None:
+def _produce(run, members: list[Target]) -> artifacts.Artifact | None:
     """Build the group's artifact on one of its hosts (a member of group builders when there is one)."""
-    builders = set(runner.inventory.groups.get("builders", []))
+    builders = set(run.group("builders"))
     builder = next((t for t in members if t.host.name in builders), members[0])
-    label = f"build llama.cpp {builder.settings.version} for {builder.group.name}"
-    if runner.options.check:
-        runner.output.record(
-            OpResult(builder.host.name, NAME, label, "changed", "no cached artifact: would build here")
-        )
-        return None
     work = f"{BUILD_ROOT}/{builder.key}"
     script = buildscript.render_build_script(
         builder.settings, builder.group, _remote_source(builder), builder.source_sha256, work
     )
-    if runner.converge(builder.host, NAME, _build_host_operations(runner, builder, work, script)) is None:
-        raise OperationError(f"{builder.host.name}: preparing the build host failed")
-    runner.output.say(
-        f"building llama.cpp {builder.settings.version} for {builder.group.name} on "
-        f"{builder.host.name} (minutes; the other hosts of the group get the result)"
-    )
-    result = runner.remote(builder.host, quote("bash %s/build.sh", work))
-    if not result.ok:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
-        raise OperationError(
-            f"{builder.host.name}: build of {builder.group.name} failed (exit {result.status}):\n{tail}"
+    if not run.check:
+        run.say(
+            f"{builder.host.name}: llama.cpp {builder.settings.version} for {builder.group.name} is built here "
+            "unless it was before (minutes; the other hosts of the group get the result)"
         )
+    if run.converge(builder.host, NAME, _build_host_operations(run, builder, work, script)) is None:
+        raise OperationError(f"{builder.host.name}: building llama.cpp for {builder.group.name} failed (see above)")
+    if run.check:
+        return None
+    result = run.remote(builder.host, quote("cat -- %s", f"{work}/{BUILT}"))
     built = buildscript.parse_build_output(result.stdout.splitlines())
-    artifact = _fetch(runner, builder, built)
-    reason = f"built in {built.get('build_seconds', '?')} s, {artifact.path.stat().st_size // 1024} KiB cached"
-    runner.output.record(OpResult(builder.host.name, NAME, label, "changed", reason))
+    artifact = _fetch(run, builder, built)
+    run.say(
+        f"{builder.host.name}: built in {built.get('build_seconds', '?')} s, "
+        f"{artifact.path.stat().st_size // 1024} KiB cached for the other hosts"
+    )
     return artifact
 
 
@@ -212,55 +199,81 @@ def _remote_source(target: Target) -> str:
     return f"{BUILD_ROOT}/sources/{target.source_sha256}.tar.gz"
 
 
-def _build_host_operations(runner, target: Target, work: str, script: str) -> list[Operation]:
-    os_info = runner.os(target.host)
+def _build_host_operations(run, target: Target, work: str, script: str) -> list[Operation]:
+    """Build dependencies, the source pushed from the controller, build.sh, and the build itself."""
+    os_info = run.os(target.host)
     deps = plan.build_dependencies(os_info["id"], target.settings.backend, [os_info["family"]])
-    source = _source_path(runner, target.settings)
-    ops = [
-        packages.present(list(deps.packages) + ([] if source else ["curl"]), os_info["family"]),
+    return [
+        packages.present(list(deps.packages), os_info["family"]),
         files.directory(BUILD_ROOT, mode="0700"),
         files.directory(f"{BUILD_ROOT}/sources", mode="0700"),
         files.directory(work, mode="0700"),
         files.file(f"{work}/build.sh", script, mode="0700"),
+        _source_pushed(run, target),
+        built(target, work, script),
     ]
-    if source:
-        ops.append(files.copy(_remote_source(target), source, target.source_sha256, mode="0600"))
-    else:
-        ops.append(_download(target.settings.source_url, _remote_source(target), target.source_sha256))
-    return ops
 
 
-def _download(url: str, path: str, sha256: str) -> Operation:
-    """The source archive downloaded by the build host itself, kept only when its sha256 matches."""
-    info = PathInfo(path, True)
+def _source_pushed(run, target: Target) -> Operation:
+    """The source archive on the build host: the controller's archive, else downloaded by the controller.
+
+    Hosts never need internet access; a download is checked against llama_cpp_source_sha256.
+    """
+    remote = _remote_source(target)
+    local = _source_path(run, target.settings)
+    if local is None and run.check:
+        return Operation(
+            f"source {remote}",
+            [PathInfo(remote, True)],
+            lambda facts: (
+                _source_present(facts, remote, target.source_sha256)
+                or Change((), f"would download {target.settings.source_url} on the controller and push it")
+            ),
+        )
+    if local is None:
+        local = release.download_checked(target.settings.source_url, target.source_sha256, target.host.name)
+    return files.copy(remote, local, target.source_sha256, mode="0600")
+
+
+def _source_present(facts: Facts, remote: str, sha256: str) -> NoChange | None:
+    state = facts[PathInfo(remote, True)]
+    return NoChange(f"sha256 {sha256[:12]} matches") if state is not None and state.sha256 == sha256 else None
+
+
+def built(target: Target, work: str, script: str) -> Operation:
+    """The group's artifact built on this host by build.sh: found again when an earlier run finished it."""
+    script_sha = hashlib.sha256(script.encode()).hexdigest()
+    report = FileContent(f"{work}/{BUILT}")
+    artifact = PathInfo(f"{work}/artifact.tar.gz", True)
 
     def planner(facts: Facts):
-        state = facts[info]
-        if state is not None and state.sha256 == sha256:
-            return NoChange(f"sha256 {sha256[:12]} matches")
-        fetch = quote(
-            'curl -fsSL --retry 3 -o %s.part %s && [ "$(sha256sum %s.part | cut -c1-64)" = %s ] '
-            "&& mv -f %s.part %s || { rm -f %s.part; echo sha256 mismatch or download failed >&2; exit 1; }",
-            path,
-            url,
-            path,
-            sha256,
-            path,
-            path,
-            path,
-        )
-        return Change((Shell(fetch),), "missing")
+        text = facts[report]
+        if text:
+            try:
+                found = buildscript.parse_build_output(text.splitlines())
+            except OperationError:
+                found = {}
+            state = facts[artifact]
+            if (
+                found.get("script_sha256") == script_sha
+                and state is not None
+                and state.sha256 == found.get("artifact_sha256")
+            ):
+                return NoChange(f"built before in {work} (artifact sha256 {state.sha256[:12]})")
+        build = Shell(quote("bash %s/build.sh", work))
+        return Change((build,), f"no artifact for {target.group.name} in the cache: build here (minutes)")
 
-    return Operation(f"download {url}", [info], planner)
+    label = f"llama.cpp {target.settings.version} built for {target.group.name}"
+    return Operation(label, [report, artifact], planner)
 
 
-def _fetch(runner, target: Target, built: dict[str, str]) -> artifacts.Artifact:
+def _fetch(run, target: Target, built: dict[str, str]) -> artifacts.Artifact:
     slot = artifacts.slot(target.key)
     artifacts.private_dir(slot)
     with tempfile.NamedTemporaryFile(dir=slot, prefix=".fetch-", delete=False) as handle:
         local = Path(handle.name)
     try:
-        runner.connection(target.host).get(built["artifact"], local, sha256=built["artifact_sha256"])
+        run.connection(target.host).get(built["artifact"], local, sha256=built["artifact_sha256"])
         return artifacts.store(target.key, local, built["artifact_sha256"], target.release_id)
     finally:
         local.unlink(missing_ok=True)
@@ -270,7 +283,7 @@ def _fetch(runner, target: Target, built: dict[str, str]) -> artifacts.Artifact:
 
 
 def operations(ctx):
-    target: Target = ctx.runner.shared[NAME][ctx.name]
+    target: Target = ctx.run.shared[NAME][ctx.name]
     runtime = plan.runtime_dependencies(ctx.os["id"], ctx.os["version_id"], target.settings.backend, [ctx.os["family"]])
     yield packages.present(list(runtime.packages), ctx.os["family"])
     yield installed(target)
@@ -327,13 +340,13 @@ def _install_steps(target: Target, present: bool) -> list:
 # -- the identity gate ---------------------------------------------------------------------------
 
 
-def gate(runner, hosts: list[Host]) -> list[str]:
+def gate(run, hosts: list[Host]) -> list[str]:
     """Every host must run the same source; within a platform group every file must match the artifact."""
     manifests: dict[str, Any] = {}
-    runner.each_host(hosts, lambda host: manifests.__setitem__(host.name, _read_identity(runner, host)))
-    targets: dict[str, Target] = runner.shared.get(NAME, {})
+    run.each_host(hosts, lambda host: manifests.__setitem__(host.name, _read_identity(run, host)))
+    targets: dict[str, Target] = run.shared.get(NAME, {})
     group_files = {t.group.name: t.artifact.files for t in targets.values() if t.artifact}
-    head = runner.inventory.groups["head"][0]
+    head = run.group("head")[0]
     problems = identity.identity_problems(
         manifests, {h.name: h.vars for h in hosts}, head if head in manifests else None, group_files
     )
@@ -352,12 +365,12 @@ def _remedy(problems: list[str], manifests: dict[str, Any]) -> str:
     return f"stopped before any service (re)start. To reinstall: {fix}"
 
 
-def _read_identity(runner, host: Host) -> dict[str, Any] | None:
-    settled = runner.settled_facts(host, NAME)
+def _read_identity(run, host: Host) -> dict[str, Any] | None:
+    settled = run.settled_facts(host, NAME)
     if settled is not None and IDENTITY in settled:
         text = "\n".join(settled[IDENTITY])
     else:
-        text = runner.remote(host, IDENTITY.command()).stdout
+        text = run.remote(host, IDENTITY.command()).stdout
     if "@@files" not in text:
         return None
     manifest_text, _, measured = text.partition("@@files")

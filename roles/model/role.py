@@ -45,7 +45,7 @@ def inspect(source: str) -> Model:
 
 
 def operations(ctx):
-    model: Model = ctx.runner.params["model"]
+    model: Model = ctx.run.params["model"]
     user = ctx.vars["llamafleet_user"]
     target = f"{paths.MODELS_DIR}/{model.name}"
     # Read-only, readable by the service user; written to a temporary name, checked, then renamed.

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from llamafleet import paths, units
-from llamafleet.cluster import WORKERS_RESTARTED, Cluster, of_run
+from llamafleet.cluster import WORKERS_RESTARTED, Cluster
 from llamafleet.operations import systemd
-from llamafleet.roles import sibling
 
-settings = sibling(__file__, "settings")
+from . import settings
 
 NAME = "rpc_worker"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -59,21 +58,21 @@ def files(host, cluster: Cluster, file: str | None = None, binary: str = BINARY)
 RESTART = "restart llama-rpc"
 
 
-def validate(runner, hosts) -> None:
+def validate(run, hosts) -> None:
     """Before any connection: the cluster's addresses hold together (see llamafleet/cluster.py)."""
-    of_run(runner)
+    _ = run.cluster  # computed once per run: this checks the addresses before any connection
 
 
 def operations(ctx):
-    view = of_run(ctx.runner)
-    unit = render_unit(settings.settings(ctx.host, str(ctx.runner.inventory.path)), view)
+    view = ctx.run.cluster
+    unit = render_unit(settings.settings(ctx.host, ctx.run.inventory_file), view)
     yield systemd.unit_file(UNIT, unit, notify=(RESTART,))
     yield systemd.service(UNIT, running=True, enabled=True)
 
 
 def _restart(ctx):
     operation = systemd.restarted(UNIT)
-    operation.after.append(lambda: ctx.runner.shared.setdefault(WORKERS_RESTARTED, set()).add(ctx.name))
+    operation.after.append(lambda: ctx.run.shared.setdefault(WORKERS_RESTARTED, set()).add(ctx.name))
     return operation
 
 

@@ -35,7 +35,7 @@ def role_whose_builder_drops() -> types.ModuleType:
         runner.shared["droptest"] = {h.name: "prepared" for h in hosts}
 
     def operations(ctx):
-        ctx.runner.shared["droptest"][ctx.name]  # noqa: B018 - what failed with a KeyError before
+        ctx.run.shared["droptest"][ctx.name]  # noqa: B018 - what failed with a KeyError before
         return []
 
     role.prepare = prepare

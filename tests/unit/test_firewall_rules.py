@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from inventory_tree import GOOD, write_tree
 
-from llamafleet import cluster, inventory, roles
-
-RULES = roles.sibling(str(roles.ROLES_DIR / "firewall" / "role.py"), "rules")
+from llamafleet import cluster, inventory
+from llamafleet.roles.firewall import rules as RULES
 
 
 def plans_for(tmp_path, text: str) -> dict:

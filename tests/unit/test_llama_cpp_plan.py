@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from llamafleet.errors import InventoryError, OperationError
-from llamafleet.roles import sibling
+from llamafleet.roles.llama_cpp import buildscript, identity, plan
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "llama_cpp"
@@ -29,9 +29,6 @@ def _load(name: str, path: Path):
     return module
 
 
-plan = sibling(str(ROOT / "roles/llama_cpp/role.py"), "plan")
-buildscript = sibling(str(ROOT / "roles/llama_cpp/role.py"), "buildscript")
-identity = sibling(str(ROOT / "roles/llama_cpp/role.py"), "identity")
 fetch = _load("fetch_llama_source", ROOT / "scripts/fetch_llama_source.py")
 
 pytestmark = pytest.mark.unit
