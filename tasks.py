@@ -87,6 +87,28 @@ def status(c, inventory=None, limit=None, json=False, extra_vars=None, accept_ne
     cli.status(inventory, extra_vars, json, limit=limit, accept_new_host_keys=accept_new_host_keys)
 
 
+@task(
+    help={
+        "unit": "rpc (the workers' llama-rpc) or head (llama-server); default: each host's own unit.",
+        "lines": "How many of the last journal lines per host (default 50).",
+        "follow": "Keep printing new lines from every host, merged, until Ctrl-C.",
+        **{k: H[k] for k in ("inventory", "limit", "extra_vars", "accept_new_host_keys")},
+    },
+    iterable=["extra_vars"],
+)
+def logs(c, inventory=None, limit=None, unit=None, lines=50, follow=False, extra_vars=None, accept_new_host_keys=False):
+    """Journal lines of llama-server and llama-rpc, each prefixed with its host (-f: follow, merged)."""
+    cli.logs(
+        inventory,
+        extra_vars,
+        limit=limit,
+        unit=unit,
+        lines=lines,
+        follow=follow,
+        accept_new_host_keys=accept_new_host_keys,
+    )
+
+
 @task(name="inventory", iterable=["extra_vars"], help={k: H[k] for k in ("inventory", "limit", "json", "extra_vars")})
 def inventory_(c, inventory=None, limit=None, json=False, extra_vars=None):
     """Print the resolved inventory: hosts, groups and every variable after precedence."""
@@ -106,5 +128,5 @@ def render(c, out=None, model=None, inventory=None, extra_vars=None):
     cli.render(inventory, extra_vars, out, model)
 
 
-ns = Collection(provision, deploy, verify, status, inventory_, render)
+ns = Collection(provision, deploy, verify, status, logs, inventory_, render)
 ns.add_collection(lab_tasks.ns)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -16,6 +18,8 @@ from invoke.exceptions import Exit, ParseError
 
 from . import cluster, controller_cache, paths, playbooks, roles
 from . import inventory as inventory_mod
+from . import logs as logs_mod
+from . import status as status_mod
 from .errors import LlamafleetError, NotImplementedYet, UsageError
 from .output import Output
 from .runner import Runner, RunOptions
@@ -100,15 +104,20 @@ def load_inventory(path: str | None, extra_vars: list[str] | None) -> inventory_
 
 def parse_forks(value: str | int | None) -> int:
     """--forks as given on the command line: a whole number of at least 1 (default 10)."""
-    if value is None:
-        return 10
+    return 10 if value is None else parse_whole("--forks", value, 1)
+
+
+def parse_whole(flag: str, value: str | int, minimum: int, maximum: int | None = None) -> int:
+    """A whole-number flag as given on the command line, within its bounds."""
     try:
-        forks = int(str(value).strip())
+        number = int(str(value).strip())
     except ValueError:
-        raise UsageError(f"--forks must be a whole number, not {value!r}") from None
-    if forks < 1:
-        raise UsageError(f"--forks must be at least 1, not {forks}")
-    return forks
+        raise UsageError(f"{flag} must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise UsageError(f"{flag} must be at least {minimum}, not {number}")
+    if maximum is not None and number > maximum:
+        raise UsageError(f"{flag} must be at most {maximum}, not {number}")
+    return number
 
 
 def options(
@@ -196,23 +205,6 @@ def not_yet(task: str, what: str) -> None:
     raise Exit(f"error: {NotImplementedYet(f'{task}: {what}')}", code=NotImplementedYet.exit_code)
 
 
-STATUS_SCRIPT = (
-    f"readlink {paths.CURRENT_LINK} || true; "
-    f"for u in {' '.join(paths.UNITS)}; do "
-    'printf \'%s %s %s\\n\' "$u" $(systemctl show -p LoadState -p ActiveState --value "$u" 2>/dev/null); done'
-)
-
-
-def _unit_states(lines: list[str]) -> dict[str, str]:
-    """'llama-rpc.service loaded active' lines -> {unit: active | absent | ...}."""
-    states = {}
-    for line in lines:
-        unit, *values = line.split()
-        if unit.startswith("llama-"):
-            states[unit] = values[1] if len(values) == 2 and values[0] == "loaded" else "absent"
-    return states
-
-
 @reports_errors
 def status(
     inventory: str | None,
@@ -222,37 +214,111 @@ def status(
     limit: str | None,
     accept_new_host_keys: bool,
 ) -> None:
-    """One line per host: reachable, OS, the llama.cpp release in use, service states."""
+    """One row per host, head first then the workers in inventory order, read in parallel."""
     inv = load_inventory(inventory, extra_vars)
-    output = Output(json_mode=json_mode)
+    view = cluster.view(inv)
+    head_role = roles.load("head")
+    head = head_role.settings.settings(inv.head, str(inv.path))
+    output = Output(json_mode=True)  # rows are printed here, not operation results
     runner = Runner(inv, options(False, False, 10, limit, accept_new_host_keys), output)
-    report: dict[str, dict[str, Any]] = {}
+    order = [inv.head.name, *(w.name for w in view.workers)]
+    hosts = sorted(runner.hosts, key=lambda h: order.index(h.name) if h.name in order else len(order))
+    rows: dict[str, status_mod.Row] = {}
 
     def probe(host) -> None:
-        os_info = runner.os(host)
-        lines = runner.remote(host, STATUS_SCRIPT).stdout.splitlines()
-        release = lines[0] if lines and not lines[0].startswith("llama-") else None
-        services = _unit_states(lines)
-        report[host.name] = {
-            "os": f"{os_info['id']} {os_info['version_id']} {os_info['arch']}",
-            "release": release,
-            "services": services,
-        }
-        if not json_mode:
-            units = ", ".join(f"{k.split('.')[0]}={v or 'absent'}" for k, v in services.items())
-            output.say(f"{host.name:<12} {report[host.name]['os']:<22} {release or 'no llama.cpp'}  {units}")
+        part, port, api = "-", None, None
+        if host.name == view.head:
+            part, port, api = "head", head.api_port, (head_role.probe_address(head), head.api_port)
+        elif host.name in {w.name for w in view.workers}:
+            part, port = "worker", view.worker(host.name).port
+        text = runner.remote(host, status_mod.script(part, port, api)).stdout
+        rows[host.name] = status_mod.parse(host.name, part, port, text)
 
     try:
-        runner.each_host(runner.hosts, probe)
+        runner.each_host(hosts, probe)
     finally:
         runner.close()
-    code = runner.exit_code()
+    for result in output.results:  # unreachable (or failed) hosts still get their row
+        if result.host not in rows:
+            part = "head" if result.host == view.head else "worker" if result.host in order else "-"
+            rows[result.host] = status_mod.Row(result.host, part, reachable=False, error=result.reason)
+    ordered = [rows[h.name] for h in hosts if h.name in rows]
     if json_mode:
-        print(json.dumps({"hosts": report, "recap": {h: dict(c) for h, c in output.recap.items()}}, indent=2))
-    elif code:
-        output.finish(code)
+        print(json.dumps({"hosts": {row.host: row.to_json() for row in ordered}}, indent=2))
+    else:
+        print(status_mod.table(ordered))
+    code = runner.exit_code()
     if code:
         raise Exit(code=code)
+
+
+FOLLOW_SECONDS = 86400  # journalctl -f ends on the host after a day at the latest
+
+
+@reports_errors
+def logs(
+    inventory: str | None,
+    extra_vars: list[str] | None,
+    *,
+    limit: str | None,
+    unit: str | None,
+    lines: str | int,
+    follow: bool,
+    accept_new_host_keys: bool,
+) -> None:
+    """The journal of the head's and the workers' units, each line prefixed with its host."""
+    if unit not in (None, *logs_mod.UNITS):
+        raise UsageError(f"--unit: {unit!r} is not one of {', '.join(logs_mod.UNITS)}")
+    count = parse_whole("--lines", lines, 1, logs_mod.MAX_LINES)
+    inv = load_inventory(inventory, extra_vars)
+    view = cluster.view(inv)
+    wanted = {view.head: paths.SERVER_UNIT} if unit != "rpc" else {}
+    if unit != "head":
+        wanted.update({w.name: paths.RPC_UNIT for w in view.workers})
+    output = Output(json_mode=True)
+    runner = Runner(inv, options(False, False, 10, limit, accept_new_host_keys), output)
+    order = [view.head, *(w.name for w in view.workers)]
+    hosts = sorted((h for h in runner.hosts if h.name in wanted), key=lambda h: order.index(h.name))
+    if not hosts:
+        runner.close()
+        raise UsageError(f"no host of {limit or 'the inventory'} runs {unit and logs_mod.UNITS[unit] or 'a unit'}")
+    width = max(len(h.name) for h in hosts)
+    lock = threading.Lock()
+    buffers = {h.name: io.StringIO() for h in hosts}
+
+    def read(host) -> None:
+        sink = logs_mod.Prefixed(host.name, width, sys.stdout if follow else buffers[host.name], lock)
+        command = logs_mod.command(wanted[host.name], count, follow)
+        runner.remote(host, command, stdout=sink, timeout=FOLLOW_SECONDS if follow else None)
+        sink.close()
+
+    try:
+        if follow:
+            _follow(runner, hosts, read)
+        else:
+            runner.each_host(hosts, read)
+    finally:
+        runner.close()
+    for host in hosts:
+        sys.stdout.write(buffers[host.name].getvalue())
+    for result in output.results:
+        print(f"{result.host}: {result.status}: {result.reason}", file=sys.stderr)
+    code = runner.exit_code()
+    if code:
+        raise Exit(code=code)
+
+
+def _follow(runner: Runner, hosts: list, read: Callable) -> None:
+    """Every host's journal at once until Ctrl-C (the connections close, and journalctl with them)."""
+    threads = [threading.Thread(target=runner.each_host, args=([h], read), daemon=True) for h in hosts]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.5)
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
 
 
 def _model_on_head(model: str | None) -> str:

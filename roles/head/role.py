@@ -223,13 +223,14 @@ def _reconnect(workers: list[str]) -> Operation:
     )
 
 
-def _probe_address(head) -> str:
+def probe_address(head) -> str:
+    """Where the head itself reaches its API (loopback when it listens on every address)."""
     return "127.0.0.1" if head.api_host in ("0.0.0.0", "::") else head.api_host  # noqa: S104 - a comparison
 
 
 def ready(head, seconds: int = READY_SECONDS) -> Operation:
     """llama-server answers /health with 200 (it answers 503 while loading the model)."""
-    where = (_probe_address(head), head.api_port)
+    where = (probe_address(head), head.api_port)
     probe = CommandOutput(quote("timeout 5 bash -c %s probe %s %s", PROBE, *where))
 
     def plan(facts: Facts):

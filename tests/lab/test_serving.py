@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,36 @@ def test_the_api_key_is_nowhere_but_in_its_files(served, lab):
     assert mode == ["600", "root"]
     for _, doc in (served["first"], served["deployed"], *served["again"]):
         assert key not in str(doc)
+
+
+def test_status_shows_the_serving_cluster_head_first(served, lab, env, cluster_vars):
+    code, doc = invoke("status", lab.inventory, env, *cluster_vars)
+    assert code == 0, doc
+    assert list(doc["hosts"]) == ["head", "w1", "w2"]  # inventory order, head first
+    head = doc["hosts"]["head"]
+    assert (head["state"], head["health"], head["model"], head["model_state"]) == (
+        "active (running)",
+        "200 ok",
+        "tiny-test.gguf",
+        "present",
+    )
+    assert head["slots_total"] >= 1 and head["slots_busy"] == 0 and head["version"] == "b11434"
+    for worker in ("w1", "w2"):
+        row = doc["hosts"][worker]
+        assert row["state"] == "active (running)" and row["restarts"] == 0, row
+        assert row["listening"] == [f"{lab.host(worker).address}:50052"]
+    assert api_key(lab) not in str(doc)
+
+
+def test_logs_prefix_every_line_with_its_host(served, lab):
+    command = [sys.executable, "-m", "invoke", "logs", "-i", lab.inventory, "-n", "2000"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    hosts = [line.split(" | ", 1)[0].strip() for line in lines]
+    assert hosts == sorted(hosts, key=["head", "w1", "w2"].index), "grouped by host, head first"
+    assert any(h == "head" and "model buffer size" in line for h, line in zip(hosts, lines, strict=True))
+    for worker in ("w1", "w2"):
+        assert any(h == worker and "rpc-server[" in line for h, line in zip(hosts, lines, strict=True)), worker
+    only = subprocess.run(command + ["--unit", "rpc", "-n", "5"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert {line.split(" | ", 1)[0].strip() for line in only.stdout.splitlines()} == {"w1", "w2"}

@@ -1,0 +1,202 @@
+"""`invoke status`: one row per host in inventory order, read in one round trip per host.
+
+What a row holds: the host's part (head or worker), its service's state and uptime, the llama.cpp
+build in use, the address its service listens on, and on the head the deployed model (present, and
+the same size as when deployed), /health and the slots in use. The API key is read on the head from
+its root-only file by the shell that sends the request: it never appears in an argument list.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import paths
+from .shell import quote
+
+MARK = "@lf "  # every line of the status script starts with it; anything else (a login banner) is ignored
+
+# The head's API, asked from the head itself: GET path with the key from its file, status line then body.
+HTTP_GET = (
+    'exec 3<>"/dev/tcp/$1/$2" || exit 1; key=; [ -r "$4" ] && read -r key < "$4"; '
+    'printf \'GET %s HTTP/1.0\\r\\nHost: localhost\\r\\nAuthorization: Bearer %s\\r\\n\\r\\n\' "$3" "$key" >&3; '
+    "cat <&3"
+)
+
+
+@dataclass
+class Row:
+    """What status shows for one host."""
+
+    host: str
+    part: str  # head | worker | -
+    reachable: bool = True
+    error: str | None = None
+    os: str | None = None  # ID VERSION_ID machine, e.g. debian 12 x86_64
+    unit: str | None = None
+    state: str | None = None  # e.g. active (running), inactive (dead), absent
+    uptime_s: int | None = None
+    restarts: int | None = None
+    version: str | None = None
+    release: str | None = None
+    listening: list[str] = field(default_factory=list)
+    model: str | None = None
+    model_state: str | None = None  # present | missing | changed size (...) | none deployed
+    health: str | None = None  # 200 ok | 503 loading | not answering
+    slots_busy: int | None = None
+    slots_total: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def script(part: str, port: int | None, api: tuple[str, int] | None) -> str:
+    """The shell script that reads one host's status (one round trip)."""
+    mark = f"sed 's|^|{MARK}%s |'"  # prefixes each line of a command's output with MARK and a kind
+    version = r"sed -n 's/^ *\"version\": *\"\([^\"]*\)\".*/\1/p' %s/BUILD.json 2>/dev/null | head -n1"
+    lines = [
+        '( . /etc/os-release 2>/dev/null; echo "$ID $VERSION_ID $(uname -m)" ) | ' + mark % "os",
+        quote("readlink %s 2>/dev/null | ", paths.CURRENT_LINK) + mark % "release",
+        quote(version, paths.CURRENT_LINK) + " | " + mark % "version",
+        "cut -d' ' -f1 /proc/uptime | " + mark % "now",  # CLOCK_BOOTTIME, as systemd's monotonic stamps
+    ]
+    unit = {"worker": paths.RPC_UNIT, "head": paths.SERVER_UNIT}.get(part)
+    if unit:
+        props = "-p LoadState -p ActiveState -p SubState -p NRestarts -p ActiveEnterTimestampMonotonic"
+        lines.append(quote(f"systemctl show {props} %s 2>/dev/null | ", unit) + mark % "unit")
+    if port:
+        lines.append("ss -Htln 2>/dev/null | awk '{print $4}' | " + mark % "listen")
+    if api:
+        lines.append(quote("{ tr -d '\\n' < %s; echo; } 2>/dev/null | ", paths.DEPLOYED_MODEL) + mark % "model")
+        lines.append(
+            quote("find %s -maxdepth 1 -type f -printf '%%s %%f\\n' 2>/dev/null | ", paths.MODELS_DIR) + mark % "file"
+        )
+        for name in ("/health", "/slots"):
+            get = quote("timeout 3 bash -c %s get %s %s %s %s", HTTP_GET, api[0], api[1], name, paths.API_KEY_FILE)
+            lines.append(f"{{ {get} 2>/dev/null | tr -d '\\r' | tr '\\n' ' '; echo; }} | " + mark % f"http {name}")
+    return "\n".join(lines) + "\n"
+
+
+def parse(host: str, part: str, port: int | None, text: str) -> Row:
+    """A Row from the status script's output (lines not starting with MARK are ignored)."""
+    row = Row(host, part)
+    unit: dict[str, str] = {}
+    record, sizes, now = None, {}, None
+    for line in text.splitlines():
+        if not line.startswith(MARK):
+            continue
+        kind, _, value = line[len(MARK) :].partition(" ")
+        if kind == "os":
+            row.os = " ".join(value.split()) or None
+        elif kind == "release":
+            row.release = value.rsplit("/", 1)[-1] or None
+        elif kind == "version":
+            row.version = value or None
+        elif kind == "now" and value.replace(".", "", 1).isdigit():
+            now = float(value)
+        elif kind == "unit":
+            key, _, found = value.partition("=")
+            unit[key] = found
+        elif kind == "listen" and port and value.rsplit(":", 1)[-1] == str(port):
+            row.listening.append(value)
+        elif kind == "model" and value:
+            record = value
+        elif kind == "file":
+            size, _, name = value.partition(" ")
+            sizes[name] = size
+        elif kind == "http":
+            _http(row, value)
+    if part in ("head", "worker"):
+        row.unit = paths.SERVER_UNIT if part == "head" else paths.RPC_UNIT
+        _unit(row, unit, now)
+    if part == "head":
+        row.model, row.model_state = _model(record, sizes)
+    return row
+
+
+def _unit(row: Row, unit: dict[str, str], now: float | None) -> None:
+    if unit.get("LoadState") != "loaded":
+        row.state = "absent"
+        return
+    row.state = f"{unit.get('ActiveState', '?')} ({unit.get('SubState', '?')})"
+    restarts = unit.get("NRestarts", "")
+    row.restarts = int(restarts) if restarts.isdigit() else None
+    since = unit.get("ActiveEnterTimestampMonotonic", "")  # microseconds since boot
+    if unit.get("ActiveState") == "active" and since.isdigit() and int(since) and now is not None:
+        row.uptime_s = max(0, int(now - int(since) / 1e6))
+
+
+def _model(record: str | None, sizes: dict[str, str]) -> tuple[str | None, str]:
+    """The deployed model's name and whether its file is there, as large as when it was deployed."""
+    if record is None:
+        return None, "none deployed"
+    try:
+        found = json.loads(record)
+    except ValueError:
+        found = None
+    name = found.get("name") if isinstance(found, dict) else None
+    if not isinstance(name, str):
+        return None, f"unreadable {paths.DEPLOYED_MODEL}"
+    size, want = sizes.get(name), str(found.get("size", ""))
+    if size is None:
+        return name, "missing"
+    return name, "present" if size == want or not want else f"changed size ({size} bytes, deployed {want})"
+
+
+def _http(row: Row, value: str) -> None:
+    path, _, response = value.partition(" ")
+    words = response.split(" ", 2)
+    code = words[1] if len(words) > 1 and words[0].startswith("HTTP/") else None
+    if path == "/health":
+        row.health = {"200": "200 ok", "503": "503 loading"}.get(code or "", code or "not answering")
+    elif path == "/slots" and code == "200":
+        body = response[response.find("[") :] if "[" in response else ""
+        try:
+            slots = json.loads(body)
+        except ValueError:
+            return
+        if isinstance(slots, list):
+            row.slots_total = len(slots)
+            row.slots_busy = sum(1 for s in slots if isinstance(s, dict) and s.get("is_processing"))
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as an aligned text table."""
+    header = ("HOST", "PART", "SERVICE", "UP", "LLAMA.CPP", "LISTENING", "MODEL", "HEALTH", "SLOTS")
+    body = [header] + [_cells(row) for row in rows]
+    widths = [max(len(r[i]) for r in body) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in body)
+
+
+def _cells(row: Row) -> tuple[str, ...]:
+    if not row.reachable:
+        return (row.host, row.part, f"unreachable: {row.error or ''}"[:60], "", "", "", "", "", "")
+    service = row.state or "-"
+    if row.restarts:
+        service += f", {row.restarts} restarts"
+    model = f"{row.model} ({row.model_state})" if row.model else (row.model_state or "-")
+    slots = f"{row.slots_busy}/{row.slots_total}" if row.slots_total is not None else "-"
+    return (
+        row.host,
+        row.part,
+        service,
+        _duration(row.uptime_s),
+        row.version or "none",
+        ",".join(row.listening) or "-",
+        model if row.part == "head" else "-",
+        row.health or "-",
+        slots,
+    )
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d"

@@ -1,0 +1,107 @@
+"""`invoke status` rows parsed from the status script's output recorded on real lab hosts."""
+
+from __future__ import annotations
+
+import pytest
+from recordings import RECORDED
+
+from llamafleet import status
+from llamafleet.shell import quote
+
+STATUS = RECORDED / "status"
+
+
+def row(name: str, part: str, port: int | None, edit=None):
+    text = (STATUS / name).read_text()
+    return status.parse(part, part, port, edit(text) if edit else text)
+
+
+def test_a_serving_head():
+    head = row("head_serving.txt", "head", 8080)
+    assert (head.os, head.version, head.release) == ("debian 12 x86_64", "b11434", "b11434-cpu-374e3cb274cd")
+    assert (head.unit, head.state, head.restarts) == ("llama-server.service", "active (running)", 0)
+    assert head.uptime_s == int(10985.11 - 10876.808149)  # /proc/uptime minus the unit's monotonic start
+    assert head.listening == ["0.0.0.0:8080"]  # port 22 is not the API's
+    assert (head.model, head.model_state) == ("vdev-tiny.gguf", "present")
+    assert (head.health, head.slots_busy, head.slots_total) == ("200 ok", 0, 1)
+
+
+def test_an_active_worker():
+    worker = row("worker_active.txt", "worker", 50052)
+    assert (worker.unit, worker.state, worker.version) == ("llama-rpc.service", "active (running)", "b11434")
+    assert worker.listening == ["10.213.85.3:50052"] and worker.uptime_s > 0
+    assert (worker.model, worker.health, worker.slots_total) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "part", "port"), [("head_bare.txt", "head", 8080), ("worker_bare.txt", "worker", 50052)]
+)
+def test_bare_hosts(name, part, port):
+    found = row(name, part, port)
+    assert (found.state, found.uptime_s, found.version, found.release, found.listening) == (
+        "absent",
+        None,
+        None,
+        None,
+        [],
+    )
+    if part == "head":
+        assert (found.model_state, found.health, found.slots_total) == ("none deployed", "not answering", None)
+
+
+def test_a_busy_slot_is_counted():
+    head = row("head_serving.txt", "head", 8080, lambda t: t.replace('"is_processing":false', '"is_processing":true'))
+    assert (head.slots_busy, head.slots_total) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("edit", "state"),
+    [
+        (lambda t: t.replace("@lf file 1130144 vdev-tiny.gguf\n", ""), "missing"),
+        (
+            lambda t: t.replace("@lf file 1130144 ", "@lf file 1130000 "),
+            "changed size (1130000 bytes, deployed 1130144)",
+        ),
+        (lambda t: t.replace('"name": "vdev-tiny.gguf"', '"name": 7'), "unreadable /etc/llamafleet/model.json"),
+    ],
+)
+def test_model_states(edit, state):
+    assert row("head_serving.txt", "head", 8080, edit).model_state == state
+
+
+def test_a_loading_head_and_a_restarting_worker():
+    loading = row("head_serving.txt", "head", 8080, lambda t: t.replace("HTTP/1.1 200 OK Server", "HTTP/1.1 503 x", 1))
+    assert loading.health == "503 loading"
+    looping = row(
+        "worker_active.txt",
+        "worker",
+        50052,
+        lambda t: t.replace("NRestarts=0", "NRestarts=7").replace("ActiveState=active", "ActiveState=activating"),
+    )
+    assert (looping.restarts, looping.uptime_s) == (7, None)
+    assert "7 restarts" in status.table([looping])
+
+
+def test_noise_around_the_marked_lines_is_ignored():
+    head = row("head_serving.txt", "head", 8080, lambda t: "Welcome to host0!\n@lfx junk\n" + t + "bye\n")
+    assert head.health == "200 ok" and head.version == "b11434"
+
+
+def test_table_lists_rows_in_the_given_order_with_unreachable_hosts():
+    rows = [
+        row("head_serving.txt", "head", 8080),
+        status.Row("w1", "worker", reachable=False, error="connect failed: [Errno 111] Connection refused"),
+        row("worker_active.txt", "worker", 50052),
+    ]
+    lines = status.table(rows).splitlines()
+    assert lines[0].split()[:3] == ["HOST", "PART", "SERVICE"]
+    assert [line.split()[0] for line in lines[1:]] == ["head", "w1", "worker"]
+    assert "unreachable: connect failed" in lines[2]
+    assert "vdev-tiny.gguf (present)" in lines[1] and "0/1" in lines[1]
+
+
+def test_the_key_never_appears_in_the_script():
+    script = status.script("head", 8080, ("127.0.0.1", 8080))
+    assert quote("%s", "/etc/llamafleet/api-key") in script and "read -r key" in script
+    assert "Bearer %s" in script  # filled by the host's printf builtin, not by an argument
+    assert status.script("worker", 50052, None).count("http") == 0
