@@ -109,6 +109,52 @@ def logs(c, inventory=None, limit=None, unit=None, lines=50, follow=False, extra
     )
 
 
+@task(
+    optional=["compare"],
+    help={
+        "prompt_tokens": "Prompt length in tokens of each request (default 128).",
+        "gen_tokens": "Tokens generated per request (default 64).",
+        "concurrency": "Comma-separated numbers of concurrent clients, one level each (default 1,2,4).",
+        "rounds": "Requests per client per level (default 2).",
+        "label": "A name for this run in the history (e.g. '2 workers').",
+        "out": "Also write this run's JSON to FILE.",
+        "compare": "Compare runs of the history instead of measuring: alone the last two, or ids like 1,3 or -1,-2.",
+        "list_runs": "List the runs kept in the history (<inventory>.bench.jsonl beside the inventory).",
+        "plot": "Draw generated tokens/s against concurrency for the runs shown into FILE.png (needs matplotlib).",
+        **{k: H[k] for k in ("inventory", "extra_vars")},
+    },
+    iterable=["extra_vars"],
+)
+def bench(
+    c,
+    inventory=None,
+    prompt_tokens=128,
+    gen_tokens=64,
+    concurrency="1,2,4",
+    rounds=2,
+    label=None,
+    out=None,
+    compare=None,
+    list_runs=False,
+    plot=None,
+    extra_vars=None,
+):
+    """Throughput and time to first token through the head's API, per concurrency level; runs kept to compare."""
+    cli.bench(
+        inventory,
+        extra_vars,
+        prompt_tokens=prompt_tokens,
+        gen_tokens=gen_tokens,
+        concurrency=concurrency,
+        rounds=rounds,
+        label=label,
+        out=out,
+        compare=compare,
+        list_runs=list_runs,
+        plot=plot,
+    )
+
+
 @task(name="inventory", iterable=["extra_vars"], help={k: H[k] for k in ("inventory", "limit", "json", "extra_vars")})
 def inventory_(c, inventory=None, limit=None, json=False, extra_vars=None):
     """Print the resolved inventory: hosts, groups and every variable after precedence."""
@@ -128,5 +174,5 @@ def render(c, out=None, model=None, inventory=None, extra_vars=None):
     cli.render(inventory, extra_vars, out, model)
 
 
-ns = Collection(provision, deploy, verify, status, logs, inventory_, render)
+ns = Collection(provision, deploy, verify, status, logs, bench, inventory_, render)
 ns.add_collection(lab_tasks.ns)

@@ -16,7 +16,8 @@ from typing import Any
 
 from invoke.exceptions import Exit, ParseError
 
-from . import cluster, controller_cache, paths, playbooks, roles
+from . import bench as bench_mod
+from . import cluster, connvars, controller_cache, paths, playbooks, roles
 from . import inventory as inventory_mod
 from . import logs as logs_mod
 from . import status as status_mod
@@ -319,6 +320,65 @@ def _follow(runner: Runner, hosts: list, read: Callable) -> None:
                 thread.join(0.5)
     except KeyboardInterrupt:
         print("", file=sys.stderr)
+
+
+@reports_errors
+def bench(
+    inventory: str | None,
+    extra_vars: list[str] | None,
+    *,
+    prompt_tokens: str | int,
+    gen_tokens: str | int,
+    concurrency: str,
+    rounds: str | int,
+    label: str | None,
+    out: str | None,
+    compare: str | bool | None,
+    list_runs: bool,
+    plot: str | None,
+) -> None:
+    """Measure through the head's API (or compare runs kept in the history) and print a table."""
+    inv = load_inventory(inventory, extra_vars)
+    runs = bench_mod.History(inv.path.with_name(f"{inv.path.stem}.bench.jsonl"))
+    if list_runs:
+        for run in runs.runs():
+            print(f"#{run['id']}  {run['time']}  {run.get('label') or '-'}  {bench_mod._shape(run)}")
+        return
+    shown = runs.pick(compare) if compare not in (None, False) else []
+    if not shown:
+        shown = [_measure(inv, runs, prompt_tokens, gen_tokens, concurrency, rounds, label, out)]
+        print(bench_mod.table(shown[0]))
+    else:
+        print(bench_mod.compare(shown))
+    if plot:
+        bench_mod.plot(shown, Path(plot))
+        print(f"plot: {plot}")
+
+
+def _measure(inv, runs, prompt_tokens, gen_tokens, concurrency, rounds, label, out) -> dict[str, Any]:
+    levels = bench_mod.levels_from(concurrency)
+    prompt_n = parse_whole("--prompt-tokens", prompt_tokens, 1, bench_mod.MAX_TOKENS)
+    gen_n = parse_whole("--gen-tokens", gen_tokens, 1, bench_mod.MAX_TOKENS)
+    round_n = parse_whole("--rounds", rounds, 1, 1000)
+    head_role = roles.load("head")
+    head = head_role.settings.settings(inv.head, str(inv.path))
+    key_file = head_role.api_key_path(inv.path, inv.head)
+    key = head_role.read_key(key_file).decode().strip() if key_file.exists() else None
+    listens_everywhere = head.api_host in ("0.0.0.0", "::")  # noqa: S104 - a comparison, nothing is bound
+    address = connvars.settings(inv.head).address if listens_everywhere else head.api_host
+    api = bench_mod.Api(f"http://{address}:{head.api_port}", key)
+    prompt = api.prompt(prompt_n)
+    print(f"bench: {api.base}, {prompt_n} prompt + {gen_n} generated tokens, {round_n} request(s) per client")
+    measured = []
+    for level in levels:
+        measured.append(bench_mod.run_level(api, prompt, gen_n, level, round_n))
+        print(f"  concurrency {level}: {measured[-1].gen_tokens_per_s:.1f} generated tokens/s", flush=True)
+    about = {"label": label, "head": inv.head.name, "workers": [h.name for h in inv.workers]}
+    run = runs.add(bench_mod.record(measured, prompt_tokens=prompt_n, gen_tokens=gen_n, rounds=round_n, **about))
+    if out:
+        Path(out).write_text(json.dumps(run, indent=2) + "\n")
+    print(f"run #{run['id']} kept in {runs.path}" + (f", written to {out}" if out else ""))
+    return run
 
 
 def _model_on_head(model: str | None) -> str:

@@ -10,7 +10,7 @@ from .state import LabHost, LabInfo
 from .system import run
 
 # .api-key: made by the first provision of the lab's inventory (role head), removed with the lab.
-GENERATED_SUFFIXES = (".yml", ".known_hosts", ".key", ".key.pub", ".api-key")
+GENERATED_SUFFIXES = (".yml", ".known_hosts", ".key", ".key.pub", ".api-key", ".bench.jsonl")
 
 
 def generated_files(directory: Path, name: str) -> list[Path]:

@@ -132,7 +132,7 @@ def validate(run, hosts) -> None:
     """Before any connection: addresses, settings and the API key file on the controller (made once)."""
     _ = run.cluster  # computed once per run: this checks the addresses before any connection
     for host in hosts:
-        key = api_key_path(run, host)
+        key = api_key_path(run.inventory.path, host)
         host.vars["api_key_file"] = str(key)
         settings.settings(host, run.inventory_file)
         if not key.exists() and not run.check:
@@ -140,12 +140,12 @@ def validate(run, hosts) -> None:
             run.say(f"api key: generated {key} (mode 0600; the head reads its copy from {paths.API_KEY_FILE})")
 
 
-def api_key_path(run, host) -> Path:
+def api_key_path(inventory_file: Path, host) -> Path:
     """api_key_file (relative to the inventory), else <inventory name>.api-key beside the inventory."""
     given = host.vars.get("api_key_file")
-    folder = run.inventory.path.parent
+    folder = inventory_file.parent
     if not given:
-        return folder / f"{run.inventory.path.stem}.api-key"
+        return folder / f"{inventory_file.stem}.api-key"
     path = Path(str(given)).expanduser()
     return path if path.is_absolute() else folder / path
 

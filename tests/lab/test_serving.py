@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -156,3 +157,33 @@ def test_logs_prefix_every_line_with_its_host(served, lab):
         assert any(h == worker and "rpc-server[" in line for h, line in zip(hosts, lines, strict=True)), worker
     only = subprocess.run(command + ["--unit", "rpc", "-n", "5"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert {line.split(" | ", 1)[0].strip() for line in only.stdout.splitlines()} == {"w1", "w2"}
+
+
+def test_bench_measures_keeps_a_history_and_compares(served, lab, tmp_path):
+    base = [sys.executable, "-m", "invoke", "bench", "-i", lab.inventory, "--prompt-tokens", "16", "--gen-tokens", "8"]
+    base += ["--concurrency", "1,2", "--rounds", "1"]
+    history = Path(lab.inventory).with_suffix(".bench.jsonl")
+    history.unlink(missing_ok=True)
+    for label in ("first", "second"):
+        out = tmp_path / f"{label}.json"
+        result = subprocess.run(
+            [*base, "--label", label, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        run = json.loads(out.read_text())
+        assert [level["concurrency"] for level in run["levels"]] == [1, 2]
+        assert [level["requests"] for level in run["levels"]] == [1, 2]
+        for level in run["levels"]:
+            assert level["gen_tokens_per_s"] > 0 and level["prompt_tokens_per_s"] > 0 and level["ttft_max_s"] > 0
+        assert api_key(lab) not in result.stdout + result.stderr + out.read_text()
+    compared = subprocess.run(
+        [*base[:6], "--compare", "--plot", str(tmp_path / "b.png")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert compared.returncode == 0, compared.stderr
+    assert "#1 GEN t/s" in compared.stdout and "#2 GEN t/s" in compared.stdout
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    history.unlink()

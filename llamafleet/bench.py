@@ -1,0 +1,293 @@
+"""`invoke bench`: throughput and latency through the head's API, per concurrency level, with a history.
+
+Each request asks for a prompt of exactly N tokens (token ids from the model's own tokenizer, prompt
+cache off, so every request processes its prompt) and exactly M generated tokens (end of text
+ignored), streamed: the time to the first token is measured here, the prompt and generation rates
+are the server's own timings. A level runs `concurrency` clients at once, `rounds` requests each.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from .errors import LlamafleetError, UsageError
+
+TIMEOUT = (10, 600)
+FILLER = "The quick brown fox jumps over the lazy dog. "
+MAX_TOKENS = 1_000_000
+MAX_CONCURRENCY = 256
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One request: time to first token (client side) and the server's timings."""
+
+    ttft_s: float
+    prompt_n: int
+    prompt_ms: float
+    predicted_n: int
+    predicted_ms: float
+
+
+@dataclass(frozen=True)
+class Level:
+    """One concurrency level, summarised."""
+
+    concurrency: int
+    requests: int
+    wall_s: float
+    prompt_tokens_per_s: float  # mean of the requests' server-side prompt rates
+    gen_tokens_per_s: float  # all generated tokens of the level over its wall time
+    gen_tokens_per_s_per_request: float
+    ttft_mean_s: float
+    ttft_p50_s: float
+    ttft_max_s: float
+
+
+def levels_from(text: str) -> list[int]:
+    """--concurrency '1,4,8' -> [1, 4, 8] (each a whole number from 1 to MAX_CONCURRENCY, no repeats)."""
+    found: list[int] = []
+    for word in str(text).split(","):
+        word = word.strip()
+        if not word.isdigit() or not 1 <= int(word) <= MAX_CONCURRENCY:
+            raise UsageError(f"--concurrency: {word!r} is not a whole number from 1 to {MAX_CONCURRENCY}")
+        if int(word) not in found:
+            found.append(int(word))
+    return found
+
+
+class Api:
+    """The head's API as the benchmark uses it; the key goes in a header, never on a command line."""
+
+    def __init__(self, base: str, key: str | None) -> None:
+        self.base = base.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+
+    def post(self, path: str, body: dict[str, Any], **kwargs: Any) -> requests.Response:
+        try:
+            response = requests.post(self.base + path, json=body, headers=self.headers, timeout=TIMEOUT, **kwargs)
+        except requests.RequestException as exc:
+            raise LlamafleetError(f"bench: {self.base}{path}: {type(exc).__name__}: {_reason(exc)}") from None
+        if response.status_code != 200:
+            raise LlamafleetError(f"bench: {self.base}{path} answered {response.status_code}: {response.text[:200]}")
+        return response
+
+    def prompt(self, tokens: int) -> list[int]:
+        """Exactly `tokens` token ids, from the model's own tokenizer."""
+        ids = self.post("/tokenize", {"content": FILLER * 8})
+        found = ids.json().get("tokens") or []
+        if not found:
+            raise LlamafleetError(f"bench: {self.base}/tokenize returned no tokens")
+        return (found * (tokens // len(found) + 1))[:tokens]
+
+    def complete(self, prompt: list[int], gen: int) -> Sample:
+        body = {"prompt": prompt, "n_predict": gen, "ignore_eos": True, "cache_prompt": False, "stream": True}
+        started = time.monotonic()
+        first = None
+        timings: dict[str, Any] = {}
+        with self.post("/completion", body, stream=True) as response:
+            try:
+                for line in response.iter_lines():
+                    if not line.startswith(b"data: "):
+                        continue
+                    chunk = json.loads(line[6:])
+                    if first is None and chunk.get("content") is not None:
+                        first = time.monotonic() - started
+                    timings = chunk.get("timings") or timings
+            except (requests.RequestException, ValueError) as exc:
+                raise LlamafleetError(f"bench: {self.base}/completion stream broke: {_reason(exc)}") from None
+        if not timings:
+            raise LlamafleetError(f"bench: {self.base}/completion ended without timings")
+        return Sample(
+            first if first is not None else time.monotonic() - started,
+            int(timings.get("prompt_n", 0)),
+            float(timings.get("prompt_ms", 0.0)),
+            int(timings.get("predicted_n", 0)),
+            float(timings.get("predicted_ms", 0.0)),
+        )
+
+
+def run_level(api: Api, prompt: list[int], gen: int, concurrency: int, rounds: int) -> Level:
+    """`concurrency` clients at once, `rounds` requests each; the first error stops the level."""
+    samples: list[Sample] = []
+    errors: list[LlamafleetError] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        for _ in range(rounds):
+            try:
+                sample = api.complete(prompt, gen)
+            except LlamafleetError as exc:
+                with lock:
+                    errors.append(exc)
+                return
+            with lock:
+                samples.append(sample)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - started
+    if errors:
+        raise errors[0]
+    return summarise(concurrency, samples, wall)
+
+
+def summarise(concurrency: int, samples: list[Sample], wall: float) -> Level:
+    ttft = [s.ttft_s for s in samples]
+    return Level(
+        concurrency=concurrency,
+        requests=len(samples),
+        wall_s=round(wall, 3),
+        prompt_tokens_per_s=_rate(statistics.mean(_per_s(s.prompt_n, s.prompt_ms) for s in samples)),
+        gen_tokens_per_s=_rate(sum(s.predicted_n for s in samples) / wall if wall else 0.0),
+        gen_tokens_per_s_per_request=_rate(statistics.mean(_per_s(s.predicted_n, s.predicted_ms) for s in samples)),
+        ttft_mean_s=round(statistics.mean(ttft), 4),
+        ttft_p50_s=round(statistics.median(ttft), 4),
+        ttft_max_s=round(max(ttft), 4),
+    )
+
+
+def _per_s(count: int, ms: float) -> float:
+    return count / (ms / 1000) if ms > 0 else 0.0
+
+
+def _rate(value: float) -> float:
+    return round(value, 2)
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+# -- history -------------------------------------------------------------------------------------
+
+
+class History:
+    """Runs kept one JSON document per line, numbered from 1, beside the inventory (<stem>.bench.jsonl)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def runs(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        found = []
+        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+            try:
+                run = json.loads(line)
+            except ValueError:
+                raise UsageError(f"{self.path}: line {number} is not JSON (remove it or the file)") from None
+            if isinstance(run, dict) and isinstance(run.get("levels"), list):
+                found.append(run)
+        return found
+
+    def add(self, run: dict[str, Any]) -> dict[str, Any]:
+        run = {"id": len(self.runs()) + 1, **run}
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(run, sort_keys=True) + "\n")
+        return run
+
+    def pick(self, spec: str | bool) -> list[dict[str, Any]]:
+        """--compare: True for the last two runs, else '3,5' (ids) or '-1,-2' (from the end)."""
+        runs = self.runs()
+        if spec is True or spec == "":
+            if len(runs) < 2:
+                raise UsageError(f"--compare: {self.path} holds {len(runs)} run(s); two are needed")
+            return runs[-2:]
+        chosen = []
+        for word in str(spec).split(","):
+            word = word.strip()
+            try:
+                index = int(word)
+                if index == 0:
+                    raise IndexError(index)
+                chosen.append(runs[index - 1] if index > 0 else runs[index])
+            except (ValueError, IndexError):
+                raise UsageError(f"--compare: no run {word!r} in {self.path} (runs 1..{len(runs)})") from None
+        return chosen
+
+
+def record(levels: list[Level], **about: Any) -> dict[str, Any]:
+    return {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **about, "levels": [asdict(x) for x in levels]}
+
+
+# -- output --------------------------------------------------------------------------------------
+
+COLUMNS = (
+    ("concurrency", "CONC", "{:d}"),
+    ("requests", "REQS", "{:d}"),
+    ("prompt_tokens_per_s", "PROMPT t/s", "{:.1f}"),
+    ("gen_tokens_per_s", "GEN t/s", "{:.1f}"),
+    ("gen_tokens_per_s_per_request", "GEN t/s/req", "{:.1f}"),
+    ("ttft_p50_s", "TTFT p50 s", "{:.3f}"),
+    ("ttft_max_s", "TTFT max s", "{:.3f}"),
+)
+
+
+def table(run: dict[str, Any]) -> str:
+    header = [title for _, title, _ in COLUMNS]
+    rows = [[fmt.format(level[key]) for key, _, fmt in COLUMNS] for level in run["levels"]]
+    return _aligned([header, *rows])
+
+
+def compare(runs: list[dict[str, Any]]) -> str:
+    """Generation tokens/s and TTFT p50 per concurrency level, one column pair per run."""
+    header = ["CONC"]
+    for run in runs:
+        header += [f"#{run['id']} GEN t/s", f"#{run['id']} TTFT s"]
+    concurrency = sorted({level["concurrency"] for run in runs for level in run["levels"]})
+    rows = []
+    for level in concurrency:
+        row = [str(level)]
+        for run in runs:
+            found = next((x for x in run["levels"] if x["concurrency"] == level), None)
+            row += [f"{found['gen_tokens_per_s']:.1f}", f"{found['ttft_p50_s']:.3f}"] if found else ["-", "-"]
+        rows.append(row)
+    about = [f"#{run['id']}: {run['time']} {run.get('label') or ''} ({_shape(run)})".rstrip() for run in runs]
+    return "\n".join(about) + "\n" + _aligned([header, *rows])
+
+
+def _shape(run: dict[str, Any]) -> str:
+    workers = run.get("workers") or []
+    return f"{len(workers)} worker(s), {run.get('prompt_tokens')} prompt + {run.get('gen_tokens')} generated tokens"
+
+
+def _aligned(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    """Generation tokens/s against concurrency, one line per run (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install matplotlib (or the package's 'plot' extra)") from None
+    figure, axes = pyplot.subplots(figsize=(7, 4.5))
+    for run in runs:
+        levels = sorted(run["levels"], key=lambda x: x["concurrency"])
+        label = f"#{run['id']} {run.get('label') or ''} ({len(run.get('workers') or [])} workers)"
+        axes.plot([x["concurrency"] for x in levels], [x["gen_tokens_per_s"] for x in levels], marker="o", label=label)
+    axes.set_xlabel("concurrent clients")
+    axes.set_ylabel("generated tokens/s (all clients)")
+    axes.set_title("llamafleet bench")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    pyplot.close(figure)
