@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import roles
+from . import progress, roles
 from .errors import CommandError, ConnectError, GateError, InventoryError, LlamafleetError, OperationError
 from .facts import Fact, OsRelease, batch_script, parse_batch
 from .inventory import Host, Inventory
@@ -305,8 +305,22 @@ class Runner:
             self.round_trips[host.name] += 1
         if isinstance(step, Upload):
             conn.put(step.content, step.path, mode=step.mode, owner=step.owner, group=step.group, sha256=step.sha256)
+        elif step.progress:
+            self._execute_long(host, conn, step)
         else:
             conn.check(step.command)
+
+    def _execute_long(self, host: Host, conn: HostConnection, step: Shell) -> None:
+        """A long command with live progress on stderr; its last output lines explain a failure."""
+        sink = progress.CommandProgress(f"{host.name}: {step.progress}")
+        ok = False
+        try:
+            conn.check(step.command, stdout=sink)
+            ok = True
+        except CommandError as exc:
+            raise CommandError(exc.host, exc.command, exc.status, sink.tail() + exc.output) from None
+        finally:
+            sink.close(ok)
 
     def diff(self, host: Host, plan: Change) -> str | None:
         """Unified diff of a file that would change (reads the current file only when it differs)."""

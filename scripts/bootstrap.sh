@@ -1,7 +1,23 @@
 #!/usr/bin/env bash
 # Install what llamafleet needs on a Debian/Ubuntu controller (run as root); safe to run again.
+# One line per step; the package managers' own output goes to a log that is shown when a step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+log=$(mktemp -t llamafleet-bootstrap.XXXXXX.log)
+step() {
+    local what=$1 started=$SECONDS
+    shift
+    printf 'bootstrap: %s ... ' "$what"
+    if "$@" >>"$log" 2>&1; then
+        printf 'done (%ss)\n' "$((SECONDS - started))"
+    else
+        local status=$?
+        printf 'FAILED (exit %s); the last lines of %s:\n' "$status" "$log"
+        tail -n 40 "$log" | sed 's/^/    /'
+        exit "$status"
+    fi
+}
 
 host_packages=(openssh-client openssh-server sudo curl systemd-container debootstrap nftables iproute2 python3-venv)
 missing=()
@@ -10,17 +26,19 @@ for pkg in "${host_packages[@]}"; do
 done
 if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
+    step "apt-get update" apt-get update -q
+    step "apt-get install ${missing[*]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
+    step "python3 -m venv .venv" python3 -m venv .venv
 fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -e "$stamp" ]; then
-    .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[dev]'
+    step "pip install --upgrade pip" .venv/bin/pip install -q --upgrade pip
+    step "pip install -e .[dev] (llamafleet and its test tools)" .venv/bin/pip install -q -e '.[dev]'
     rm -f .venv/.installed-*
     touch "$stamp"
 fi
+rm -f "$log"
+echo "bootstrap: ready (.venv/bin/invoke, .venv/bin/python -m pytest)"

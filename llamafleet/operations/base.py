@@ -12,9 +12,10 @@ from ..facts import Fact
 
 @dataclass(frozen=True)
 class Shell:
-    """A shell command that moves the host towards the wanted state."""
+    """A shell command that moves the host towards the wanted state (`progress`: a label for a long one)."""
 
     command: str
+    progress: str | None = None
 
 
 @dataclass(frozen=True)

@@ -260,7 +260,7 @@ def built(target: Target, work: str, script: str) -> Operation:
                 and state.sha256 == found.get("artifact_sha256")
             ):
                 return NoChange(f"built before in {work} (artifact sha256 {state.sha256[:12]})")
-        build = Shell(quote("bash %s/build.sh", work))
+        build = Shell(quote("bash %s/build.sh", work), progress=f"build llama.cpp {target.settings.version}")
         return Change((build,), f"no artifact for {target.group.name} in the cache: build here (minutes)")
 
     label = f"llama.cpp {target.settings.version} built for {target.group.name}"
