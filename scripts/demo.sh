@@ -42,7 +42,8 @@ PY
 )
 key_file="inventory/$lab.api-key"
 step "a completion through the API"
-curl -sS --fail -H "Authorization: Bearer $(head -n1 "$key_file")" -H 'Content-Type: application/json' \
+# The key reaches curl through a file descriptor (-H @file), never as an argument `ps` could show.
+curl -sS --fail -H @<(printf 'Authorization: Bearer %s\n' "$(head -n1 "$key_file")") -H 'Content-Type: application/json' \
     -d '{"prompt": "Hello", "n_predict": 16, "ignore_eos": true}' "http://$head:8080/completion" |
     python -c 'import json, sys; r = json.load(sys.stdin); print(r["tokens_predicted"], "tokens:", repr(r["content"][:80]))'
 
@@ -50,7 +51,7 @@ cat <<EOF2
 
 The cluster serves at http://$head:8080 (OpenAI-compatible API; random weights, so gibberish).
 The API key is in $key_file (never printed). Try:
-  curl -H "Authorization: Bearer \$(head -n1 $key_file)" http://$head:8080/v1/models
+  curl -H @<(printf 'Authorization: Bearer %s\n' "\$(head -n1 $key_file)") http://$head:8080/v1/models
 Finished in $((SECONDS - started)) s.
 EOF2
 if [ -n "$keep" ]; then
