@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from llamafleet import connvars, paths
 from llamafleet.errors import InventoryError
 from llamafleet.operations import files, packages, users
@@ -10,10 +12,22 @@ from llamafleet.roles import HostContext
 ROOT_DIRS = (paths.INSTALL_ROOT, paths.RELEASES_DIR, paths.STATE_DIR)
 
 
+@dataclass(frozen=True)
+class BaseSettings:
+    """Role base's variables (defaults.yml), already defaulted and type-checked by the inventory."""
+
+    user: str  # llamafleet_user
+    packages: tuple[str, ...]  # base_packages
+
+    @classmethod
+    def of(cls, host) -> BaseSettings:
+        return cls(host.vars["llamafleet_user"], tuple(host.vars["base_packages"]))
+
+
 def validate(run, hosts) -> None:
     """Before any connection: the service user is never root or the account llamafleet logs in with."""
     for host in hosts:
-        user = host.vars["llamafleet_user"]
+        user = BaseSettings.of(host).user
         logins = {"root", connvars.settings(host).user}
         if user in logins:
             raise InventoryError(
@@ -25,8 +39,9 @@ def validate(run, hosts) -> None:
 
 
 def operations(ctx: HostContext):
-    user = ctx.vars["llamafleet_user"]
-    yield packages.present(list(ctx.vars["base_packages"]), ctx.os["family"])
+    base = BaseSettings.of(ctx.host)
+    user = base.user
+    yield packages.present(list(base.packages), ctx.os["family"])
     yield users.system_user(user)
     for path in ROOT_DIRS:
         yield files.directory(path)
