@@ -72,6 +72,31 @@ def deploy(
     )
 
 
+@task(iterable=["extra_vars"], help=RUN_HELP)
+def rollback(
+    c,
+    inventory=None,
+    limit=None,
+    check=False,
+    diff=False,
+    json=False,
+    forks=None,
+    extra_vars=None,
+    accept_new_host_keys=False,
+):
+    """Every host back to its previous llama.cpp release together (workers, then the head); again goes forward."""
+    cli.rollback(
+        inventory,
+        extra_vars,
+        json,
+        check=check,
+        diff=diff,
+        forks=forks,
+        limit=limit,
+        accept_new_host_keys=accept_new_host_keys,
+    )
+
+
 @task(iterable=["extra_vars"], help={k: H[k] for k in ("inventory", "limit", "json", "extra_vars")})
 def verify(c, inventory=None, limit=None, json=False, extra_vars=None):
     """testinfra checks of every port, endpoint, rule and version, per host (not available yet)."""
@@ -174,5 +199,5 @@ def render(c, out=None, model=None, inventory=None, extra_vars=None):
     cli.render(inventory, extra_vars, out, model)
 
 
-ns = Collection(provision, deploy, verify, status, logs, bench, inventory_, render)
+ns = Collection(provision, deploy, rollback, verify, status, logs, bench, inventory_, render)
 ns.add_collection(lab_tasks.ns)

@@ -23,6 +23,8 @@ from . import logs as logs_mod
 from . import status as status_mod
 from .errors import LlamafleetError, NotImplementedYet, UsageError
 from .output import Output
+from .roles.release.role import SWITCHED
+from .roles.rollback.role import ONLY as ROLLBACK_ONLY
 from .runner import Runner, RunOptions
 from .shell import quote
 
@@ -159,6 +161,37 @@ def provision(inventory: str | None, extra_vars: list[str] | None, json_mode: bo
     output = Output(json_mode=json_mode, check=flags["check"])
     runner = Runner(inv, run_options, output)
     code = runner.run(playbooks.PROVISION)
+    show_worker_journals(runner, output)
+    switched = sorted(runner.shared.get(SWITCHED, ()))
+    if code and switched and not run_options.check:
+        _roll_back_upgrade(inv, run_options, output, switched)
+    finish(runner, output, code)
+
+
+def _roll_back_upgrade(inv: inventory_mod.Inventory, run_options: RunOptions, output: Output, hosts: list[str]) -> None:
+    """A provision failed after hosts switched release: every switched host back to its previous one."""
+    failed = [r for r in output.results if r.status in ("failed", "unreachable")]
+    what = "; ".join(f"{r.host}: {r.role}: {r.operation}: {r.reason}" for r in failed[:5]) or "see above"
+    output.say(f"\nupgrade failed ({what}); rolling {', '.join(hosts)} back to the previous release")
+    runner = Runner(inv, run_options, output)
+    runner.params[ROLLBACK_ONLY] = set(hosts)
+    back = runner.run(playbooks.ROLLBACK)
+    show_worker_journals(runner, output)
+    output.say(
+        "rollback: every switched host is back on its previous release and serving"
+        if back == 0
+        else f"rollback failed too (exit {back}): see the results above; `invoke status` shows each host"
+    )
+
+
+@reports_errors
+def rollback(inventory: str | None, extra_vars: list[str] | None, json_mode: bool, **flags: Any) -> None:
+    """Every host back to its previous llama.cpp release together, then workers and head restarted."""
+    run_options = options(**flags)
+    inv = load_inventory(inventory, extra_vars)
+    output = Output(json_mode=json_mode, check=flags["check"])
+    runner = Runner(inv, run_options, output)
+    code = runner.run(playbooks.ROLLBACK)
     show_worker_journals(runner, output)
     finish(runner, output, code)
 

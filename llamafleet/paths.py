@@ -6,6 +6,7 @@ from __future__ import annotations
 INSTALL_ROOT = "/opt/llama.cpp"
 RELEASES_DIR = f"{INSTALL_ROOT}/releases"
 CURRENT_LINK = f"{INSTALL_ROOT}/current"
+PREVIOUS_LINK = f"{INSTALL_ROOT}/previous"  # the release before current: what rollback goes back to
 BIN_DIR = f"{CURRENT_LINK}/bin"
 
 # State: checksummed models (read-only to the services), transfers land in .incoming first.

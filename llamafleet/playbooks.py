@@ -6,7 +6,8 @@ from .runner import Phase
 
 PROVISION = [
     Phase("base", ("base",)),
-    Phase("llama_cpp", ("llama_cpp",)),
+    Phase("llama_cpp", ("llama_cpp",)),  # built or fetched, staged beside the running release
+    Phase("release", ("release",), needs_all=True),  # then every host switches together, or none
     Phase("firewall", ("firewall",)),
     Phase("workers", ("rpc_worker",), group="workers"),
     Phase("head", ("head",), group="head", needs_all=True),
@@ -16,4 +17,11 @@ PROVISION = [
 DEPLOY = [
     Phase("model", ("model",), group="head"),
     Phase("head", ("head",), group="head"),
+]
+
+# rollback: every host back to its previous release at once, then workers restarted, then the head.
+ROLLBACK = [
+    Phase("rollback", ("rollback",), needs_all=True),
+    Phase("workers", ("rpc_worker",), group="workers"),
+    Phase("head", ("head",), group="head", needs_all=True),
 ]

@@ -70,7 +70,7 @@ def on_fresh_lab(name: str, workers: int, version: str, archive: str, rerun: boo
 
 
 def builds(doc: dict) -> list[dict]:
-    return [r for r in doc["results"] if r["operation"].startswith("build llama.cpp")]
+    return [r for r in doc["results"] if " built for " in r["operation"] and r["status"] == "changed"]
 
 
 def main() -> None:

@@ -116,10 +116,19 @@ def render_build_script(
 
 
 def install_script_context(
-    artifact: str, artifact_sha256: str, identifier: str, keep_releases: int, install_root: str = plan.INSTALL_ROOT
+    artifact: str,
+    artifact_sha256: str,
+    identifier: str,
+    keep_releases: int,
+    install_root: str = plan.INSTALL_ROOT,
+    mode: str = "stage",
 ) -> dict[str, str]:
-    """Variables of install.sh.j2 (unpack to releases/<id>, switch current, keep the newest N), quoted."""
+    """Variables of install.sh.j2, quoted: mode stage unpacks to releases/<id>; mode switch points
+    current at it (the release before becomes previous) and keeps the newest N."""
+    if mode not in ("stage", "switch"):
+        raise ValueError(f"install mode {mode!r}")
     return {
+        "mode": mode,
         "artifact": shlex.quote(artifact),
         "artifact_sha256": shlex.quote(artifact_sha256),
         "release_id": shlex.quote(identifier),

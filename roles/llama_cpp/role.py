@@ -7,6 +7,7 @@ import hashlib
 import json
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ BUILT = "built.env"  # what build.sh reports last, kept beside its artifact
 INCOMING = paths.INCOMING_DIR
 RELEASES = plan.RELEASES_DIR
 CURRENT = plan.CURRENT_LINK
+PREVIOUS = paths.PREVIOUS_LINK
 CPU_FLAGS = CommandOutput("grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2")
 # The running release's BUILD.json and the checksums of its files, for the identity gate. Read
 # with the role's other facts: when nothing changed on a host the gate needs no round trip of its own.
@@ -286,64 +288,75 @@ def operations(ctx):
     target: Target = ctx.run.shared[NAME][ctx.name]
     runtime = plan.runtime_dependencies(ctx.os["id"], ctx.os["version_id"], target.settings.backend, [ctx.os["family"]])
     yield packages.present(list(runtime.packages), ctx.os["family"])
-    yield installed(target)
+    yield staged(target)
 
 
-def installed(target: Target) -> Operation:
-    """releases/<id> holds the artifact, current points at it, at most llama_cpp_keep_releases are kept."""
+def staged(target: Target) -> Operation:
+    """releases/<id> holds the artifact, unpacked beside the running release (which keeps serving)."""
     manifest = PathInfo(f"{RELEASES}/{target.release_id}/BUILD.json", True)
+
+    def planner(facts: Facts):
+        state = facts[manifest]
+        wanted_sha = target.artifact.manifest_sha256 if target.artifact else None
+        if state is not None and (wanted_sha is None or state.sha256 == wanted_sha):
+            return NoChange(f"release {target.release_id} staged")
+        return Change(tuple(_stage_steps(target)), "not staged" if state is None else "BUILD.json differs")
+
+    return Operation(f"llama.cpp {target.release_id} staged", [manifest], planner)
+
+
+def _stage_steps(target: Target) -> list:
+    staged_file = f"{INCOMING}/llama.cpp-{target.release_id}.tar.gz"
+    artifact = target.artifact
+    if artifact is None:
+        return [Shell(quote("echo no artifact for %s on the controller >&2; exit 1", target.release_id))]
+    return [
+        Shell(quote("rm -rf %s/%s", RELEASES, target.release_id)),
+        Upload(staged_file, artifact.path, "0600", sha256=artifact.sha256),
+        Shell(quote("bash -c %s", _install_script(target, "stage", staged_file, artifact.sha256))),
+        Shell(quote("rm -f %s", staged_file)),
+    ]
+
+
+def _install_script(target: Target, mode: str, artifact: str = "-", sha256: str = "-") -> str:
+    context = buildscript.install_script_context(
+        artifact, sha256, target.release_id, target.settings.keep_releases, mode=mode
+    )
+    return buildscript.render_template(plan.INSTALL_TEMPLATE, context)
+
+
+def switched(target: Target, on_switch: Callable[[], None]) -> Operation:
+    """current points at the staged release (the one before kept as previous); at most N releases kept."""
     current = PathInfo(CURRENT, False)
     count = CommandOutput(quote("find %s -mindepth 1 -maxdepth 1 -type d ! -name '.*' | wc -l", RELEASES))
     keep = target.settings.keep_releases
 
     def planner(facts: Facts):
-        state, link = facts[manifest], facts[current]
-        wanted_sha = target.artifact.manifest_sha256 if target.artifact else None
-        present = state is not None and (wanted_sha is None or state.sha256 == wanted_sha)
-        switched = link is not None and link.target == f"releases/{target.release_id}"
+        link = facts[current]
+        on = link is not None and link.target == f"releases/{target.release_id}"
         releases = int((facts[count] or ["0"])[0] or 0)
-        if present and switched and releases <= keep:
-            return NoChange(f"release {target.release_id} installed and current")
-        why = (
-            "not installed"
-            if state is None
-            else "BUILD.json differs"
-            if not present
-            else ("current points elsewhere" if not switched else f"{releases} releases, keeping {keep}")
-        )
-        return Change(tuple(_install_steps(target, present)), why)
+        if on and releases <= keep + 1:  # + previous, which is never pruned
+            return NoChange(f"current is {target.release_id}")
+        why = f"{releases} releases, keeping {keep}" if on else f"current is {link.target if link else 'missing'}"
+        return Change((Shell(quote("bash -c %s", _install_script(target, "switch"))),), why)
 
-    facts = [manifest, current, count, IDENTITY]
     # A new release restarts what runs it (handled by roles rpc_worker and head, later in the run).
     restarts = ("restart llama-rpc", "restart llama-server")
-    return Operation(f"llama.cpp {target.release_id} installed and current", facts, planner, restarts)
-
-
-def _install_steps(target: Target, present: bool) -> list:
-    staged = f"{INCOMING}/llama.cpp-{target.release_id}.tar.gz"
-    artifact = target.artifact
-    if artifact is None and not present:
-        return [Shell(quote("echo no artifact for %s on the controller >&2; exit 1", target.release_id))]
-    steps: list = []
-    sha = artifact.sha256 if artifact else "0" * 64
-    if not present:
-        steps += [
-            Shell(quote("rm -rf %s/%s", RELEASES, target.release_id)),
-            Upload(staged, artifact.path, "0600", sha256=sha),
-        ]
-    context = buildscript.install_script_context(staged, sha, target.release_id, target.settings.keep_releases)
-    script = buildscript.render_template(plan.INSTALL_TEMPLATE, context)
-    steps += [Shell(quote("bash -c %s", script)), Shell(quote("rm -f %s", staged))]
-    return steps
+    operation = Operation(f"llama.cpp {target.release_id} current", [current, count, IDENTITY], planner, restarts)
+    operation.after.append(on_switch)
+    return operation
 
 
 # -- the identity gate ---------------------------------------------------------------------------
 
 
-def gate(run, hosts: list[Host]) -> list[str]:
-    """Every host must run the same source; within a platform group every file must match the artifact."""
+def identity_gate(run, hosts: list[Host], role: str) -> list[str]:
+    """Every host must run the same source; within a platform group every file must match the artifact.
+
+    Run by role release once current is switched, with the facts its operations read (`role`).
+    """
     manifests: dict[str, Any] = {}
-    run.each_host(hosts, lambda host: manifests.__setitem__(host.name, _read_identity(run, host)))
+    run.each_host(hosts, lambda host: manifests.__setitem__(host.name, _read_identity(run, host, role)))
     targets: dict[str, Target] = run.shared.get(NAME, {})
     group_files = {t.group.name: t.artifact.files for t in targets.values() if t.artifact}
     head = run.group("head")[0]
@@ -365,8 +378,8 @@ def _remedy(problems: list[str], manifests: dict[str, Any]) -> str:
     return f"stopped before any service (re)start. To reinstall: {fix}"
 
 
-def _read_identity(run, host: Host) -> dict[str, Any] | None:
-    settled = run.settled_facts(host, NAME)
+def _read_identity(run, host: Host, role: str) -> dict[str, Any] | None:
+    settled = run.settled_facts(host, role)
     if settled is not None and IDENTITY in settled:
         text = "\n".join(settled[IDENTITY])
     else:

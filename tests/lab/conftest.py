@@ -83,5 +83,10 @@ def source() -> str:
 
 @pytest.fixture(scope="session")
 def env(tmp_path_factory) -> dict[str, str]:
-    """An artifact cache empty at the start of the session: the first provision really builds, once."""
-    return {**os.environ, "LLAMAFLEET_CACHE": str(tmp_path_factory.mktemp("artifact-cache"))}
+    """An artifact cache empty at the start of the session: the first provision really builds, once.
+
+    LLAMAFLEET_TEST_CACHE names a cache to reuse instead (iterating on the lab tier without a build
+    each time); the build test then checks that nothing was built.
+    """
+    cache = os.environ.get("LLAMAFLEET_TEST_CACHE") or str(tmp_path_factory.mktemp("artifact-cache"))
+    return {**os.environ, "LLAMAFLEET_CACHE": cache}

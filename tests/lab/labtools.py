@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import json
 import subprocess
 import sys
+import tarfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,3 +40,50 @@ def ssh(lab, host: str, command: str, timeout: int = 120) -> subprocess.Complete
     """A command on a lab host as root (lab key, pinned host key)."""
     argv = ssh_argv(lab, lab.host(host)) + [command]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+def release_tarball(env: dict[str, str], folder: Path, broken: bool = False) -> Path:
+    """An upstream-style release tarball made from the lab's own build (no second build needed).
+
+    `broken`: its llama-server exits 1 at once (a release that installs fine and then cannot serve).
+    """
+    artifact = next((Path(env["LLAMAFLEET_CACHE"]) / "artifacts").glob("*/artifact.tar.gz"))
+    unpacked = folder / "unpacked"
+    with tarfile.open(artifact) as tar:
+        tar.extractall(unpacked, filter="data")
+    bin_dir = next(unpacked.glob("*/bin"))
+    if broken:
+        server = bin_dir / "llama-server"
+        server.unlink()
+        server.write_text("#!/bin/sh\necho 'llama-server: this release is broken on purpose' >&2\nexit 1\n")
+        server.chmod(0o755)
+    serve = folder / "serve"
+    serve.mkdir()
+    with tarfile.open(serve / f"llama-{VERSION}-bin-ubuntu-x64.tar.gz", "w:gz") as tar:
+        tar.add(bin_dir, arcname=f"llama-{VERSION}")
+    return serve
+
+
+@contextlib.contextmanager
+def served_folder(folder: Path) -> Iterator[str]:
+    """A loopback HTTP server for `folder` (the release download URL), stopped afterwards."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def release_vars(url: str) -> list[str]:
+    return [
+        "-e",
+        f"llama_cpp_version={VERSION}",
+        "-e",
+        "llama_cpp_install=release",
+        "-e",
+        f"llama_cpp_release_url={url}",
+    ]

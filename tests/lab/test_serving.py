@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.lab.labtools import ROOT, invoke, source_vars, ssh
+from tests.lab.labtools import ROOT, invoke, release_tarball, release_vars, served_folder, source_vars, ssh
 
 MODEL_SEED = 5
 
@@ -187,3 +187,46 @@ def test_bench_measures_keeps_a_history_and_compares(served, lab, tmp_path):
     assert "#1 GEN t/s" in compared.stdout and "#2 GEN t/s" in compared.stdout
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     history.unlink()
+
+
+def current_release(lab, host: str) -> str:
+    return ssh(lab, host, "readlink /opt/llama.cpp/current").stdout.strip()
+
+
+def serves(lab) -> bool:
+    reply = api(lab, "/completion", api_key(lab), json={"prompt": "hi", "n_predict": 4, "ignore_eos": True})
+    return reply.status_code == 200 and reply.json()["tokens_predicted"] == 4
+
+
+def test_upgrade_switches_every_host_together_and_rollback_goes_back(served, lab, env, tmp_path):
+    hosts = ("head", "w1", "w2")
+    before = {h: current_release(lab, h) for h in hosts}
+    with served_folder(release_tarball(env, tmp_path)) as url:
+        code, doc = invoke("provision", lab.inventory, env, *release_vars(url))
+    assert code == 0, [r for r in doc["results"] if r["status"] == "failed"] or doc["messages"]
+    upgraded = {h: current_release(lab, h) for h in hosts}
+    assert len(set(upgraded.values())) == 1 and set(upgraded.values()).isdisjoint(before.values())
+    assert serves(lab)
+    code, doc = invoke("rollback", lab.inventory, env)
+    assert code == 0, [r for r in doc["results"] if r["status"] == "failed"] or doc["messages"]
+    assert {h: current_release(lab, h) for h in hosts} == before
+    assert {h: ssh(lab, h, "readlink /opt/llama.cpp/previous").stdout.strip() for h in hosts} == upgraded
+    restarted = {r["host"] for r in doc["results"] if r["operation"].startswith("restart") and r["status"] == "changed"}
+    assert restarted == set(hosts)
+    assert serves(lab)
+
+
+def test_a_failed_upgrade_puts_every_host_back_on_the_previous_release(served, lab, env, cluster_vars, tmp_path):
+    hosts = ("head", "w1", "w2")
+    before = {h: current_release(lab, h) for h in hosts}
+    with served_folder(release_tarball(env, tmp_path, broken=True)) as url:
+        code, doc = invoke("provision", lab.inventory, env, *release_vars(url))
+    assert code != 0, "the head cannot serve on the broken release"
+    messages = "\n".join(doc["messages"])
+    assert "upgrade failed (head: head:" in messages and "rolling head, w1, w2 back" in messages, messages
+    assert "rollback: every switched host is back on its previous release and serving" in messages, messages
+    assert {h: current_release(lab, h) for h in hosts} == before
+    assert serves(lab)
+    # The pinned build again: nothing to switch, nothing restarted.
+    code, doc = invoke("provision", lab.inventory, env, *cluster_vars)
+    assert code == 0 and changed(doc) == {}, changed(doc)

@@ -632,10 +632,10 @@ def test_build_script_refuses_a_source_with_the_wrong_checksum(tmp_path):
     assert "LLAMAFLEET_ARTIFACT" not in result.stdout
 
 
-def run_install(tmp_path, facts, keep=3):
+def run_install(tmp_path, facts, keep=3, mode="stage"):
     identifier = Path(facts["manifest"]).parent.name
     context = buildscript.install_script_context(
-        facts["artifact"], facts["artifact_sha256"], identifier, keep, str(tmp_path / "opt")
+        facts["artifact"], facts["artifact_sha256"], identifier, keep, str(tmp_path / "opt"), mode=mode
     )
     (tmp_path / "install.sh").write_text(buildscript.render_template(plan.INSTALL_TEMPLATE, context))
     result = subprocess.run(["bash", str(tmp_path / "install.sh")], capture_output=True, text=True)
@@ -643,28 +643,50 @@ def run_install(tmp_path, facts, keep=3):
     return dict(line.split("=", 1) for line in result.stdout.splitlines() if line.startswith("LLAMAFLEET_"))
 
 
+def stage_and_switch(tmp_path, facts, keep=3):
+    return run_install(tmp_path, facts, keep), run_install(tmp_path, facts, keep, mode="switch")
+
+
 @needs_gnu_tools
-def test_install_script_switches_current_is_idempotent_and_prunes(tmp_path):
+def test_install_script_stages_then_switches_keeps_previous_and_prunes(tmp_path):
     archive, sha = make_source_archive(tmp_path)
     builds = []
-    for extra in ((), ("-DGGML_CUDA_FA_ALL_QUANTS=ON",)):
+    for extra in ((), ("-DGGML_CUDA_FA_ALL_QUANTS=ON",), ("-DGGML_NATIVE=OFF",)):
         result, _ = run_build(tmp_path, archive, sha, extra)
         assert result.returncode == 0, result.stderr
         facts = buildscript.parse_build_output(result.stdout.splitlines())
         saved = tmp_path / f"artifact-{len(builds)}.tar.gz"
         shutil.copy(facts["artifact"], saved)
         builds.append(dict(facts, artifact=str(saved)))
-    first = run_install(tmp_path, builds[0])
-    assert first["LLAMAFLEET_CHANGED"] == "1"
-    current = tmp_path / "opt" / "current"
-    assert (current / "bin" / "ggml-rpc-server").is_file() and (current / "BUILD.json").is_file()
-    assert run_install(tmp_path, builds[0])["LLAMAFLEET_CHANGED"] == "0"
-    second = run_install(tmp_path, builds[1], keep=1)
-    assert os.readlink(current) == "releases/" + Path(builds[1]["manifest"]).parent.name
-    assert second["LLAMAFLEET_PRUNED"] == Path(builds[0]["manifest"]).parent.name
-    assert sorted(p.name for p in (tmp_path / "opt" / "releases").iterdir()) == [
-        Path(second["LLAMAFLEET_RELEASE"]).name
-    ]
+    ids = [Path(b["manifest"]).parent.name for b in builds]
+    current, previous = tmp_path / "opt" / "current", tmp_path / "opt" / "previous"
+    staged = run_install(tmp_path, builds[0])
+    assert staged["LLAMAFLEET_CHANGED"] == "1" and not current.exists(), "staging never switches"
+    assert run_install(tmp_path, builds[0], mode="switch")["LLAMAFLEET_CHANGED"] == "1"
+    assert (current / "bin" / "ggml-rpc-server").is_file() and not previous.exists(), "no release before the first"
+    assert [r["LLAMAFLEET_CHANGED"] for r in stage_and_switch(tmp_path, builds[0])] == ["0", "0"]
+    stage_and_switch(tmp_path, builds[1], keep=1)
+    assert (os.readlink(current), os.readlink(previous)) == (f"releases/{ids[1]}", f"releases/{ids[0]}")
+    releases = tmp_path / "opt" / "releases"
+    assert sorted(p.name for p in releases.iterdir()) == sorted(ids[:2]), "previous is never pruned"
+    _, third = stage_and_switch(tmp_path, builds[2], keep=1)
+    assert (os.readlink(current), os.readlink(previous)) == (f"releases/{ids[2]}", f"releases/{ids[1]}")
+    assert third["LLAMAFLEET_PRUNED"] == ids[0]
+    assert sorted(p.name for p in releases.iterdir()) == sorted(ids[1:])
+
+
+@needs_gnu_tools
+def test_switching_to_a_release_that_is_not_staged_fails_and_changes_nothing(tmp_path):
+    archive, sha = make_source_archive(tmp_path)
+    result, _ = run_build(tmp_path, archive, sha)
+    facts = buildscript.parse_build_output(result.stdout.splitlines())
+    context = buildscript.install_script_context(
+        "-", "-", Path(facts["manifest"]).parent.name, 3, str(tmp_path / "opt"), mode="switch"
+    )
+    (tmp_path / "install.sh").write_text(buildscript.render_template(plan.INSTALL_TEMPLATE, context))
+    failed = subprocess.run(["bash", str(tmp_path / "install.sh")], capture_output=True, text=True)
+    assert failed.returncode == 1 and "is not staged" in failed.stderr
+    assert not (tmp_path / "opt" / "current").exists()
 
 
 def test_build_output_without_artifact_line_is_an_error():

@@ -1,0 +1,63 @@
+"""Role rollback: `current` back to `previous` on every host at once, then the services restarted on it.
+
+Used by `invoke rollback` and by a provision whose upgrade failed after hosts had switched. Every
+host must have a previous release before any host switches; the two links swap, so a second
+rollback goes forward again. The restarts are handled by rpc_worker (workers first) and head.
+"""
+
+from __future__ import annotations
+
+from llamafleet import paths
+from llamafleet.errors import LlamafleetError
+from llamafleet.facts import CommandOutput
+from llamafleet.operations.base import Change, Facts, NoChange, Operation, Shell
+from llamafleet.shell import quote
+
+NAME = "rollback"
+ONLY = "rollback only"  # Run.params key: roll back just these hosts (the ones a failed upgrade switched)
+LINKS = CommandOutput(  # fixed paths of llamafleet's own, no value from the inventory
+    f"c=$(readlink {paths.CURRENT_LINK} 2>/dev/null); p=$(readlink {paths.PREVIOUS_LINK} 2>/dev/null); "
+    f'echo "$c"; echo "$p"; [ -n "$p" ] && [ -f "{paths.INSTALL_ROOT}/$p/BUILD.json" ] && echo staged; true'
+)
+SWAP = (
+    "set -e; cd {root}; c=$(readlink current); p=$(readlink previous); "
+    'ln -sfn "$p" .current.tmp; mv -T .current.tmp current; ln -sfn "$c" .previous.tmp; mv -T .previous.tmp previous'
+)
+
+
+def links(text: list[str]) -> tuple[str, str, bool]:
+    """(current, previous, previous is a complete release) from LINKS' output."""
+    lines = [*text, "", ""]
+    return lines[0], lines[1], "staged" in lines[2:]
+
+
+def prepare(run, hosts) -> None:
+    """Every host to roll back has a complete previous release: else no host switches."""
+    only = run.params.get(ONLY)
+    missing = []
+    for host in hosts:
+        if only is not None and host.name not in only:
+            continue
+        current, previous, complete = links(run.gather(host, [LINKS])[LINKS])
+        if not complete:
+            missing.append(f"{host.name} ({'no previous release' if not previous else previous + ' is incomplete'})")
+    if missing:
+        raise LlamafleetError(f"rollback: nothing switched; no release to go back to on {', '.join(missing)}")
+
+
+def operations(ctx):
+    only = ctx.run.params.get(ONLY)
+    if only is not None and ctx.name not in only:
+        yield Operation("llama.cpp release unchanged", [], lambda facts: NoChange("not switched in this run"))
+        return
+    yield rolled_back()
+
+
+def rolled_back() -> Operation:
+    def planner(facts: Facts):
+        current, previous, _ = links(facts[LINKS])
+        swap = Shell(quote("sh -c %s", SWAP.format(root=paths.INSTALL_ROOT)))
+        return Change((swap,), f"{current or 'nothing'} -> {previous}")
+
+    restarts = ("restart llama-rpc", "restart llama-server")
+    return Operation("llama.cpp back to the previous release", [LINKS], planner, restarts, idempotent=False)
