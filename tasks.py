@@ -97,6 +97,36 @@ def rollback(
     )
 
 
+@task(
+    iterable=["extra_vars"],
+    help={"purge": "Also remove releases, models, caches, configuration and the service user.", **RUN_HELP},
+)
+def teardown(
+    c,
+    purge=False,
+    inventory=None,
+    limit=None,
+    check=False,
+    diff=False,
+    json=False,
+    forks=None,
+    extra_vars=None,
+    accept_new_host_keys=False,
+):
+    """Stop and remove llamafleet's units and firewall rules (--purge: everything llamafleet put on the hosts)."""
+    cli.teardown(
+        inventory,
+        extra_vars,
+        json,
+        purge,
+        check=check,
+        diff=diff,
+        forks=forks,
+        limit=limit,
+        accept_new_host_keys=accept_new_host_keys,
+    )
+
+
 @task(iterable=["extra_vars"], help={k: H[k] for k in ("inventory", "limit", "json", "extra_vars")})
 def verify(c, inventory=None, limit=None, json=False, extra_vars=None):
     """testinfra checks of every port, endpoint, rule and version, per host (not available yet)."""
@@ -199,5 +229,5 @@ def render(c, out=None, model=None, inventory=None, extra_vars=None):
     cli.render(inventory, extra_vars, out, model)
 
 
-ns = Collection(provision, deploy, rollback, verify, status, logs, bench, inventory_, render)
+ns = Collection(provision, deploy, rollback, teardown, verify, status, logs, bench, inventory_, render)
 ns.add_collection(lab_tasks.ns)

@@ -25,6 +25,7 @@ from .errors import LlamafleetError, NotImplementedYet, UsageError
 from .output import Output
 from .roles.release.role import SWITCHED
 from .roles.rollback.role import ONLY as ROLLBACK_ONLY
+from .roles.teardown.role import PURGE as TEARDOWN_PURGE
 from .runner import Runner, RunOptions
 from .shell import quote
 
@@ -182,6 +183,17 @@ def _roll_back_upgrade(inv: inventory_mod.Inventory, run_options: RunOptions, ou
         if back == 0
         else f"rollback failed too (exit {back}): see the results above; `invoke status` shows each host"
     )
+
+
+@reports_errors
+def teardown(inventory: str | None, extra_vars: list[str] | None, json_mode: bool, purge: bool, **flags: Any) -> None:
+    """Units and firewall rules removed on every host; with purge, everything llamafleet put there."""
+    run_options = options(**flags)
+    inv = load_inventory(inventory, extra_vars)
+    output = Output(json_mode=json_mode, check=flags["check"])
+    runner = Runner(inv, run_options, output)
+    runner.params[TEARDOWN_PURGE] = purge
+    finish(runner, output, runner.run(playbooks.TEARDOWN))
 
 
 @reports_errors

@@ -25,3 +25,9 @@ ROLLBACK = [
     Phase("workers", ("rpc_worker",), group="workers"),
     Phase("head", ("head",), group="head", needs_all=True),
 ]
+
+# teardown: the head first (it holds the workers' sessions), then every other host.
+TEARDOWN = [
+    Phase("head", ("teardown",), group="head"),
+    Phase("teardown", ("teardown",)),
+]

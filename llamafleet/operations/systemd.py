@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..facts import SystemdUnit
+from ..facts import PathInfo, SystemdUnit
 from ..shell import quote
 from . import files
 from .base import Change, Facts, NoChange, Operation, Shell
@@ -62,3 +62,27 @@ def restarted(name: str) -> Operation:
         return Change((Shell(quote("systemctl restart %s", name)),), "notified")
 
     return Operation(f"restart {name}", [], plan, idempotent=False)
+
+
+def service_absent(name: str) -> Operation:
+    """The unit `name` is stopped, disabled and its file in /etc/systemd/system removed (systemd re-read)."""
+    fact, path = SystemdUnit(name), f"{UNIT_DIR}/{name}"
+    info = PathInfo(path, False)
+
+    def plan(facts: Facts):
+        state, found = facts[fact], facts[info]
+        loaded = state.get("LoadState") not in (None, "", "not-found")
+        running = state.get("ActiveState") not in (None, "", "inactive", "failed")
+        if not (loaded or running or found):
+            return NoChange("no such unit")
+        steps = [
+            # A unit whose file is gone but which still runs is stopped by name; its own errors are shown.
+            quote("systemctl disable --now %s || systemctl stop %s", name, name) if loaded else None,
+            quote("rm -f -- %s", path) if found else None,
+            "systemctl daemon-reload",
+            quote("systemctl reset-failed %s 2>/dev/null || true", name),
+        ]
+        why = f"{state.get('LoadState')}, {state.get('ActiveState')}" + (f", {path} exists" if found else "")
+        return Change(tuple(Shell(s) for s in steps if s), why)
+
+    return Operation(f"no unit {name}", [fact, info], plan)

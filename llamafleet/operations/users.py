@@ -44,3 +44,18 @@ def system_user(name: str, *, home: str = "/nonexistent") -> Operation:
         return NoChange(f"system user exists (uid {uid})")
 
     return Operation(f"system user {name}", [fact], plan)
+
+
+def created_user_absent(name: str) -> Operation:
+    """The service account llamafleet created is gone (with its group); any other account is left alone."""
+    fact = Passwd(name)
+
+    def plan(facts: Facts):
+        entry = facts[fact]
+        if entry is None:
+            return NoChange("absent")
+        if entry.get("comment") != MARK:
+            return NoChange(f"not created by llamafleet (uid {entry['uid']}): left as it is")
+        return Change((Shell(quote("userdel -- %s", name)),), f"created by llamafleet (uid {entry['uid']})")
+
+    return Operation(f"no service user {name}", [fact], plan)

@@ -402,3 +402,57 @@ def test_file_state_from_recorded_file_is_what_operations_compare():
     assert FileState("file", 0o640, "root", "root", 19, hashlib.sha256(APP_CONF.encode()).hexdigest()) == FILE
     assert (DIRECTORY.type, DIRECTORY.mode) == ("directory", 0o750)
     assert MISSING is None
+
+
+# --------------------------------------------------------------------------- teardown
+
+
+@pytest.mark.parametrize(
+    ("recorded_unit", "recorded_file", "commands"),
+    [
+        (
+            "systemctl_show_active_enabled.txt",
+            "pathinfo_file.txt",
+            [
+                "systemctl disable --now llama-rpc.service || systemctl stop llama-rpc.service",
+                "rm -f -- /etc/systemd/system/llama-rpc.service",
+                "systemctl daemon-reload",
+                "systemctl reset-failed llama-rpc.service 2>/dev/null || true",
+            ],
+        ),
+        # Written but never loaded (no daemon-reload yet): the file still goes.
+        (
+            "systemctl_show_not_found.txt",
+            "pathinfo_file.txt",
+            [
+                "rm -f -- /etc/systemd/system/llama-rpc.service",
+                "systemctl daemon-reload",
+                "systemctl reset-failed llama-rpc.service 2>/dev/null || true",
+            ],
+        ),
+    ],
+)
+def test_service_absent_stops_disables_and_removes(recorded_unit, recorded_file, commands):
+    result = plan(systemd.service_absent("llama-rpc.service"), unit(recorded_unit), FILE)
+    assert commands_of(result) == commands
+
+
+def test_service_absent_when_nothing_is_there():
+    result = plan(systemd.service_absent("llama-rpc.service"), unit("systemctl_show_not_found.txt"), MISSING)
+    assert isinstance(result, NoChange) and result.reason == "no such unit"
+
+
+@pytest.mark.parametrize(
+    ("recorded_entry", "removed"),
+    [
+        ("passwd_llamafleet.txt", True),
+        ("passwd_www_data.txt", False),
+        ("passwd_alice.txt", False),
+        ("passwd_missing.txt", False),
+    ],
+)
+def test_only_the_account_llamafleet_created_is_removed(recorded_entry, removed):
+    result = plan(users.created_user_absent("llama"), parsed(facts.Passwd("x"), recorded_entry))
+    assert isinstance(result, Change) == removed
+    if removed:
+        assert commands_of(result) == ["userdel -- llama"]
