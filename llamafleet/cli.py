@@ -16,7 +16,6 @@ from typing import Any
 
 from invoke.exceptions import Exit, ParseError
 
-from . import bench as bench_mod
 from . import cluster, connvars, controller_cache, paths, playbooks, roles
 from . import inventory as inventory_mod
 from . import logs as logs_mod
@@ -383,6 +382,8 @@ def bench(
     plot: str | None,
 ) -> None:
     """Measure through the head's API (or compare runs kept in the history) and print a table."""
+    from . import bench as bench_mod  # requests: imported by the commands that use it, not by every run
+
     inv = load_inventory(inventory, extra_vars)
     runs = bench_mod.History(inv.path.with_name(f"{inv.path.stem}.bench.jsonl"))
     if list_runs:
@@ -391,7 +392,7 @@ def bench(
         return
     shown = runs.pick(compare) if compare not in (None, False) else []
     if not shown:
-        shown = [_measure(inv, runs, prompt_tokens, gen_tokens, concurrency, rounds, label, out)]
+        shown = [_measure(bench_mod, inv, runs, prompt_tokens, gen_tokens, concurrency, rounds, label, out)]
         print(bench_mod.table(shown[0]))
     else:
         print(bench_mod.compare(shown))
@@ -400,7 +401,7 @@ def bench(
         print(f"plot: {plot}")
 
 
-def _measure(inv, runs, prompt_tokens, gen_tokens, concurrency, rounds, label, out) -> dict[str, Any]:
+def _measure(bench_mod, inv, runs, prompt_tokens, gen_tokens, concurrency, rounds, label, out) -> dict[str, Any]:
     levels = bench_mod.levels_from(concurrency)
     prompt_n = parse_whole("--prompt-tokens", prompt_tokens, 1, bench_mod.MAX_TOKENS)
     gen_n = parse_whole("--gen-tokens", gen_tokens, 1, bench_mod.MAX_TOKENS)

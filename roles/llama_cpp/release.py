@@ -15,8 +15,6 @@ import threading
 import zipfile
 from pathlib import Path
 
-import requests
-
 from llamafleet.errors import InventoryError, OperationError
 
 from . import artifacts, buildscript, plan
@@ -73,6 +71,8 @@ def _download(asset) -> tuple[Path, str]:
         return target, _check_recorded(target, recorded)
     partial = target.with_name(target.name + ".part")
     digest = hashlib.sha256()
+    import requests  # only a run that downloads pays for importing it
+
     try:
         with requests.get(asset.url, stream=True, timeout=TIMEOUT) as response:
             response.raise_for_status()
