@@ -50,6 +50,7 @@ class _HostState:
     static: dict[tuple, Any] = field(default_factory=dict)
     failed: bool = False
     unreachable: bool = False
+    read: dict[tuple, Any] = field(default_factory=dict)  # facts read since the host last changed
     settled: dict[str, Facts] = field(default_factory=dict)  # role -> its facts, when it changed nothing
     notified: list[str] = field(default_factory=list)  # handlers notified on this host, not yet run
 
@@ -82,26 +83,47 @@ class Runner:
         return self._state[host.name].connection
 
     def remote(self, host: Host, command: str, **kwargs) -> Any:
-        """Run one command on a host, counting the round trip."""
+        """Run one command on a host, counting the round trip; it may change the host, so facts are read anew."""
+        self._state[host.name].read.clear()
+        return self._run(host, command, **kwargs)
+
+    def _run(self, host: Host, command: str, **kwargs) -> Any:
         with self._count_lock:
             self.round_trips[host.name] += 1
         return self.connection(host).run(command, **kwargs)
 
     def gather(self, host: Host, facts: list[Fact]) -> Facts:
-        """Every fact a role needs, in one round trip; static facts are kept for the run."""
+        """Every fact a role needs, in one round trip; a fact read since the host last changed is not read again.
+
+        Static facts (the OS) are kept for the whole run.
+        """
         state = self._state[host.name]
-        unique = {f.key: f for f in facts if f.key not in state.static}
-        values = dict(state.static)
+        known = {**state.read, **state.static}
+        unique = {f.key: f for f in facts if f.key not in known}
+        values = dict(known)
         if unique:
             todo = list(unique.values())
             script, token = batch_script(todo)
-            result = self.remote(host, script)
+            result = self._run(host, script)
             try:
-                values.update(parse_batch(todo, result.stdout, token))
+                found = parse_batch(todo, result.stdout, token)
             except ValueError as exc:
                 raise CommandError(host.name, "gather facts", result.status, f"{exc}\n{result.stderr}") from None
-            state.static.update({f.key: values[f.key] for f in todo if f.static})
+            values.update(found)
+            state.read.update(found)
+            state.static.update({f.key: found[f.key] for f in todo if f.static})
         return Facts(values)
+
+    def prefetch(self, phases: list[Phase]) -> None:
+        """First contact with every host: the OS and the facts the run's roles will ask for (PREFETCH), one batch.
+
+        They serve later phases for as long as nothing changed on the host.
+        """
+        wanted: dict[tuple, Fact] = {OsRelease().key: OsRelease()}
+        for phase in phases:
+            for role_ref in phase.roles:
+                wanted.update({f.key: f for f in getattr(roles.load(role_ref), "PREFETCH", ())})
+        self.each_host(self.hosts, lambda host: self.gather(host, list(wanted.values())))
 
     def settled_facts(self, host: Host, role: str) -> Facts | None:
         """The facts a role read on a host, if it then changed nothing there (so they are still true)."""
@@ -128,6 +150,7 @@ class Runner:
                 if hasattr(role, "validate"):
                     self._validate(role, phase)
         try:
+            self.prefetch(phases)
             for phase in phases:
                 if not self.run_phase(phase):
                     break
@@ -264,6 +287,8 @@ class Runner:
                 return None
             if status == "changed":
                 self._state[host.name].settled.pop(role, None)
+                if not self.options.check:
+                    self._state[host.name].read.clear()
                 notified.extend(n for n in operation.notify if n not in notified)
                 if not self.options.check and index + 1 < len(operations):
                     # What was just applied may change what later operations see (a unit file

@@ -24,6 +24,8 @@ from . import ufw as _ufw
 NAME = "firewall"
 
 FRONTENDS = ("ufw", "firewalld", "nftables")
+# Which frontend is in charge (for auto), read with the run's first batch (runner.prefetch).
+PREFETCH = (_facts.FirewallFrontends(),)
 PACKAGES = {"ufw": "ufw", "firewalld": "firewalld", "nftables": "nftables"}
 
 
@@ -69,8 +71,7 @@ def operations(ctx: HostContext):
         return
     plan = ctx.run.shared.get(NAME, {}).get(ctx.name) or _plan.FirewallPlan(rules=())
     if choice == "auto":
-        fact = _facts.FirewallFrontends()
-        # One extra round trip, and only for auto: which frontend is in charge decides every operation.
+        fact = PREFETCH[0]  # which frontend is in charge decides every operation
         choice_found = ctx.run.gather(ctx.host, [fact])[fact]
         frontend = choose_frontend(choice, choice_found)
     else:

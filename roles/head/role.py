@@ -169,15 +169,16 @@ def read_key(path: Path) -> bytes:
     return f"{key}\n".encode()
 
 
+# The model deployed before, read with the run's first batch (runner.prefetch).
+DEPLOYED = FileContent(paths.DEPLOYED_MODEL)
+PREFETCH = (DEPLOYED,)
+
+
 def prepare(run, hosts) -> None:
     """Which model the head serves: the one deploy hands over in this run, else the one deployed before."""
     handed = run.params.get("model")
     for host in hosts:
-        if handed is not None:
-            name = handed.name
-        else:
-            record = FileContent(paths.DEPLOYED_MODEL)
-            name = _recorded_model(run.gather(host, [record])[record])
+        name = handed.name if handed is not None else _recorded_model(run.gather(host, [DEPLOYED])[DEPLOYED])
         run.shared.setdefault(NAME, {})[host.name] = name
 
 

@@ -37,6 +37,8 @@ IDENTITY = CommandOutput(
     f"cd {CURRENT}/ && find . -type f ! -name BUILD.json -exec sha256sum {{}} +; fi"
 )
 INSTALLED = CommandOutput(f'cd {RELEASES} 2>/dev/null && for f in */BUILD.json; do [ -f "$f" ] && sha256sum "$f"; done')
+# Read with the run's first batch (runner.prefetch): prepare needs no round trip of its own.
+PREFETCH = (CPU_FLAGS, INSTALLED)
 
 
 @dataclass

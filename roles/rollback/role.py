@@ -19,6 +19,7 @@ LINKS = CommandOutput(  # fixed paths of llamafleet's own, no value from the inv
     f"c=$(readlink {paths.CURRENT_LINK} 2>/dev/null); p=$(readlink {paths.PREVIOUS_LINK} 2>/dev/null); "
     f'echo "$c"; echo "$p"; [ -n "$p" ] && [ -f "{paths.INSTALL_ROOT}/$p/BUILD.json" ] && echo staged; true'
 )
+PREFETCH = (LINKS,)
 SWAP = (
     "set -e; cd {root}; c=$(readlink current); p=$(readlink previous); "
     'ln -sfn "$p" .current.tmp; mv -T .current.tmp current; ln -sfn "$c" .previous.tmp; mv -T .previous.tmp previous'
