@@ -155,7 +155,9 @@ def test_logs_prefix_every_line_with_its_host(served, lab):
     assert any(h == "head" and "model buffer size" in line for h, line in zip(hosts, lines, strict=True))
     for worker in ("w1", "w2"):
         assert any(h == worker and "rpc-server[" in line for h, line in zip(hosts, lines, strict=True)), worker
-    only = subprocess.run(command + ["--unit", "rpc", "-n", "5"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    rpc_only = [*command[:6], "--unit", "rpc", "-n", "5"]
+    only = subprocess.run(rpc_only, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert only.returncode == 0, only.stderr
     assert {line.split(" | ", 1)[0].strip() for line in only.stdout.splitlines()} == {"w1", "w2"}
 
 
