@@ -120,10 +120,13 @@ class Runner:
         They serve later phases for as long as nothing changed on the host.
         """
         wanted: dict[tuple, Fact] = {OsRelease().key: OsRelease()}
+        involved: set[str] = set()
         for phase in phases:
+            involved.update(h.name for h in self.phase_hosts(phase))
             for role_ref in phase.roles:
                 wanted.update({f.key: f for f in getattr(roles.load(role_ref), "PREFETCH", ())})
-        self.each_host(self.hosts, lambda host: self.gather(host, list(wanted.values())))
+        hosts = [h for h in self.hosts if h.name in involved]  # deploy touches the head only
+        self.each_host(hosts, lambda host: self.gather(host, list(wanted.values())))
 
     def settled_facts(self, host: Host, role: str) -> Facts | None:
         """The facts a role read on a host, if it then changed nothing there (so they are still true)."""
