@@ -17,8 +17,9 @@ from pathlib import Path
 
 from .system import LabError
 
-# Measured on a booted host (systemd 5, logind, dbus, getty 1 each; firewalld and polkitd 3 more),
-# with room for SSH sessions and the services a provision adds.
+# Measured on booted hosts: root's are systemd 5, logind and getty 1 each, firewalld 1 more; dbus-daemon
+# and polkitd are charged to their own users (1-2 a host), so the limit that suits root suits them.
+# With room for SSH sessions and the services a provision adds.
 PER_HOST_INSTANCES = 12
 PER_HOST_WATCHES = 100
 PER_HOST_MEMORY_MIB = 64  # 12-16 MiB measured (PSS), plus page cache of the overlays
