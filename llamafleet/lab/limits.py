@@ -156,5 +156,11 @@ def ensure(hosts: int, say: Callable[[str], None], proc: Path = Path("/proc")) -
     if problems:
         raise LabError(problems[0])
     for change in raises:
-        Path(proc, "sys", *change.name.split(".")).write_text(f"{change.new}\n")
+        try:
+            Path(proc, "sys", *change.name.split(".")).write_text(f"{change.new}\n")
+        except OSError as exc:  # /proc/sys read-only (an unprivileged container)
+            raise LabError(
+                f"{change.name} is {change.old}, {hosts} lab hosts need {change.new} and it cannot be raised here "
+                f"({exc.strerror}): run `sysctl -w {change.name}={change.new}` where it can"
+            ) from None
         say(change.line(hosts))

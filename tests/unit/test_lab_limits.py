@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -125,3 +126,18 @@ def test_ensure_stops_before_raising_anything(tmp_path):
     with pytest.raises(LabError, match="^MemAvailable is 488 MiB"):
         limits.ensure(32, print, proc)
     assert (proc / "sys/fs/inotify/max_user_instances").read_text() == "128\n"  # nothing half-changed
+
+
+def test_a_limit_that_cannot_be_written_stops_with_the_command(tmp_path, monkeypatch):
+    proc = fake_proc(tmp_path, "proc_lab_3hosts.json", max_user_instances="128\n")
+
+    def read_only(path, text):  # what a read-only /proc/sys answers
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    with pytest.raises(LabError) as error:
+        limits.ensure(32, print, proc)
+    assert str(error.value) == (
+        "fs.inotify.max_user_instances is 128, 32 lab hosts need 512 and it cannot be raised here "
+        "(Read-only file system): run `sysctl -w fs.inotify.max_user_instances=512` where it can"
+    )
