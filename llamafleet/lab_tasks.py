@@ -25,8 +25,14 @@ NAME_HELP = "Lab name: 1-10 lowercase letters/digits (default: lab); labs with d
 )
 @reports_errors
 def up(c, workers=2, name="lab", firewall="none", link_rate=None, link_delay=None):
-    """Create the lab (recreating one of the same name): boot the hosts, write inventory/<name>.yml."""
-    info = lab.up(name=name, workers=int(workers), firewall=firewall, link_rate=link_rate, link_delay=link_delay)
+    """Create the lab (recreating one of the same name): boot the hosts, write inventory/<name>.yml.
+
+    The machine's limits are checked first: inotify limits too low for the lab are raised (one line
+    says so), short memory or addresses stop it before anything is created.
+    """
+    info = lab.up(
+        name=name, workers=int(workers), firewall=firewall, link_rate=link_rate, link_delay=link_delay, say=print
+    )
     for host in info.hosts:
         print(f"{host.name:6} {host.address:15} {host.machine} ({host.firewall})")
     print(f"inventory: {info.inventory}")

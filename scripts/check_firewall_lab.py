@@ -5,16 +5,25 @@ Not part of the test suite. Usage: `.venv/bin/python scripts/check_firewall_lab.
 from the head only; the head admits its API port from the cluster. `--head-address` pretends the head
 moved (its real address must then be refused by the workers). `--full` runs the whole story: converge,
 move the head to .99 of its subnet and back (the stale source must be gone from every frontend), restart each
-frontend's service (the rules must come back, and a run after it change nothing).
+frontend's service (the rules must come back, and a run after it change nothing). `--switch` changes each
+host's frontend and back (ufw -> nftables on head, nftables -> ufw on w2, firewalld -> auto on w1, each old
+one turned off first as its operator would): no llamafleet rule may be left in the old frontend, the ports
+must behave, a second run must change nothing, and SSH must answer throughout (polled every 0.2 s). A
+frontend still in charge beside the managed one must stop the host before anything changes, and
+`firewall: none` must change nothing and warn about the rules left.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import socket
 import subprocess
 import sys
+import threading
+import time
 import types
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,18 +170,124 @@ def scenario(inv, limit: str | None, head: str) -> bool:
     return ok and code == 0 and not any(changed.values())
 
 
+# What no llamafleet trace looks like in each frontend, saved and live: a count of 0 from each command.
+_TAG_HEX, _NFT = PLAN.TAG.encode().hex(), FIREWALL._nftables
+TRACES = {
+    "ufw": f"{{ grep -h comment={_TAG_HEX} /etc/ufw/user.rules /etc/ufw/user6.rules;"
+    " ufw show added | grep llamafleet; }",
+    "firewalld": "{ ls /etc/firewalld/ipsets/llamafleet-*.xml; grep -l 'ipset=.llamafleet-' /etc/firewalld/zones/*.xml;"
+    " firewall-cmd --get-ipsets | tr ' ' '\\n' | grep llamafleet; }",
+    "nftables": f"{{ nft list table inet llamafleet; ls {_NFT.TABLE_FILE};"
+    f" grep -F '{_NFT.INCLUDE_LINE}' {_NFT.CONF}; }}",
+}
+TRACES = {frontend: command + " 2>/dev/null | grep -c ." for frontend, command in TRACES.items()}
+SWITCHES = [  # (host, frontend, new `firewall`, what its operator runs first to take the old one out of charge)
+    ("head", "ufw", "nftables", "ufw disable"),
+    ("w2", "nftables", "ufw", None),
+    ("w1", "firewalld", "auto", "systemctl disable --now firewalld"),
+]
+SWITCH_BACK = [
+    ("head", "nftables", "ufw", None),
+    ("w2", "ufw", "nftables", "ufw disable"),
+    ("w1", "nftables", "firewalld", None),  # auto chose nftables
+]
+
+
+@contextmanager
+def ssh_watch(inv, hosts):
+    """Poll every host's SSH port from the controller every 0.2 s while the block runs; collect refusals."""
+    missed: list[str] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(0.2):
+            for host in hosts:
+                try:
+                    socket.create_connection((host.address, 22), timeout=1).close()
+                except OSError as exc:
+                    missed.append(f"{time.strftime('%H:%M:%S')} {host.name}: {exc}")
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield missed
+    finally:
+        done.set()
+        thread.join(timeout=5)
+
+
+def traces(inv, host: str, frontend: str) -> int:
+    """How many llamafleet rules, ipsets, tables or files are left in one frontend on one host."""
+    answer = ssh(inv, host, TRACES[frontend]).stdout.split()
+    return int(answer[-1]) if answer and answer[-1].isdigit() else -1
+
+
+def switch_step(inv, role, host: str, old: str, new: str, before: str | None) -> bool:
+    """One host moves from `old` to `new`: converged twice while SSH is watched, `old` left with nothing
+    of ours, ports probed. The operator's step is not watched: `ufw disable` itself drops new
+    connections for about a second (it flushes its chains before it sets the policy to accept)."""
+    print(f"-- {host}: firewall {old} -> {new}" + (f" (first: {before})" if before else ""))
+    if before:
+        ssh(inv, host, before)
+    inv.hosts[host].vars["firewall"] = new
+    with ssh_watch(inv, list(inv.hosts.values())) as missed:
+        ok = converge_twice(inv, role, None)
+    print(f"SSH refused or timed out {len(missed)} time(s) during the runs" + "".join(f"\n  {m}" for m in missed))
+    ok &= not missed
+    left = traces(inv, host, old)
+    print(f"{host}: llamafleet traces left in {old}: {left}")
+    return ok & (left == 0) & probe(inv, list(inv.hosts.values()), inv.hosts["head"].address)
+
+
+def refused_while_in_charge(inv, role) -> bool:
+    """head set to nftables with ufw still active: refused, nothing changed, ufw's rules as they were."""
+    before = ssh(inv, "head", "ufw show added").stdout
+    inv.hosts["head"].vars["firewall"] = "nftables"
+    code, output = converge(inv, role, "head")
+    failed = [r for r in output.results if r.status == "failed"]
+    changed = output.recap["head"].get("changed", 0)
+    print(f"head nftables beside an active ufw: exit {code}, changed {changed}: {failed[0].reason if failed else ''}")
+    inv.hosts["head"].vars["firewall"] = "ufw"
+    same = ssh(inv, "head", "ufw show added").stdout == before
+    return code != 0 and changed == 0 and bool(failed) and "in charge" in failed[0].reason and same
+
+
+def none_warns(inv, role) -> bool:
+    """firewall: none on a host holding llamafleet rules: nothing changes, a warning names them."""
+    inv.hosts["w2"].vars["firewall"] = "none"
+    code, output = converge(inv, role, "w2")
+    inv.hosts["w2"].vars["firewall"] = "nftables"
+    reasons = [r.reason for r in output.results]
+    print(f"w2 firewall: none: exit {code}: {reasons}")
+    return code == 0 and not output.recap["w2"].get("changed") and any("warning:" in r for r in reasons)
+
+
+def switch(inv, head: str) -> bool:
+    """Every host changes frontend and back; see the module's docstring."""
+    role = wrapper(plans(inv, head))
+    hosts = list(inv.hosts.values())
+    ok = converge_twice(inv, role, None) & probe(inv, hosts, head)
+    ok &= refused_while_in_charge(inv, role) & none_warns(inv, role)
+    for host, old, new, before in [*SWITCHES, *SWITCH_BACK]:
+        ok &= switch_step(inv, role, host, old, new, before)
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", default="tfw", help="lab name (inventory/NAME.yml)")
     parser.add_argument("--limit", default=None, help="hosts to converge and probe, e.g. head,w1")
     parser.add_argument("--head-address", default=None, help="pretend the head moved here (stale-source case)")
     parser.add_argument("--full", action="store_true", help="converge, move the head and back, restart services")
+    parser.add_argument("--switch", action="store_true", help="change each host's frontend and back")
     args = parser.parse_args()
     inv = inventory.load(ROOT / "inventory" / f"{args.name}.yml")
     for name, frontend in FRONTEND.items():
         inv.hosts[name].vars["firewall"] = frontend
     head = args.head_address or inv.hosts["head"].address
-    if args.full:
+    if args.switch:
+        ok = switch(inv, head)
+    elif args.full:
         ok = scenario(inv, args.limit, head)
     else:
         ok = converge_twice(inv, wrapper(plans(inv, head)), args.limit) & probe(inv, inv.select(args.limit), head)

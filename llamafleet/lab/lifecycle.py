@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import cgroups, network
+from . import cgroups, limits, network
 from . import host as host_mod
 from .base import FIREWALL_PACKAGES, ensure_base, ensure_layer
 from .inventory import create_user_key, remove_generated, ssh_argv, write_inventory, write_known_hosts
@@ -89,8 +89,13 @@ def up(
     firewall: str = "none",
     link_rate: str | None = None,
     link_delay: str | None = None,
+    say: Callable[[str], None] = print,
 ) -> LabInfo:
-    """Create (or recreate) lab `name`: a head and `workers` hosts, booted, reachable by SSH."""
+    """Create (or recreate) lab `name`: a head and `workers` hosts, booted, reachable by SSH.
+
+    Before anything boots, the machine's limits are checked (limits.py): `say` gets one line per
+    kernel limit raised for the lab; a limit that cannot be raised stops it with a LabError.
+    """
     check_name(name)
     plan = firewall_plan(firewall, host_names(_check_workers(workers)))
     network.check_shaping(link_rate, link_delay)
@@ -99,6 +104,7 @@ def up(
     if link_delay:
         network.probe_delay_support(name)
     down(name)
+    limits.ensure(len(plan), say)
     base_root, _ = ensure_base()
     layers = {fw: ensure_layer(base_root, fw) for fw in sorted(set(plan.values())) if fw in FIREWALL_PACKAGES}
     info = _new_info(name, plan, link_rate, link_delay)

@@ -145,6 +145,41 @@ def _addresses(right) -> tuple[str, ...]:
     return tuple(found)
 
 
+class Traced(Fact):
+    """Another fact, read only when a cheap shell `test` finds a trace of llamafleet (None otherwise).
+
+    Reading ufw or firewalld costs a Python start-up each; a frontend llamafleet does not manage is
+    looked at this way on every run, so it costs a grep unless something of ours is there.
+    """
+
+    def __init__(self, test: str, fact: Fact) -> None:
+        super().__init__(test, fact.key)
+        self.fact = fact
+
+    def command(self) -> str:
+        return f"if {self.args[0]}; then\n{self.fact.command()}\nfi"
+
+    def process(self, lines: list[str]):
+        return self.fact.process(lines) if lines else None
+
+
+class DebConffile(Fact):
+    """The md5 dpkg recorded for a package's configuration file as shipped (None: not a conffile, or no dpkg)."""
+
+    def __init__(self, package: str, path: str) -> None:
+        super().__init__(package, path)
+
+    def command(self) -> str:
+        return quote("dpkg-query -W -f='${Conffiles}\\n' -- %s", self.args[0])
+
+    def process(self, lines: list[str]) -> str | None:
+        for line in lines:
+            words = line.split()
+            if len(words) >= 2 and words[0] == self.args[1]:
+                return words[1]
+        return None
+
+
 # --------------------------------------------------------------------------- firewalld
 
 FIREWALLD_PREFIX = "llamafleet-"  # names of llamafleet's ipsets; rich rules are ours when they use one

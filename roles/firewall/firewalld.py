@@ -329,6 +329,51 @@ def running_and_enabled() -> Operation:
     return Operation("firewalld running and enabled", [unit, state], planner)
 
 
+# Our ipsets' files, or a zone file that uses one: found without starting firewall-cmd.
+TRACE = quote(
+    "ls /etc/firewalld/ipsets/%s*.xml >/dev/null 2>&1 || grep -qs -e %s /etc/firewalld/zones/*.xml",
+    _facts.FIREWALLD_PREFIX,
+    f'ipset="{_facts.FIREWALLD_PREFIX}',
+)
+NOTHING = Wanted({}, frozenset(), ())
+
+
+def leftovers() -> list:
+    """The facts that show llamafleet's saved firewalld configuration, read only when a file of it exists."""
+    return [
+        _facts.Traced(TRACE, _facts.FirewalldState()),
+        _facts.Traced(TRACE, _facts.FirewalldZones("permanent")),
+        _facts.Traced(TRACE, _facts.FirewalldIpsets("permanent")),
+    ]
+
+
+def leftover_diff(found: list, facts: Facts) -> _Diff | None:
+    """What of llamafleet's is in firewalld's saved configuration (None: nothing, or firewalld gone)."""
+    status, zones, ipsets = (facts[fact] for fact in found)
+    if status is None or zones is None or ipsets is None:
+        return None
+    tool = "firewall-cmd --permanent" if status.running else "firewall-offline-cmd"
+    change = diff(_Config("permanent", tool, zones, ipsets), NOTHING)
+    return change if change.summary() else None
+
+
+def removed() -> Operation:
+    """firewalld holds no llamafleet ipset or rich rule (another frontend is managed); the rest stays."""
+    found = leftovers()
+
+    def planner(facts: Facts):
+        change = leftover_diff(found, facts)
+        if change is None:
+            return NoChange("firewalld holds no llamafleet ipset or rich rule")
+        if facts[found[0]].running:  # still filtering: taking our accepts out would close the ports
+            raise OperationError(
+                "firewalld is running and holds llamafleet rules: stop it (systemctl disable --now firewalld) first"
+            )
+        return Change(tuple(steps("firewall-offline-cmd", change, NOTHING)), f"stopped firewalld: {change.summary()}")
+
+    return Operation("firewalld holds no llamafleet ipset or rich rule", found, planner)
+
+
 def firewalld_rules(plan) -> list[Operation]:
     """Every operation that makes `plan` true with firewalld, in order."""
     return [ssh_allowed(plan), rules(plan), running_and_enabled()]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 from pathlib import Path
 
 import jinja2
 
-from llamafleet.facts import FileContent, SystemdUnit
+from llamafleet.facts import FileContent, PathInfo, SystemdUnit
 from llamafleet.operations import Change, Facts, NoChange, Operation, Shell, Upload, files
 from llamafleet.shell import quote
 
@@ -18,6 +19,7 @@ from . import plan as _plan
 TABLE_FILE = "/etc/nftables.d/llamafleet.nft"
 CONF = "/etc/nftables.conf"  # what Debian's nftables.service loads at boot
 INCLUDE_LINE = f'include "{TABLE_FILE}"'
+INCLUDE_COMMENT = "# llamafleet (role firewall)"
 SERVICE = "nftables.service"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _INCLUDE = re.compile(r'^\s*include\s+"([^"]+)"')
@@ -90,7 +92,7 @@ def loaded_at_boot() -> Operation:
     def planner(facts: Facts):
         if includes(facts[conf]):
             return NoChange(f"{CONF} includes {TABLE_FILE}")
-        append = quote("printf '\\n# llamafleet (role firewall)\\n%%s\\n' %s >> %s", INCLUDE_LINE, CONF)
+        append = quote("printf '\\n%%s\\n%%s\\n' %s %s >> %s", INCLUDE_COMMENT, INCLUDE_LINE, CONF)
         return Change((Shell(append),), f"{CONF} missing" if facts[conf] is None else f"{CONF} lacks the include")
 
     return Operation(f"{CONF} includes {TABLE_FILE}", [conf], planner)
@@ -113,3 +115,74 @@ def service_enabled() -> Operation:
 def nftables_rules(plan) -> list[Operation]:
     """Every operation that makes `plan` true with nftables, in order."""
     return [files.directory("/etc/nftables.d"), table(plan), loaded_at_boot(), service_enabled()]
+
+
+def _our_include(line: str) -> bool:
+    match = _INCLUDE.match(line)
+    return bool(match) and match.group(1) == TABLE_FILE
+
+
+def without_include(conf_text: str) -> str:
+    """nftables.conf without what loaded_at_boot() appended: the include of our file by its own name,
+    its comment and the blank line before that. A glob that also matches our file is someone's own line."""
+    kept: list[str] = []
+    for line in conf_text.split("\n"):
+        if line == INCLUDE_COMMENT and kept and kept[-1] == "":
+            kept.pop()
+        if not (_our_include(line) or line == INCLUDE_COMMENT):
+            kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+def _shipped(text: str, conffile_md5: str | None) -> bool:
+    """Whether `text` is nftables.conf exactly as the package shipped it (dpkg keeps its md5)."""
+    return conffile_md5 == hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+class _Leftovers:
+    """The facts removed() reads: the table, its file, nftables.conf (text and mode), the unit."""
+
+    def __init__(self) -> None:
+        self.table, self.saved = _facts.NftTable(), FileContent(TABLE_FILE)
+        self.conf, self.conf_file = FileContent(CONF), PathInfo(CONF, False)
+        self.shipped, self.unit = _facts.DebConffile("nftables", CONF), SystemdUnit(SERVICE)
+
+    def all(self) -> list:
+        return [self.table, self.saved, self.conf, self.conf_file, self.shipped, self.unit]
+
+    def conf_steps(self, facts: Facts) -> tuple[list, list[str]]:
+        """nftables.conf without our include (same mode and owner); the unit disabled if nobody else needs it."""
+        text = facts[self.conf]
+        if text is None or not any(_our_include(line) for line in text.split("\n")):
+            return [], []
+        state, text = facts[self.conf_file], without_include(text)
+        steps: list = [Upload(CONF, text.encode(), f"{state.mode:04o}", state.owner, state.group)]
+        why = [f"{CONF} includes {TABLE_FILE}"]
+        if facts[self.unit].get("UnitFileState") == "enabled" and _shipped(text, facts[self.shipped]):
+            steps.append(Shell(quote("systemctl disable %s", SERVICE)))
+            why.append(f"{SERVICE} enabled for llamafleet's table only")
+        return steps, why
+
+
+def removed() -> Operation:
+    """No llamafleet table in the kernel, no table file, no include of it (another frontend is managed).
+
+    The include goes first, so a boot never reads an include of a missing file. When nftables.conf is
+    then the file the package shipped, nobody else uses nftables.service: it is disabled again, since
+    its `flush ruleset` at boot would race the managed frontend's own rules.
+    """
+    read = _Leftovers()
+
+    def planner(facts: Facts):
+        steps, why = read.conf_steps(facts)
+        if facts[read.saved] is not None:
+            steps.append(Shell(quote("rm -f -- %s", TABLE_FILE)))
+            why.append("table file present")
+        if facts[read.table] is not None:
+            steps.append(Shell(quote("nft delete table %s %s", *_facts.NFT_TABLE)))
+            why.append("table inet llamafleet loaded")
+        if not steps:
+            return NoChange("no llamafleet table, table file or include")
+        return Change(tuple(steps), ", ".join(why))
+
+    return Operation("nftables holds no llamafleet table", read.all(), planner)

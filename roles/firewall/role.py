@@ -5,7 +5,8 @@ Contract: before the operations run, `run.shared["firewall"][host_name]` holds a
 `FirewallPlan(rules=(Rule(port, sources, comment, proto="tcp"), ...), ssh_port=22)`), usually put
 there by a prepare() hook. A host without an entry gets an empty plan: SSH allowed, no other rule,
 stale llamafleet rules removed. `ctx.vars["firewall"]` picks the frontend (defaults.yml):
-auto chooses, once per run, ufw if active, else firewalld if running, else nftables.
+auto chooses, once per run, ufw if active, else firewalld if running, else nftables. The other
+frontends lose llamafleet's rules, and another one in charge stops the host (switch.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from . import firewalld as _firewalld
 from . import nftables as _nftables
 from . import plan as _plan
 from . import rules as _rules
+from . import switch as _switch
 from . import ufw as _ufw
 
 NAME = "firewall"
@@ -68,6 +70,7 @@ def frontend_operations(frontend: str, plan) -> list:
 def operations(ctx: HostContext):
     choice = ctx.vars.get("firewall", "auto")
     if choice == "none":
+        yield _switch.left_alone()
         return
     plan = ctx.run.shared.get(NAME, {}).get(ctx.name) or _plan.FirewallPlan(rules=())
     if choice == "auto":
@@ -76,5 +79,7 @@ def operations(ctx: HostContext):
         frontend = choose_frontend(choice, choice_found)
     else:
         frontend = choose_frontend(choice, None)
+    yield _switch.alone(frontend)
     yield packages.present([PACKAGES[frontend]], ctx.os["family"])
     yield from frontend_operations(frontend, plan)
+    yield from _switch.removals(frontend)

@@ -85,6 +85,56 @@ def enabled() -> Operation:
     return Operation("ufw active and enabled", [status], planner)
 
 
+# ufw keeps each rule's comment hex-encoded in its rule files: a grep finds ours without starting ufw.
+TRACE = quote("grep -qs -e %s /etc/ufw/user.rules /etc/ufw/user6.rules", "comment=" + _plan.TAG.encode().hex())
+
+
+def leftovers() -> _facts.Traced:
+    """ufw's state when its rule files hold a llamafleet rule (None otherwise, or when ufw is gone)."""
+    return _facts.Traced(TRACE, _facts.UfwStatus())
+
+
+def ours(state) -> list[tuple[str, ...]]:
+    """llamafleet's rules in a ufw state (none when the state is None)."""
+    return [words for words in state.rules if _ours(words)] if state else []
+
+
+def removed() -> Operation:
+    """ufw holds no llamafleet rule (another frontend is managed); ufw itself and others' rules stay."""
+    found = leftovers()
+
+    def planner(facts: Facts):
+        state = facts[found]
+        rules = ours(state)
+        if not rules:
+            return NoChange("ufw holds no llamafleet rule")
+        if state.active:  # our SSH rule may be what keeps the controller in: leave an active ufw alone
+            raise OperationError("ufw is active and holds llamafleet rules: disable it (ufw disable) first")
+        steps = tuple(_command("delete", words[: words.index("comment")]) for words in rules)
+        return Change(steps, f"{len(rules)} llamafleet rule(s) left in inactive ufw")
+
+    return Operation("ufw holds no llamafleet rule", [found], planner)
+
+
 def ufw_rules(plan) -> list[Operation]:
     """Every operation that makes `plan` true with ufw, in order."""
     return [rules(plan), enabled()]
+
+
+def handed_over() -> Operation:
+    """ufw holds no llamafleet rule, active or not (teardown): the SSH rule stays as a plain rule of its own.
+
+    Rewriting a rule without a comment only updates it in ufw, so SSH is allowed at every moment.
+    """
+    found = leftovers()
+
+    def planner(facts: Facts):
+        rules = ours(facts[found])
+        if not rules:
+            return NoChange("ufw holds no llamafleet rule")
+        ssh = [words for words in rules if words[-1] == f"{_plan.TAG} ssh"]
+        steps = [_command("", words[: words.index("comment")]) for words in ssh]  # kept, without our comment
+        steps += [_command("delete", words[: words.index("comment")]) for words in rules if words not in ssh]
+        return Change(tuple(steps), f"{len(rules)} llamafleet rule(s); SSH stays allowed by a plain rule")
+
+    return Operation("ufw holds no llamafleet rule (SSH kept open)", [found], planner)

@@ -2,8 +2,8 @@
 
 `invoke teardown` stops and removes the units and the firewall rules; `--purge` also removes the
 releases, models, caches, configuration (the API key among it) and the service user llamafleet
-created. Packages stay (other software may use them), and so does a firewall's own configuration
-(SSH stays allowed; only llamafleet's rules go).
+created. Packages stay (other software may use them), and so does a firewall's own configuration:
+only llamafleet's rules go, and SSH stays allowed (in ufw by the same rule without llamafleet's comment).
 """
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ from __future__ import annotations
 from llamafleet import paths
 from llamafleet.operations import files, systemd, users
 from llamafleet.roles.base.role import BaseSettings
+from llamafleet.roles.firewall import firewalld, nftables, switch, ufw
+from llamafleet.roles.firewall import plan as firewall_plan
+from llamafleet.roles.firewall import role as firewall
 
 NAME = "teardown"
+PREFETCH = firewall.PREFETCH  # which frontend is in charge, for auto
 PURGE = "purge"  # Run.params key
 PURGED = (paths.INSTALL_ROOT, paths.STATE_DIR, f"/var/cache/{paths.CACHE_NAME}", paths.CONFIG_DIR)
 
@@ -28,4 +32,21 @@ def operations(ctx):
 
 
 def firewall_rules_absent(ctx):
-    return ()
+    """llamafleet's rules out of the frontend it manages (as the firewall role chooses it) and every other.
+
+    The managed one may be filtering: SSH stays allowed throughout (in ufw the SSH rule stays, without
+    llamafleet's comment; firewalld's ssh service and nftables without our table were never ours).
+    """
+    choice = ctx.vars.get("firewall", "auto")
+    if choice == "none":
+        yield switch.left_alone()
+        return
+    found = ctx.run.gather(ctx.host, list(firewall.PREFETCH))[firewall.PREFETCH[0]] if choice == "auto" else None
+    frontend = firewall.choose_frontend(choice, found)
+    managed = {
+        "ufw": ufw.handed_over,
+        "firewalld": lambda: firewalld.rules(firewall_plan.FirewallPlan(rules=())),
+        "nftables": nftables.removed,
+    }
+    yield managed[frontend]()
+    yield from switch.removals(frontend)

@@ -320,25 +320,36 @@ def _ctx(choice, shared, frontends=None):
     return roles.HostContext(host, {"family": "debian"}, _Runner(shared, frontends), "firewall", Path("."))
 
 
-def test_role_none_does_nothing():
-    assert list(FIREWALL.operations(_ctx("none", {}))) == []
+def test_role_none_only_looks():
+    [op] = list(FIREWALL.operations(_ctx("none", {})))
+    assert op.description == "firewall left alone"
 
 
 def test_role_nftables_operations_in_order():
     ops = list(FIREWALL.operations(_ctx("nftables", {"firewall": {"w2": WORKER_PLAN}})))
     assert [op.description for op in ops] == [
+        "no firewall frontend in charge but nftables",
         "packages nftables",
         "directory /etc/nftables.d",
         "nftables table inet llamafleet (/etc/nftables.d/llamafleet.nft)",
         "/etc/nftables.conf includes /etc/nftables.d/llamafleet.nft",
         "service nftables.service enabled",
+        "ufw holds no llamafleet rule",
+        "firewalld holds no llamafleet ipset or rich rule",
     ]
 
 
 def test_role_auto_reads_the_frontends():
     active_ufw = F.FirewallFrontends().process(recorded("frontends_ufw_applied.txt"))
     ops = list(FIREWALL.operations(_ctx("auto", {}, active_ufw)))
-    assert [op.description for op in ops] == ["packages ufw", "ufw llamafleet rules", "ufw active and enabled"]
+    assert [op.description for op in ops] == [
+        "no firewall frontend in charge but ufw",
+        "packages ufw",
+        "ufw llamafleet rules",
+        "ufw active and enabled",
+        "firewalld holds no llamafleet ipset or rich rule",
+        "nftables holds no llamafleet table",
+    ]
 
 
 # --------------------------------------------------------------------------- firewalld
@@ -573,10 +584,13 @@ def test_firewalld_missing_or_masked_is_an_error():
 def test_role_firewalld_operations_in_order():
     ops = list(FIREWALL.operations(_ctx("firewalld", {"firewall": {"w2": WORKER_PLAN}})))
     assert [op.description for op in ops] == [
+        "no firewall frontend in charge but firewalld",
         "packages firewalld",
         "firewalld SSH allowed",
         "firewalld llamafleet ipsets and rich rules",
         "firewalld running and enabled",
+        "ufw holds no llamafleet rule",
+        "nftables holds no llamafleet table",
     ]
     running = F.FirewallFrontends().process(recorded("frontends_firewalld_fresh.txt"))
-    assert [op.description for op in FIREWALL.operations(_ctx("auto", {}, running))][0] == "packages firewalld"
+    assert [op.description for op in FIREWALL.operations(_ctx("auto", {}, running))][1] == "packages firewalld"
