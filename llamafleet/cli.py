@@ -196,6 +196,31 @@ def not_yet(task: str, what: str) -> None:
     raise Exit(f"error: {NotImplementedYet(f'{task}: {what}')}", code=NotImplementedYet.exit_code)
 
 
+@reports_errors
+def verify(
+    inventory: str | None,
+    extra_vars: list[str] | None,
+    json_mode: bool,
+    *,
+    limit: str | None,
+    junit_xml: str | None,
+    html: str | None,
+) -> None:
+    """Run the verify suite against the inventory; print the per-host summary; exit 0 only if every check passed."""
+    from .verify import plugin, report  # pytest and testinfra are loaded only by the task that needs them
+
+    suite = plugin.Suite.load(inventory, limit, extra_vars)
+    for warning in [*getattr(suite.inventory, "warnings", []), *suite.expect.view.warnings]:
+        print(f"warning: {warning}", file=sys.stderr)
+    try:
+        code, doc = report.run(suite, junit_xml=junit_xml, html=html)
+    finally:
+        suite.close()
+    (report.print_json if json_mode else report.print_summary)(doc)
+    if code:
+        raise Exit(code=code)
+
+
 STATUS_SCRIPT = (
     f"readlink {paths.CURRENT_LINK} || true; "
     f"for u in {' '.join(paths.UNITS)}; do "

@@ -1,0 +1,178 @@
+"""pytest plugin of the verify suite: testinfra hosts from the inventory, facts read once, checks that explain.
+
+Load it with `-p llamafleet.verify.plugin` (the suite's pytest.ini and `invoke verify` do). Options:
+`--inventory FILE`, `--limit NAMES`, `--extra-vars KEY=VALUE|@file`. A test taking `host` runs once per
+host of the groups or hosts named by its module's `testinfra_hosts` (default: every host), as testinfra does.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from llamafleet import inventory as inventory_mod
+from llamafleet.errors import LlamafleetError
+from llamafleet.inventory import Host, Inventory
+from llamafleet.ssh import HostConnection
+
+from .backend import testinfra_host
+from .expected import Expectations
+from .gather import Gathered, Observed, gather_all
+
+STATE = pytest.StashKey["Suite"]()
+
+
+class CheckFailed(AssertionError):
+    """A check that did not hold: host, check, what was expected, what was found, where to look next."""
+
+    def __init__(self, host: str, check: str, expected: Any, found: Any, look: str = "") -> None:
+        self.host, self.check, self.expected, self.found, self.look = host, check, str(expected), str(found), look
+        text = f"{host}: {check}: expected {self.expected}; found {self.found}"
+        super().__init__(text + (f"; look at: {look}" if look else ""))
+
+
+def require(ok: Any, host: str, check: str, expected: Any, found: Any, look: Any = "") -> None:
+    """Fail the calling test with CheckFailed unless `ok` (hidden from the traceback, like testinfra's helpers)."""
+    __tracebackhide__ = True
+    if not ok:
+        raise CheckFailed(host, check, expected, found, str(look))
+
+
+@dataclass
+class Suite:
+    """One run of the suite: the inventory, what it promises, a connection per host, the facts read once."""
+
+    inventory: Inventory
+    hosts: list[Host]
+    expect: Expectations
+    connections: dict[str, HostConnection] = field(default_factory=dict)
+    testinfra: dict[str, Any] = field(default_factory=dict)  # host name -> testinfra Host over its connection
+    _gathered: Gathered | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def load(cls, path: str | None, limit: str | None, extra_vars: list[str] | None) -> Suite:
+        inv = inventory_mod.load(path or inventory_mod.default_path(), inventory_mod.parse_extra_vars(extra_vars))
+        hosts = inv.select(limit)
+        suite = cls(inv, hosts, Expectations(inv))
+        base = inv.path.parent
+        suite.connections = {h.name: HostConnection(h, base_dir=base) for h in hosts}
+        return suite
+
+    def names(self, wanted: list[str] | None) -> list[str]:
+        """Selected hosts that are in (or are) the named groups or hosts; all selected hosts when None."""
+        if wanted is None:
+            return [h.name for h in self.hosts]
+        members = {n for w in wanted for n in self.inventory.groups.get(w, [w] if w in self.inventory.hosts else [])}
+        return [h.name for h in self.hosts if h.name in members]
+
+    @property
+    def gathered(self) -> Gathered:
+        with self._lock:
+            if self._gathered is None:
+                self._gathered = gather_all(self.connections, self.expect)
+            return self._gathered
+
+    def observed(self, name: str) -> Observed:
+        return self.gathered.hosts[name]
+
+    def commands(self) -> dict[str, int]:
+        """SSH commands per host: the fact batch plus any a user's test ran through testinfra."""
+        gathered = self._gathered.hosts if self._gathered else {}
+        extra = {name: host.backend.commands for name, host in self.testinfra.items()}
+        return {
+            h.name: (gathered[h.name].commands if h.name in gathered else 0) + extra.get(h.name, 0) for h in self.hosts
+        }
+
+    def testinfra_host(self, name: str) -> Any:
+        if name not in self.testinfra:
+            self.testinfra[name] = testinfra_host(self.connections[name])
+        return self.testinfra[name]
+
+    def close(self) -> None:
+        for connection in self.connections.values():
+            connection.close()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llamafleet", "llamafleet verify")
+    group.addoption("--inventory", help="inventory file (default: $LLAMAFLEET_INVENTORY, else inventory/hosts.yml)")
+    group.addoption("--limit", help="only these hosts or groups (comma-separated)")
+    group.addoption("--extra-vars", action="append", default=[], help="KEY=VALUE or @file.yml; repeatable")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if STATE in config.stash:  # handed over by `invoke verify`, which loaded the inventory already
+        return
+    try:
+        suite = Suite.load(
+            config.getoption("inventory") or os.environ.get("LLAMAFLEET_INVENTORY"),
+            config.getoption("limit"),
+            config.getoption("extra_vars"),
+        )
+    except LlamafleetError as exc:
+        raise pytest.UsageError(f"error: {exc}") from None
+    config.stash[STATE] = suite
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    suite = config.stash.get(STATE, None)
+    if suite is not None:
+        suite.close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`host` is one testinfra Host per selected host of the module's testinfra_hosts (groups or host names)."""
+    if "host" not in metafunc.fixturenames:
+        return
+    suite = metafunc.config.stash[STATE]
+    names = suite.names(getattr(metafunc.module, "testinfra_hosts", None))
+    metafunc.parametrize("host", [suite.testinfra_host(n) for n in names], ids=names, scope="module")
+
+
+@pytest.fixture(scope="session")
+def suite(request: pytest.FixtureRequest) -> Suite:
+    return request.config.stash[STATE]
+
+
+@pytest.fixture(scope="session")
+def expect(suite: Suite) -> Expectations:
+    return suite.expect
+
+
+@pytest.fixture
+def node(suite: Suite, host) -> Host:
+    """The inventory host behind the testinfra `host` (its variables, groups, address)."""
+    return suite.inventory.hosts[host.backend.hostname]
+
+
+@pytest.fixture
+def observed(suite: Suite, node: Host) -> Observed:
+    """The host's facts, read once for the whole run; a host that could not be read fails every check."""
+    __tracebackhide__ = True
+    found = suite.observed(node.name)
+    require(found.error is None, node.name, "reachable over SSH", "an SSH session", found.error, "ssh connectivity")
+    return found
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Record host, check, expected, found and where to look as report properties (JUnit XML carries them)."""
+    outcome = yield
+    report = outcome.get_result()
+    callspec = getattr(item, "callspec", None)
+    host = callspec.id if callspec is not None and "host" in callspec.params else "cluster"
+    if call.when == "call" or report.failed:
+        report.user_properties.append(("host", host))
+    error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, CheckFailed):
+        report.user_properties += [
+            ("check", error.check),
+            ("expected", error.expected),
+            ("found", error.found),
+            ("look", error.look),
+        ]
