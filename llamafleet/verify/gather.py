@@ -71,6 +71,7 @@ def observe(connection: HostConnection, expect: Expectations) -> Observed:
     firewall = [f for op in expect.firewall_operations(host) for f in op.facts]
     todo = list({f.key: f for f in [*named.values(), *firewall]}.values())
     script, token = batch_script(todo)
+    script = named["reach"].start() + script
     head = expect.role_of(host) == "head"
     stdin = (expect.key or b"\n") if head else None
     if head:
@@ -90,14 +91,14 @@ def observe(connection: HostConnection, expect: Expectations) -> Observed:
     return observed
 
 
-def controller_probe(endpoint: str) -> bool:
+def controller_probe(endpoint: str) -> str:
     """Whether this machine (the controller) can open a TCP connection to ip:port (closed at once, nothing sent)."""
     address, _, port = endpoint.rpartition(":")
     try:
         with socket.create_connection((address, int(port)), timeout=probes.PROBE_SECONDS):
-            return True
+            return "open"
     except OSError:
-        return False
+        return "closed"
 
 
 @dataclass
@@ -105,7 +106,7 @@ class Gathered:
     """Every selected host's observations, the controller's probes and how long reading them took."""
 
     hosts: dict[str, Observed]
-    controller_reach: dict[str, bool]
+    controller_reach: dict[str, str]
     seconds: float
 
 
@@ -113,7 +114,7 @@ def gather_all(connections: dict[str, HostConnection], expect: Expectations) -> 
     """Observe every host in parallel; with a single worker the controller is its outside prober."""
     started = time.monotonic()
     outside = [w.endpoint for w in expect.view.workers if expect.outsider_of(w.name) is None]
-    reach: dict[str, bool] = {}
+    reach: dict[str, str] = {}
     lock = threading.Lock()
 
     def probe(endpoint: str) -> None:

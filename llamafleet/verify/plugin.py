@@ -161,18 +161,15 @@ def observed(suite: Suite, node: Host) -> Observed:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    """Record host, check, expected, found and where to look as report properties (JUnit XML carries them)."""
+    """Record host, check, expected, found and where to look as test properties (JUnit XML carries them)."""
     outcome = yield
     report = outcome.get_result()
     callspec = getattr(item, "callspec", None)
-    host = callspec.id if callspec is not None and "host" in callspec.params else "cluster"
-    if call.when == "call" or report.failed:
-        report.user_properties.append(("host", host))
+    props = []
+    if call.when == "setup":
+        props.append(("host", callspec.id if callspec is not None and "host" in callspec.params else "cluster"))
     error = call.excinfo.value if call.excinfo is not None else None
     if isinstance(error, CheckFailed):
-        report.user_properties += [
-            ("check", error.check),
-            ("expected", error.expected),
-            ("found", error.found),
-            ("look", error.look),
-        ]
+        props += [("check", error.check), ("expected", error.expected), ("found", error.found), ("look", error.look)]
+    item.user_properties.extend(props)  # JUnit XML reads them from the item
+    report.user_properties = list(item.user_properties)

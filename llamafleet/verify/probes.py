@@ -160,27 +160,51 @@ class Service(Fact):
         return ServiceState(properties, proc, uptime)
 
 
+# One endpoint: a session this host already holds to it counts as reachable, and then nothing connects:
+# rpc-server serves one client at a time with a backlog of 1, so probes while the head is served would
+# pile up unaccepted in its queue until new connections, the head's included, are dropped. Otherwise a
+# TCP connection is opened and closed, nothing sent. Prints "IP:PORT session|open|closed".
+REACH_ONE = (
+    'if [ -n "$(ss -Htn state established dst "$1" dport = ":$2")" ]; then echo "$1:$2 session"; '
+    'elif timeout "$3" bash -c \': <>"/dev/tcp/$1/$2"\' probe "$1" "$2" 2>/dev/null; then echo "$1:$2 open"; '
+    'else echo "$1:$2 closed"; fi'
+)
+
+
 class Reachable(Fact):
-    """Which of the given ip:port endpoints accept a TCP connection from this host (opened, closed, nothing sent)."""
+    """Which of the given ip:port endpoints this host reaches (see REACH_ONE); started first, collected in turn.
+
+    The probes run in the background from the top of the batch (`start()`), so a dropped SYN's wait
+    overlaps the other facts instead of adding to them.
+    """
+
+    OUTPUT = "$LLAMAFLEET_REACH"
 
     def __init__(self, endpoints: tuple[str, ...]) -> None:
         super().__init__(tuple(endpoints))
 
-    def command(self) -> str:
-        probe = quote(
-            'timeout %s bash -c %s probe "${e%%:*}" "${e##*:}" && echo "$e open" || echo "$e closed"',
-            PROBE_SECONDS,
-            ': <>"/dev/tcp/$1/$2"',
+    def start(self) -> str:
+        if not self.args[0]:
+            return ""
+        one = quote('sh -c %s reach "${e%%:*}" "${e##*:}" %s', REACH_ONE, PROBE_SECONDS)
+        endpoints = " ".join(quote("%s", e) for e in self.args[0])
+        return (
+            "LLAMAFLEET_REACH=$(mktemp); "
+            f"( for e in {endpoints}; do {one} & done; wait ) > {self.OUTPUT} 2>/dev/null & LLAMAFLEET_REACH_PID=$!\n"
         )
-        loop = "for e in " + " ".join(quote("%s", e) for e in self.args[0]) + f"; do ( {probe} ) & done; wait"
-        return loop if self.args[0] else "true"
 
-    def process(self, lines: list[str]) -> dict[str, bool]:
+    def command(self) -> str:
+        if not self.args[0]:
+            return "true"
+        return f'wait "$LLAMAFLEET_REACH_PID"; cat {self.OUTPUT}; rm -f {self.OUTPUT}'
+
+    def process(self, lines: list[str]) -> dict[str, str]:
+        """endpoint -> session | open | closed."""
         found = {}
         for line in lines:
             endpoint, _, state = line.rpartition(" ")
             if endpoint:
-                found[endpoint] = state == "open"
+                found[endpoint] = state
         return found
 
 

@@ -1,8 +1,9 @@
-"""Run the verify suite for `invoke verify`: pytest in-process, then a summary per host (or JSON) and the exit status."""
+"""`invoke verify`: the suite run by pytest in-process, then a summary per host (or JSON) and the exit status."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -83,11 +84,22 @@ class Collector:
 def pytest_args(junit_xml: str | None, html: str | None, paths: Iterable[str] = ()) -> list[str]:
     """The suite's pytest command line: quiet (the summary is ours), JUnit XML and HTML when asked."""
     args = [str(SUITE_DIR), *paths, "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR)]
-    args += ["-p", "no:terminal", "-p", "no:cacheprovider", "-p", "no:pytest11.testinfra"]
+    # Third-party plugins are not autoloaded (hypothesis, testinfra's own host parametrisation): only these.
+    args += ["-p", "no:terminal", "-p", "no:cacheprovider", "-p", "llamafleet.verify.plugin"]
     if junit_xml:
         args += ["--junit-xml", str(Path(junit_xml).expanduser())]
     if html:
-        args += ["--html", str(Path(html).expanduser()), "--self-contained-html"]
+        args += [
+            "-p",
+            "pytest_metadata.plugin",
+            "-p",
+            "pytest_html.plugin",
+            "-p",
+            "pytest_html.fixtures",
+            "--html",
+            str(Path(html).expanduser()),
+            "--self-contained-html",
+        ]
     return args
 
 
@@ -95,6 +107,7 @@ def run(suite: plugin.Suite, *, junit_xml: str | None, html: str | None) -> tupl
     """Run every check; (exit status, the JSON document of the run)."""
     started = time.monotonic()
     collector = Collector(suite)
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     code = pytest.main(pytest_args(junit_xml, html), plugins=[collector])
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.INTERRUPTED):
         raise UsageError(f"verify: the suite could not run (pytest exit {int(code)})")
