@@ -289,21 +289,34 @@ def installed(target: Target) -> Operation:
         present = state is not None and (wanted_sha is None or state.sha256 == wanted_sha)
         switched = link is not None and link.target == f"releases/{target.release_id}"
         releases = int((facts[count] or ["0"])[0] or 0)
-        if present and switched and releases <= keep:
+        drifted = _drifted(facts[IDENTITY], target) if present and switched else []
+        if present and switched and releases <= keep and not drifted:
             return NoChange(f"release {target.release_id} installed and current")
         why = (
             "not installed"
             if state is None
             else "BUILD.json differs"
             if not present
+            else f"files differ from the artifact, reinstalled: {', '.join(drifted)}"
+            if drifted
             else ("current points elsewhere" if not switched else f"{releases} releases, keeping {keep}")
         )
-        return Change(tuple(_install_steps(target, present)), why)
+        return Change(tuple(_install_steps(target, present and not drifted)), why)
 
     facts = [manifest, current, count, IDENTITY]
     # A new release restarts what runs it (handled by roles rpc_worker and head, later in the run).
     restarts = ("restart llama-rpc", "restart llama-server")
     return Operation(f"llama.cpp {target.release_id} installed and current", facts, planner, restarts)
+
+
+def _drifted(lines: list[str] | None, target: Target) -> list[str]:
+    """Files of the current release whose sha256 is not the artifact's (a binary replaced by hand, say)."""
+    text = "\n".join(lines or [])
+    if "@@files" not in text or target.artifact is None:
+        return []
+    measured = identity.with_measured_files({}, text.partition("@@files")[2])["measured"]
+    wanted = target.artifact.files
+    return sorted(path for path in set(measured) | set(wanted) if measured.get(path) != wanted.get(path))
 
 
 def _install_steps(target: Target, present: bool) -> list:
