@@ -68,13 +68,17 @@ def operations(ctx):
     view = of_run(ctx.runner)
     unit = render_unit(settings.settings(ctx.host, str(ctx.runner.inventory.path)), view)
     yield systemd.unit_file(UNIT, unit, notify=(RESTART,))
-    yield systemd.service(UNIT, running=True, enabled=True)
+    # Started again (it was stopped): the head's session to it broke as with a restart.
+    yield _marks_restarted(ctx, systemd.service(UNIT, running=True, enabled=True))
+
+
+def _marks_restarted(ctx, operation):
+    operation.after.append(lambda: ctx.runner.shared.setdefault(WORKERS_RESTARTED, set()).add(ctx.name))
+    return operation
 
 
 def _restart(ctx):
-    operation = systemd.restarted(UNIT)
-    operation.after.append(lambda: ctx.runner.shared.setdefault(WORKERS_RESTARTED, set()).add(ctx.name))
-    return operation
+    return _marks_restarted(ctx, systemd.restarted(UNIT))
 
 
 HANDLERS = {RESTART: _restart}
