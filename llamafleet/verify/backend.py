@@ -25,6 +25,9 @@ class EngineBackend(BaseBackend):
         self.commands = 0
         super().__init__(connection.name, **kwargs)
 
+    def get_pytest_id(self) -> str:
+        return self.hostname
+
     def run(self, command: str, *args: str, **kwargs: Any) -> CommandResult:
         line = self.get_command(command, *args)
         self.commands += 1
