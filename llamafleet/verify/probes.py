@@ -32,35 +32,36 @@ def _split_endpoint(text: str) -> tuple[str, int]:
     return address.split("%", 1)[0], int(port) if port.isdigit() else 0
 
 
-class Listening(Fact):
-    """TCP sockets in LISTEN state (`ss -Hltn`)."""
+class Sockets(Fact):
+    """TCP sockets from `ss -H`: Listening (State Recv-Q Send-Q Local Peer) or Established (no State column)."""
+
+    COMMAND = ""
+    LOCAL = 0  # the column of the local address; the peer's follows it
+    PEER = False  # whether the peer is worth keeping (not for listening sockets)
 
     def command(self) -> str:
-        return "ss -Hltn"
+        return self.COMMAND
 
     def process(self, lines: list[str]) -> tuple[Socket, ...]:
         found = []
-        for line in lines:
-            parts = line.split()
-            if len(parts) >= 5:
-                found.append(Socket(*_split_endpoint(parts[3])))
+        for parts in (line.split() for line in lines):
+            if len(parts) > self.LOCAL + 1:
+                address, port = _split_endpoint(parts[self.LOCAL])
+                peer = _split_endpoint(parts[self.LOCAL + 1])[0] if self.PEER else ""
+                found.append(Socket(address, port, peer))
         return tuple(found)
 
 
-class Established(Fact):
-    """Established TCP connections (`ss -Htn state established`: Recv-Q Send-Q Local Peer)."""
+class Listening(Sockets):
+    """TCP sockets in LISTEN state."""
 
-    def command(self) -> str:
-        return "ss -Htn state established"
+    COMMAND, LOCAL = "ss -Hltn", 3
 
-    def process(self, lines: list[str]) -> tuple[Socket, ...]:
-        found = []
-        for line in lines:
-            parts = line.split()
-            if len(parts) >= 4:
-                address, port = _split_endpoint(parts[2])
-                found.append(Socket(address, port, _split_endpoint(parts[3])[0]))
-        return tuple(found)
+
+class Established(Sockets):
+    """Established TCP connections, with their peers."""
+
+    COMMAND, LOCAL, PEER = "ss -Htn state established", 2, True
 
 
 # systemctl show properties read for a service: its state, then the hardening its unit asks for.
