@@ -166,6 +166,9 @@ def test_fault_is_caught_then_repaired(fault, serving, lab, env, cluster_vars):
         for check in checks:
             if check["status"] == "failed":  # host, check, expected, found and where to look, in every message
                 assert check["check"] and check["expected"] and check["found"] and check["look"], check
+    if fault == "swap_worker_binary":  # deploy refuses mixed builds too (exit 4), provision converges them
+        code, refused = invoke("deploy", lab.inventory, env, "--model", str(serving), *cluster_vars)
+        assert code == 4 and any("bin/ggml-rpc-server" in m for m in refused["messages"]), refused["messages"]
     for task in repairs:
         extra = ("--model", str(serving)) if task == "deploy" else ()
         code, repaired = invoke(task, lab.inventory, env, *extra, *cluster_vars)
