@@ -207,11 +207,14 @@ def verify(
     html: str | None,
 ) -> None:
     """Run the verify suite against the inventory; print the per-host summary; exit 0 only if every check passed."""
-    from .verify import plugin, report  # pytest and testinfra are loaded only by the task that needs them
+    from .verify.suite import Suite
 
-    suite = plugin.Suite.load(inventory, limit, extra_vars)
+    suite = Suite.load(inventory, limit, extra_vars)
     for warning in [*getattr(suite.inventory, "warnings", []), *suite.expect.view.warnings]:
         print(f"warning: {warning}", file=sys.stderr)
+    suite.start()
+    from .verify import report  # pytest and its plugins load while the hosts are read
+
     try:
         code, doc = report.run(suite, junit_xml=junit_xml, html=html)
     finally:

@@ -17,6 +17,7 @@ import pytest
 from llamafleet.errors import UsageError
 
 from . import plugin
+from .suite import Suite
 
 SUITE_DIR = Path(__file__).resolve().parent
 EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 3
@@ -63,7 +64,7 @@ def outcome_of(report: pytest.TestReport) -> Outcome:
 class Collector:
     """pytest plugin object: hands the suite to the run and keeps one Outcome per test id."""
 
-    def __init__(self, suite: plugin.Suite) -> None:
+    def __init__(self, suite: Suite) -> None:
         self.suite = suite
         self.outcomes: list[Outcome] = []
 
@@ -103,19 +104,18 @@ def pytest_args(junit_xml: str | None, html: str | None, paths: Iterable[str] = 
     return args
 
 
-def run(suite: plugin.Suite, *, junit_xml: str | None, html: str | None) -> tuple[int, dict[str, Any]]:
+def run(suite: Suite, *, junit_xml: str | None, html: str | None) -> tuple[int, dict[str, Any]]:
     """Run every check; (exit status, the JSON document of the run)."""
-    started = time.monotonic()
     collector = Collector(suite)
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     code = pytest.main(pytest_args(junit_xml, html), plugins=[collector])
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.INTERRUPTED):
         raise UsageError(f"verify: the suite could not run (pytest exit {int(code)})")
-    return document(suite, collector.outcomes, time.monotonic() - started, junit_xml, html)
+    return document(suite, collector.outcomes, time.monotonic() - suite.started, junit_xml, html)
 
 
 def document(
-    suite: plugin.Suite, outcomes: list[Outcome], seconds: float, junit_xml: str | None, html: str | None
+    suite: Suite, outcomes: list[Outcome], seconds: float, junit_xml: str | None, html: str | None
 ) -> tuple[int, dict[str, Any]]:
     unreachable = {n: o.error for n, o in (suite.gathered.hosts if suite._gathered else {}).items() if o.error}
     counts = {s: sum(o.status == s for o in outcomes) for s in ("passed", "failed", "skipped")}
