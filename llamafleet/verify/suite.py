@@ -23,8 +23,8 @@ class Suite:
     hosts: list[Host]
     expect: Expectations
     connections: dict[str, HostConnection] = field(default_factory=dict)
-    testinfra: dict[str, Any] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)  # host name -> testinfra Host over its connection
+    testinfra: dict[str, Any] = field(default_factory=dict)  # host name -> testinfra Host over its connection
+    started: float = field(default_factory=time.monotonic)
     _gathered: Gathered | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
