@@ -129,10 +129,17 @@ def document(
         "hosts": {name: checks for name, checks in hosts.items() if checks or name in unreachable},
         "unreachable": unreachable,
         "ssh_commands": suite.commands(),
+        "waited_for_head": _waited(suite),
         "junit_xml": junit_xml,
         "html": html,
     }
     return code, doc
+
+
+def _waited(suite: Suite) -> int:
+    """Seconds verify waited for the head to finish loading its model (/health 503): the one retry."""
+    head = (suite.gathered.hosts if suite._gathered else {}).get(suite.expect.view.head)
+    return int(head.facts.get("api", {}).get("waited", 0)) if head is not None and not head.error else 0
 
 
 def print_summary(doc: dict[str, Any], stream: TextIO = sys.stdout) -> None:
@@ -152,6 +159,8 @@ def print_summary(doc: dict[str, Any], stream: TextIO = sys.stdout) -> None:
                         print(f"      {key + ':':<10}{check[key]}", file=stream)
             elif check["status"] == "skipped":
                 print(f"  skipped {check['test']}: {check['message']}", file=stream)
+    if doc.get("waited_for_head"):
+        print(f"waited {doc['waited_for_head']} s for the head to load its model (/health 503)", file=stream)
     verdict = "PASSED" if doc["exit_code"] == EXIT_OK else "FAILED"
     commands = ", ".join(f"{h} {n}" for h, n in doc["ssh_commands"].items())
     print(
