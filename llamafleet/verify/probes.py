@@ -173,31 +173,15 @@ REACH_ONE = (
 
 
 class Reachable(Fact):
-    """Which of the given ip:port endpoints this host reaches (see REACH_ONE); started first, collected in turn.
-
-    The probes run in the background from the top of the batch (`start()`), so a dropped SYN's wait
-    overlaps the other facts instead of adding to them.
-    """
-
-    OUTPUT = "$LLAMAFLEET_REACH"
+    """Which of the given ip:port endpoints this host reaches (see REACH_ONE), probed all at once."""
 
     def __init__(self, endpoints: tuple[str, ...]) -> None:
         super().__init__(tuple(endpoints))
 
-    def start(self) -> str:
-        if not self.args[0]:
-            return ""
+    def command(self) -> str:
         one = quote('sh -c %s reach "${e%%:*}" "${e##*:}" %s', REACH_ONE, PROBE_SECONDS)
         endpoints = " ".join(quote("%s", e) for e in self.args[0])
-        return (
-            "LLAMAFLEET_REACH=$(mktemp); "
-            f"( for e in {endpoints}; do {one} & done; wait ) > {self.OUTPUT} 2>/dev/null & LLAMAFLEET_REACH_PID=$!\n"
-        )
-
-    def command(self) -> str:
-        if not self.args[0]:
-            return "true"
-        return f'wait "$LLAMAFLEET_REACH_PID"; cat {self.OUTPUT}; rm -f {self.OUTPUT}'
+        return f"for e in {endpoints}; do {one} & done; wait" if self.args[0] else "true"
 
     def process(self, lines: list[str]) -> dict[str, str]:
         """endpoint -> session | open | closed."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 
 import pytest
 from inventory_tree import write_tree
@@ -110,11 +111,22 @@ def test_outsiders_form_a_ring_and_a_single_worker_falls_to_the_controller(tmp_p
     assert alone.outsider_of("w1") is None and alone.probed_by(alone.inventory.hosts["w1"]) == ()
 
 
-def test_reach_commands_quote_endpoints_and_start_in_the_background():
+def test_reach_commands_quote_endpoints_and_probe_at_once():
     fact = probes.Reachable(("10.0.0.2:50052", "10.0.0.3:50052"))
-    assert "for e in 10.0.0.2:50052 10.0.0.3:50052; do" in fact.start()
-    assert fact.start().endswith("& LLAMAFLEET_REACH_PID=$!\n")
-    assert probes.Reachable(()).start() == "" and probes.Reachable(()).command() == "true"
+    assert fact.command().startswith("for e in 10.0.0.2:50052 10.0.0.3:50052; do sh -c ")
+    assert fact.command().endswith(" & done; wait")
+    assert probes.Reachable(()).command() == "true"
+
+
+def test_parallel_batch_output_reads_like_a_batch():
+    from llamafleet.facts import CommandOutput, parse_batch
+    from llamafleet.verify.gather import parallel_batch
+
+    facts = [CommandOutput("echo one; echo two"), CommandOutput("sleep 0.2; echo three; exit 3"), CommandOutput("true")]
+    script, token = parallel_batch(facts)
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30).stdout
+    values = parse_batch(facts, out, token)
+    assert [values[f.key] for f in facts] == [["one", "two"], ["three"], []]
 
 
 def test_cache_model_and_load_log(expect):
