@@ -48,7 +48,10 @@ def serve(workers: int) -> tuple[str, list[str]]:
     extra = ["-e", f"llama_cpp_version={VERSION}", "-e", f"llama_cpp_source_archive={source}"]
     info = lab.up(LAB_NAME, workers=workers, firewall="nftables")
     model = Path(tempfile.mkdtemp()) / "bench-tiny.gguf"
-    subprocess.run([sys.executable, str(ROOT / "scripts/make_gguf.py"), str(model), "--size", "1M"], check=True)
+    # Two layers per device, so every worker gets a share (the 1 MB default has 4 layers).
+    layers = str(max(4, 2 * (workers + 1)))
+    make = [sys.executable, str(ROOT / "scripts/make_gguf.py"), str(model), "--size", "1M", "--n-layer", layers]
+    subprocess.run(make, check=True)
     for name, more in (("provision", []), ("deploy", ["--model", str(model)])):
         wall, code, doc = task(name, info.inventory, extra + more)
         print(f"{name}: exit {code} in {wall:.1f} s")
