@@ -5,7 +5,6 @@ from __future__ import annotations
 from . import roles
 
 NAME = "llama_cpp identity"
-_llama_cpp = roles.load("llama_cpp")
 
 
 def operations(ctx):
@@ -15,4 +14,4 @@ def operations(ctx):
 
 def gate(runner, hosts) -> list[str]:
     """Every host runs the same llama.cpp, its files as recorded at install (see roles/llama_cpp/identity.py)."""
-    return _llama_cpp.gate(runner, hosts)
+    return roles.load("llama_cpp").gate(runner, hosts)
