@@ -127,10 +127,18 @@ def teardown(
     )
 
 
-@task(iterable=["extra_vars"], help={k: H[k] for k in ("inventory", "limit", "json", "extra_vars")})
-def verify(c, inventory=None, limit=None, json=False, extra_vars=None):
-    """testinfra checks of every port, endpoint, rule and version, per host (not available yet)."""
-    cli.not_yet("verify", "the verification suite is not built yet")
+@task(
+    iterable=["extra_vars"],
+    help={
+        "junit_xml": "Also write the results as JUnit XML to this file (for CI).",
+        "html": "Also write a self-contained HTML report page to this file.",
+        **{k: H[k] for k in ("inventory", "limit", "extra_vars")},
+        "json": "Print one JSON document (per-host checks with expected and found) instead of the summary.",
+    },
+)
+def verify(c, inventory=None, limit=None, json=False, extra_vars=None, junit_xml=None, html=None):
+    """testinfra checks of every port, endpoint, rule and version, per host; exit 0 only if all pass."""
+    cli.verify(inventory, extra_vars, json, limit=limit, junit_xml=junit_xml, html=html)
 
 
 @task(

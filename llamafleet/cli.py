@@ -251,6 +251,34 @@ def not_yet(task: str, what: str) -> None:
 
 
 @reports_errors
+def verify(
+    inventory: str | None,
+    extra_vars: list[str] | None,
+    json_mode: bool,
+    *,
+    limit: str | None,
+    junit_xml: str | None,
+    html: str | None,
+) -> None:
+    """Run the verify suite against the inventory; print the per-host summary; exit 0 only if every check passed."""
+    from .verify.suite import Suite
+
+    suite = Suite.load(inventory, limit, extra_vars)
+    for warning in [*getattr(suite.inventory, "warnings", []), *suite.expect.view.warnings]:
+        print(f"warning: {warning}", file=sys.stderr)
+    suite.start()
+    from .verify import report  # pytest and its plugins load while the hosts are read
+
+    try:
+        code, doc = report.run(suite, junit_xml=junit_xml, html=html)
+    finally:
+        suite.close()
+    (report.print_json if json_mode else report.print_summary)(doc)
+    if code:
+        raise Exit(code=code)
+
+
+@reports_errors
 def status(
     inventory: str | None,
     extra_vars: list[str] | None,

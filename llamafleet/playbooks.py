@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import identity_gate
 from .runner import Phase
 
 PROVISION = [
@@ -13,8 +14,10 @@ PROVISION = [
     Phase("head", ("head",), group="head", needs_all=True),
 ]
 
-# deploy: the model onto the head, then the head restarted on it (the workers are provision's).
+# deploy: no model for a cluster whose builds differ; the model onto the head, then the head restarted on it
+# (the workers are provision's).
 DEPLOY = [
+    Phase("identity", (identity_gate,)),
     Phase("model", ("model",), group="head"),
     Phase("head", ("head",), group="head"),
 ]

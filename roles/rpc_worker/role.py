@@ -67,13 +67,17 @@ def operations(ctx):
     view = ctx.run.cluster
     unit = render_unit(settings.settings(ctx.host, ctx.run.inventory_file), view)
     yield systemd.unit_file(UNIT, unit, notify=(RESTART,))
-    yield systemd.service(UNIT, running=True, enabled=True)
+    # Started again (it was stopped): the head's session to it broke as with a restart.
+    yield _marks_restarted(ctx, systemd.service(UNIT, running=True, enabled=True))
+
+
+def _marks_restarted(ctx, operation):
+    operation.after.append(lambda: ctx.run.shared.setdefault(WORKERS_RESTARTED, set()).add(ctx.name))
+    return operation
 
 
 def _restart(ctx):
-    operation = systemd.restarted(UNIT)
-    operation.after.append(lambda: ctx.run.shared.setdefault(WORKERS_RESTARTED, set()).add(ctx.name))
-    return operation
+    return _marks_restarted(ctx, systemd.restarted(UNIT))
 
 
 HANDLERS = {RESTART: _restart}

@@ -318,12 +318,10 @@ def test_cli_list_shows_every_task_with_help(cli):
         assert len(described.get(name, "")) > 10, f"{name} listed with help text"
 
 
-@pytest.mark.parametrize("task", ["verify"])
-def test_cli_tasks_not_built_yet_exit_5(cli, task):
-    line = assert_one_line_error(cli[task], 5)
-    assert line.startswith(f"error: {task}: ")
-    assert "not built yet" in line
-    assert cli[task].stdout == ""
+def test_verify_without_an_inventory_is_one_line_exit_2(cli):
+    line = assert_one_line_error(cli["verify"], 2)
+    assert line == "error: inventory/hosts.yml: no such inventory file (use -i FILE or set LLAMAFLEET_INVENTORY)"
+    assert cli["verify"].stdout == ""
 
 
 def test_every_task_flag_has_help():

@@ -1,0 +1,215 @@
+"""What each host should look like, derived from the inventory by the same code the roles use to make it so."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from dataclasses import dataclass
+from functools import cache, cached_property
+from pathlib import Path
+from typing import Any
+
+from llamafleet import cluster, paths, roles
+from llamafleet.errors import InventoryError
+from llamafleet.inventory import Host, Inventory
+from llamafleet.roles.firewall import rules as firewall_rules
+from llamafleet.roles.llama_cpp import artifacts, identity
+from llamafleet.roles.llama_cpp import plan as llama_plan
+
+from .probes import HARDENING
+
+head_role = roles.load("head")
+worker_role = roles.load("rpc_worker")
+firewall_role = roles.load("firewall")
+llama_role = roles.load("llama_cpp")
+
+MIN_UPTIME = 1.0  # seconds a service's process must have lived: rpc-server that cannot bind exits at once
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+ANY_NETWORKS = ("0.0.0.0/0", "::/0")
+FIREWALL_LOOK = "`invoke provision` rewrites the rules; on the host: nft list table inet llamafleet | ufw status"
+
+
+@dataclass(frozen=True)
+class Journal:
+    """Where to look next about a unit on a host: the journal command and the unit file."""
+
+    host: str
+    unit: str
+
+    def __str__(self) -> str:
+        return f"journalctl -u {self.unit} -n 50 on {self.host}; unit file {paths.UNIT_DIR}/{self.unit}"
+
+
+class Expectations:
+    """The inventory's promises about every host, computed lazily and once per run."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+        self.file = str(inventory.path)
+        self.view = cluster.view(inventory)
+        self.head = inventory.head
+        self.head_settings = head_role.settings.settings(self.head, self.file)
+        self.workers = {host.name: worker_role.settings.settings(host, self.file) for host in inventory.workers}
+        self.llama = {name: llama_plan.settings_for_host(name, host.vars) for name, host in inventory.hosts.items()}
+
+    def role_of(self, host: Host) -> str:
+        if host.name == self.view.head:
+            return "head"
+        return "worker" if host.name in self.workers else "other"
+
+    # -- the head ---------------------------------------------------------------------------
+    @cached_property
+    def key_file(self) -> Path:
+        """The controller's API key file, found as the head role finds it (api_key_file, else <inventory>.api-key)."""
+        return head_role.api_key_path(self.inventory.path, self.head)
+
+    @cached_property
+    def key(self) -> bytes | None:
+        """The key line as the head holds it (first line + newline), None when the controller has no key file."""
+        try:
+            return head_role.read_key(self.key_file)
+        except InventoryError:
+            return None
+
+    @property
+    def key_sha256(self) -> str | None:
+        return hashlib.sha256(self.key).hexdigest() if self.key else None
+
+    @property
+    def api_probe(self) -> tuple[str, int]:
+        """Where the head reaches its own API (loopback when it listens on every address)."""
+        return head_role.probe_address(self.head_settings), self.head_settings.api_port
+
+    def model_alias(self, record: dict[str, str] | None) -> str | None:
+        """The id /v1/models lists: model_alias, else the path of the deployed file on the head."""
+        name = (record or {}).get("name")
+        return self.head_settings.model_alias or (head_role.model_path(name) if name else None)
+
+    # -- units ---------------------------------------------------------------------------------
+    def unit(self, host: Host) -> str:
+        return paths.SERVER_UNIT if host.name == self.view.head else paths.RPC_UNIT
+
+    def unit_text(self, host: Host) -> str:
+        if host.name == self.view.head:
+            return head_role.files(host, self.view, self.file)[head_role.UNIT_PATH]
+        return worker_role.files(host, self.view, self.file)[worker_role.UNIT_PATH]
+
+    def hardening(self, host: Host) -> dict[str, frozenset[str]]:
+        """The sandbox properties the host's unit sets, normalised as `systemctl show` reports them."""
+        return unit_hardening(self.unit_text(host))
+
+    # -- workers, firewall, reachability ---------------------------------------------------------
+    def worker(self, host: Host) -> cluster.Worker:
+        return self.view.worker(host.name)
+
+    def cache_limit(self, host: Host) -> int | None:
+        return size_bytes(self.workers[host.name].rpc_cache_max_size)
+
+    def outsider_of(self, worker: str) -> str | None:
+        """The worker that probes `worker`'s RPC port from outside the head: the next one in inventory order."""
+        names = [w.name for w in self.view.workers if w.name != self.view.head]
+        if len(names) < 2 or worker not in names:
+            return None
+        return names[(names.index(worker) + 1) % len(names)]
+
+    def probed_by(self, host: Host) -> tuple[str, ...]:
+        """Endpoints this host probes: every worker's from the head; the previous worker's from a worker."""
+        if host.name == self.view.head:
+            return tuple(w.endpoint for w in self.view.workers)
+        return tuple(w.endpoint for w in self.view.workers if self.outsider_of(w.name) == host.name)
+
+    @cached_property
+    def firewall_plans(self) -> dict[str, Any]:
+        return firewall_rules.plans(self.view, self.inventory)
+
+    def firewall_operations(self, host: Host, found_frontends: Any = None) -> list:
+        """The firewall role's operations for the host's frontend (for `auto`, every frontend's until known)."""
+        choice = host.vars.get("firewall", "auto")
+        plan = self.firewall_plans[host.name]
+        if choice == "none":
+            return []
+        if choice == "auto" and found_frontends is None:
+            return [op for name in firewall_role.FRONTENDS for op in firewall_role.frontend_operations(name, plan)]
+        return firewall_role.frontend_operations(firewall_role.choose_frontend(choice, found_frontends), plan)
+
+    # -- llama.cpp --------------------------------------------------------------------------------
+    def llama_settings(self, host: Host):
+        return self.llama[host.name]
+
+    def release_id(self, host: Host, os_info: dict[str, str], cpu_flags: list[str]) -> str | None:
+        """The release directory provision installs for a source build (None for official releases)."""
+        settings = self.llama_settings(host)
+        if settings.install != "build":
+            return None
+        source = self.source_sha256(settings)
+        signature = llama_plan.cpu_signature(" ".join(cpu_flags).split())
+        group = llama_plan.platform_group(settings, os_info["id"], os_info["version_id"], os_info["arch"], signature)
+        args = llama_plan.cmake_args(
+            settings.version, source, settings.backend, settings.cpu_variants, settings.cmake_args, settings.gpu_targets
+        )
+        return llama_plan.release_id(
+            settings.version, settings.backend, llama_plan.artifact_cache_key(source, args, group)
+        )
+
+    def source_sha256(self, settings) -> str:
+        if not settings.source_archive:
+            return settings.source_sha256 or ""
+        path = Path(settings.source_archive).expanduser()
+        path = path if path.is_absolute() else self.inventory.path.parent / path
+        return _file_sha256(str(path))
+
+
+def build_manifest(lines: list[str]) -> dict[str, Any] | None:
+    """A host's running BUILD.json with the sha256 of its files measured now (llama_cpp's IDENTITY fact)."""
+    text = "\n".join(lines)
+    if "@@files" not in text:
+        return None
+    manifest, _, measured = text.partition("@@files")
+    try:
+        return identity.with_measured_files(json.loads(manifest), measured)
+    except ValueError:
+        return {"version": "unreadable BUILD.json", "files": {}}
+
+
+@cache
+def _file_sha256(path: str) -> str:
+    try:
+        return artifacts.sha256_file(Path(path))
+    except OSError:
+        return "unreadable"
+
+
+def size_bytes(text: str | None) -> int | None:
+    """rpc_cache_max_size (20G, 512M, 1024) in bytes; None when unbounded."""
+    if not text:
+        return None
+    unit = text[-1] if text[-1] in SIZE_UNITS else ""
+    return int(text[: len(text) - len(unit)]) * SIZE_UNITS[unit]
+
+
+def unit_hardening(unit_text: str) -> dict[str, frozenset[str]]:
+    """Key -> normalised value of every HARDENING setting of a unit's [Service] section (repeats add up)."""
+    found: dict[str, list[str]] = {}
+    for line in unit_text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in HARDENING:
+            found.setdefault(key, []).append(value)
+    return {key: normalise(key, " ".join(values)) for key, values in found.items()}
+
+
+def normalise(key: str, value: str) -> frozenset[str]:
+    """A property as a set of words, addresses in CIDR form (`systemctl show` writes 10.0.0.1/32, ::1/128)."""
+    words = value.split()
+    if key not in ("IPAddressAllow", "IPAddressDeny"):
+        return frozenset(words)
+    networks: set[str] = set()
+    for word in words:
+        if word == "any":
+            networks.update(ANY_NETWORKS)
+        elif word == "localhost":
+            networks.update(LOOPBACK_NETWORKS)
+        else:
+            networks.add(str(ipaddress.ip_network(word, strict=False)))
+    return frozenset(networks)

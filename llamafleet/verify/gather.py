@@ -1,0 +1,146 @@
+"""Read every fact verify needs from every host: one batched SSH command per host, all hosts at once."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from llamafleet import paths
+from llamafleet.errors import LlamafleetError
+from llamafleet.facts import Fact, OsRelease, PathInfo, parse_batch
+from llamafleet.inventory import Host
+from llamafleet.operations.base import Facts
+from llamafleet.ssh import HostConnection
+
+from . import probes
+from .expected import Expectations, firewall_role, llama_role
+
+HEALTH_WAIT = 120  # seconds the head may still be loading its model (/health 503) before it counts as failed
+BATCH_TIMEOUT = HEALTH_WAIT + 180
+MAX_PARALLEL = 32
+
+
+@dataclass
+class Observed:
+    """What one host showed: its facts by name, or why they could not be read; SSH commands it took."""
+
+    host: Host
+    facts: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    commands: int = 0
+    firewall_facts: Facts | None = None
+
+
+def named_facts(expect: Expectations, host: Host) -> dict[str, Fact]:
+    """The facts each check of the suite reads on this host, by name."""
+    facts: dict[str, Fact] = {
+        "os": OsRelease(),
+        "cpu_flags": llama_role.CPU_FLAGS,
+        "identity": llama_role.IDENTITY,
+        "current": PathInfo(paths.CURRENT_LINK, False),
+        "listening": probes.Listening(),
+        "reach": probes.Reachable(expect.probed_by(host)),
+    }
+    if host.vars.get("firewall", "auto") == "auto":
+        facts["frontends"] = firewall_role._facts.FirewallFrontends()
+    role = expect.role_of(host)
+    if role == "worker":
+        facts |= {"service": probes.Service(paths.RPC_UNIT), "established": probes.Established()}
+        facts["cache"] = probes.RpcCache()
+    elif role == "head":
+        address, port = expect.api_probe
+        facts |= {
+            "service": probes.Service(paths.SERVER_UNIT),
+            "model": probes.DeployedModel(),
+            "key_file": PathInfo(paths.API_KEY_FILE, True),
+            "key_in_arguments": probes.KeyInArguments(),
+            "api": probes.HeadApi(address, port, HEALTH_WAIT),
+            "load_log": probes.LoadLog(),
+        }
+    return facts
+
+
+def parallel_batch(facts: list[Fact]) -> tuple[str, str]:
+    """Like facts.batch_script (same markers, same parser), but every fact runs at once: the batch takes as
+    long as its slowest fact (a dropped probe's wait, ufw's start-up), not their sum."""
+    token = secrets.token_hex(6)
+    lines = ["LC_ALL=C; export LC_ALL", "d=$(mktemp -d) || exit 1; trap 'rm -rf \"$d\"' EXIT"]
+    for index, fact in enumerate(facts):
+        # A subshell each: a fact's `exit` ends that fact only.
+        lines.append(f'{{ ( {fact.command()}\n) </dev/null >"$d/{index}" 2>/dev/null; echo $? >"$d/{index}.rc"; }} &')
+    lines.append("wait")
+    for index in range(len(facts)):
+        lines.append(
+            f'echo \'@{token} {index}\'; cat "$d/{index}"; printf \'\\n@{token} end %s\\n\' "$(cat "$d/{index}.rc")"'
+        )
+    return "\n".join(lines) + "\n", token
+
+
+def observe(connection: HostConnection, expect: Expectations) -> Observed:
+    """One SSH command: every fact of the host plus its firewall role's facts; the key (head only) on stdin."""
+    host = connection.host
+    named = named_facts(expect, host)
+    firewall = [f for op in expect.firewall_operations(host) for f in op.facts]
+    todo = list({f.key: f for f in [*named.values(), *firewall]}.values())
+    script, token = parallel_batch(todo)
+    head = expect.role_of(host) == "head"
+    stdin = (expect.key or b"\n") if head else None
+    if head:
+        script = f"IFS= read -r {probes.KEY_VARIABLE} || true\n{script}"
+    observed = Observed(host, commands=1)
+    try:
+        result = connection.run(script, stdin=stdin, timeout=BATCH_TIMEOUT)
+        values = parse_batch(todo, result.stdout, token)
+    except LlamafleetError as exc:
+        observed.error = str(exc)
+        return observed
+    except ValueError as exc:  # the batch's output was cut short
+        observed.error = f"{host.name}: facts unreadable: {exc}"
+        return observed
+    observed.facts = {name: values[fact.key] for name, fact in named.items()}
+    observed.firewall_facts = Facts(values)
+    return observed
+
+
+def controller_probe(endpoint: str) -> str:
+    """Whether this machine (the controller) can open a TCP connection to ip:port (closed at once, nothing sent)."""
+    address, _, port = endpoint.rpartition(":")
+    try:
+        with socket.create_connection((address, int(port)), timeout=probes.PROBE_SECONDS):
+            return "open"
+    except OSError:
+        return "closed"
+
+
+@dataclass
+class Gathered:
+    """Every selected host's observations, the controller's probes and how long reading them took."""
+
+    hosts: dict[str, Observed]
+    controller_reach: dict[str, str]
+    seconds: float
+
+
+def gather_all(connections: dict[str, HostConnection], expect: Expectations) -> Gathered:
+    """Observe every host in parallel; with a single worker the controller is its outside prober."""
+    started = time.monotonic()
+    outside = [w.endpoint for w in expect.view.workers if expect.outsider_of(w.name) is None]
+    reach: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def probe(endpoint: str) -> None:
+        answer = controller_probe(endpoint)
+        with lock:
+            reach[endpoint] = answer
+
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(connections) + len(outside)) or 1) as pool:
+        probing = [pool.submit(probe, endpoint) for endpoint in outside]
+        observed = dict(zip(connections, pool.map(lambda c: observe(c, expect), connections.values()), strict=True))
+        for done in probing:
+            done.result()
+    return Gathered(observed, reach, time.monotonic() - started)

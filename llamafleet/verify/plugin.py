@@ -1,0 +1,115 @@
+"""pytest plugin of the verify suite: testinfra hosts from the inventory, facts read once, checks that explain.
+
+Load it with `-p llamafleet.verify.plugin` (the suite's pytest.ini and `invoke verify` do). Options:
+`--inventory FILE`, `--limit NAMES`, `--extra-vars KEY=VALUE|@file`. A test taking `host` runs once per
+host of the groups or hosts named by its module's `testinfra_hosts` (default: every host), as testinfra does.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from llamafleet.errors import LlamafleetError
+from llamafleet.inventory import Host
+
+from .expected import Expectations
+from .gather import Observed
+from .suite import Suite
+
+STATE = pytest.StashKey["Suite"]()
+
+
+class CheckFailed(AssertionError):
+    """A check that did not hold: host, check, what was expected, what was found, where to look next."""
+
+    def __init__(self, host: str, check: str, expected: Any, found: Any, look: str = "") -> None:
+        self.host, self.check, self.expected, self.found, self.look = host, check, str(expected), str(found), look
+        text = f"{host}: {check}: expected {self.expected}; found {self.found}"
+        super().__init__(text + (f"; look at: {look}" if look else ""))
+
+
+def require(ok: Any, host: str, check: str, expected: Any, found: Any, look: Any = "") -> None:
+    """Fail the calling test with CheckFailed unless `ok` (hidden from the traceback, like testinfra's helpers)."""
+    __tracebackhide__ = True
+    if not ok:
+        raise CheckFailed(host, check, expected, found, str(look))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llamafleet", "llamafleet verify")
+    group.addoption("--inventory", help="inventory file (default: $LLAMAFLEET_INVENTORY, else inventory/hosts.yml)")
+    group.addoption("--limit", help="only these hosts or groups (comma-separated)")
+    group.addoption("--extra-vars", action="append", default=[], help="KEY=VALUE or @file.yml; repeatable")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if STATE in config.stash:  # handed over by `invoke verify`, which loaded the inventory already
+        return
+    try:
+        suite = Suite.load(
+            config.getoption("inventory") or os.environ.get("LLAMAFLEET_INVENTORY"),
+            config.getoption("limit"),
+            config.getoption("extra_vars"),
+        )
+    except LlamafleetError as exc:
+        raise pytest.UsageError(f"error: {exc}") from None
+    config.stash[STATE] = suite
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    suite = config.stash.get(STATE, None)
+    if suite is not None:
+        suite.close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`host` is one testinfra Host per selected host of the module's testinfra_hosts (groups or host names)."""
+    if "host" not in metafunc.fixturenames:
+        return
+    suite = metafunc.config.stash[STATE]
+    names = suite.names(getattr(metafunc.module, "testinfra_hosts", None))
+    metafunc.parametrize("host", [suite.testinfra_host(n) for n in names], ids=names, scope="module")
+
+
+@pytest.fixture(scope="session")
+def suite(request: pytest.FixtureRequest) -> Suite:
+    return request.config.stash[STATE]
+
+
+@pytest.fixture(scope="session")
+def expect(suite: Suite) -> Expectations:
+    return suite.expect
+
+
+@pytest.fixture
+def node(suite: Suite, host) -> Host:
+    """The inventory host behind the testinfra `host` (its variables, groups, address)."""
+    return suite.inventory.hosts[host.backend.hostname]
+
+
+@pytest.fixture
+def observed(suite: Suite, node: Host) -> Observed:
+    """The host's facts, read once for the whole run; a host that could not be read fails every check."""
+    __tracebackhide__ = True
+    found = suite.observed(node.name)
+    require(found.error is None, node.name, "reachable over SSH", "an SSH session", found.error, "ssh connectivity")
+    return found
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Record host, check, expected, found and where to look as test properties (JUnit XML carries them)."""
+    outcome = yield
+    report = outcome.get_result()
+    callspec = getattr(item, "callspec", None)
+    props = []
+    if call.when == "setup":
+        props.append(("host", callspec.id if callspec is not None and "host" in callspec.params else "cluster"))
+    error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, CheckFailed):
+        props += [("check", error.check), ("expected", error.expected), ("found", error.found), ("look", error.look)]
+    item.user_properties.extend(props)  # JUnit XML reads them from the item
+    report.user_properties = list(item.user_properties)
