@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from .roles import sibling
 from .runner import Phase
+from .variables import ROLES_DIR
 
 PROVISION = [
     Phase("base", ("base",)),
@@ -12,8 +14,10 @@ PROVISION = [
     Phase("head", ("head",), group="head", needs_all=True),
 ]
 
-# deploy: the model onto the head, then the head restarted on it (the workers are provision's).
+# deploy: the model onto the head, the head restarted on it (the workers are provision's), then older models
+# pruned, only once the head serves the new one.
 DEPLOY = [
     Phase("model", ("model",), group="head"),
     Phase("head", ("head",), group="head"),
+    Phase("prune", (sibling(str(ROLES_DIR / "model" / "role.py"), "prune"),), group="head"),
 ]

@@ -1,7 +1,7 @@
 """Operations grouped by what they manage; see base.py for the model."""
 
 from . import commands, files, packages, systemd, users
-from .base import Change, Facts, NoChange, Operation, Shell, Upload
+from .base import Change, Facts, NoChange, Operation, Shell, Transfer, Upload
 
 __all__ = [
     "Change",
@@ -9,6 +9,7 @@ __all__ = [
     "NoChange",
     "Operation",
     "Shell",
+    "Transfer",
     "Upload",
     "commands",
     "files",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -107,6 +108,7 @@ def files(host, cluster: Cluster, file: str | None = None, model: str = MODEL_PL
 
 # -- provisioning: the unit, the key, the service once a model is deployed, readiness ----------------------
 
+ALIAS = "head model alias"  # runner.shared key: the deployed model's --alias, over the inventory's model_alias
 RESTART = "restart llama-server"
 READY = "llama-server ready"
 READY_SECONDS = 600  # a multi-GB model over RPC takes minutes to load
@@ -173,23 +175,29 @@ def read_key(path: Path) -> bytes:
 
 
 def prepare(runner, hosts) -> None:
-    """Which model the head serves: the one deploy hands over in this run, else the one deployed before."""
+    """Which model the head serves (and its alias, from --alias): the one deploy hands over in this run, else the
+    one deployed before."""
     handed = runner.params.get("model")
     for host in hosts:
         if handed is not None:
-            name = handed.name
+            name, alias = handed.name, handed.alias
         else:
             record = FileContent(paths.DEPLOYED_MODEL)
-            name = _recorded_model(runner.gather(host, [record])[record])
+            name, alias = _recorded_model(runner.gather(host, [record])[record])
         runner.shared.setdefault(NAME, {})[host.name] = name
+        runner.shared.setdefault(ALIAS, {})[host.name] = alias
 
 
-def _recorded_model(text: str | None) -> str | None:
+def _recorded_model(text: str | None) -> tuple[str | None, str | None]:
     try:
-        name = json.loads(text)["name"] if text else None
-    except (ValueError, KeyError, TypeError):
-        return None
-    return name if isinstance(name, str) and "/" not in name and name not in ("", ".", "..") else None
+        record = json.loads(text) if text else {}
+        name, alias = record.get("name"), record.get("alias")
+    except (ValueError, AttributeError):
+        return None, None
+    alias = alias if isinstance(alias, str) and alias else None
+    if isinstance(name, str) and "/" not in name and name not in ("", ".", ".."):
+        return name, alias
+    return None, None
 
 
 def model_path(name: str) -> str:
@@ -200,6 +208,8 @@ def operations(ctx):
     view = of_run(ctx.runner)
     head = settings.settings(ctx.host, str(ctx.runner.inventory.path))
     model = ctx.runner.shared.get(NAME, {}).get(ctx.name)
+    alias = ctx.runner.shared.get(ALIAS, {}).get(ctx.name)
+    head = dataclasses.replace(head, model_alias=alias) if alias else head
     key = read_key(Path(head.api_key_file))
     yield file_ops.file(paths.API_KEY_FILE, key, mode="0600", secret=True, notify=(RESTART, READY))
     unit = render_unit(head, view, model_path(model) if model else MODEL_PLACEHOLDER)
