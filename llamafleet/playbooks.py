@@ -14,10 +14,10 @@ PROVISION = [
     Phase("head", ("head",), group="head", needs_all=True),
 ]
 
-# deploy: the model onto the head, the head restarted on it (the workers are provision's), then older models
-# pruned, only once the head serves the new one.
+# deploy: the model onto the head (and into the workers' RPC caches with rpc_cache_seed), the head restarted on
+# it (the workers are provision's), then older models pruned, only once the head serves the new one.
 DEPLOY = [
-    Phase("model", ("model",), group="head"),
+    Phase("model", ("model",)),
     Phase("head", ("head",), group="head"),
-    Phase("prune", (sibling(str(ROLES_DIR / "model" / "role.py"), "prune"),), group="head"),
+    Phase("prune", (sibling(str(ROLES_DIR / "model" / "role.py"), "prune"),), needs_all=True),
 ]

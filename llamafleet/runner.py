@@ -13,7 +13,7 @@ from . import roles
 from .errors import CommandError, ConnectError, GateError, InventoryError, LlamafleetError, OperationError
 from .facts import Fact, OsRelease, batch_script, parse_batch
 from .inventory import Host, Inventory
-from .operations.base import Change, Facts, Operation, Step, Transfer, Upload
+from .operations.base import Change, Facts, Feed, Operation, Step, Transfer, Upload
 from .output import OpResult, Output
 from .shell import quote
 from .ssh import HostConnection
@@ -303,6 +303,8 @@ class Runner:
             self.round_trips[host.name] += 1
         if isinstance(step, Transfer):
             conn.put_resumable(step)
+        elif isinstance(step, Feed):
+            conn.feed(step.command, step.source, step.ranges)
         elif isinstance(step, Upload):
             conn.put(step.content, step.path, mode=step.mode, owner=step.owner, group=step.group, sha256=step.sha256)
         else:
@@ -341,6 +343,9 @@ class Runner:
 
 
 def _describe(step: Step) -> str:
+    if isinstance(step, Feed):
+        sent = sum(size for _, size in step.ranges)
+        return f"{step.command[:120]} < {len(step.ranges)} range(s) of {step.source.name} ({sent} bytes)"
     if isinstance(step, Transfer):
         resumed = f" from byte {step.offset}" if step.offset else ""
         return f"transfer {step.source.name} -> {step.path}{resumed} ({step.size} bytes, via {step.partial})"

@@ -19,7 +19,7 @@ import paramiko
 from fabric import Config, Connection
 
 from . import connvars
-from .channel import CHUNK, Exchange, HashingWriter, Limited, Wrapped
+from .channel import CHUNK, Exchange, HashingWriter, Limited, Ranges, Wrapped
 from .connvars import Hop
 from .errors import CommandError, ConnectError, OperationError
 from .inventory import Host
@@ -275,6 +275,11 @@ class HostConnection:
         with t.source.open("rb") as handle:
             handle.seek(t.offset)
             self.check(script, stdin=Limited(handle, t.size - t.offset))
+
+    def feed(self, command: str, source: Path, ranges: tuple[tuple[int, int], ...]) -> Result:
+        """Run a command whose stdin is the given (offset, size) ranges of a controller file, one after another."""
+        with source.open("rb") as handle:
+            return self.check(command, stdin=Ranges(handle, ranges))
 
     def get(self, remote: str, local: Path, *, sha256: str | None = None) -> str:
         """Copy a remote file here, read with the same privileges as commands; returns its sha256.

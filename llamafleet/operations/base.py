@@ -51,7 +51,16 @@ class Transfer:
     group: str = "root"
 
 
-Step = Shell | Upload | Transfer
+@dataclass(frozen=True)
+class Feed:
+    """A command whose stdin is the given byte ranges (offset, size) of a controller file, in order."""
+
+    command: str
+    source: Path
+    ranges: tuple[tuple[int, int], ...]
+
+
+Step = Shell | Upload | Transfer | Feed
 
 
 @dataclass(frozen=True)

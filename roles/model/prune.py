@@ -14,7 +14,13 @@ NAME = "model pruned"
 
 
 def operations(ctx):
-    yield pruned(max(1, int(ctx.vars["keep_models"])))
+    keep = max(1, int(ctx.vars["keep_models"]))
+    if role.seeding(ctx.host):
+        model = ctx.runner.params["model"]
+        limit = role.seed.parse_size(ctx.vars.get("rpc_cache_max_size"))
+        yield role.seed.cache_pruned(model, ctx.runner.shared[role.SEED_ENTRIES], keep, limit)
+    if "head" in ctx.host.groups:
+        yield pruned(keep)
 
 
 def pruned(keep_models: int) -> Operation:

@@ -15,6 +15,7 @@ from llamafleet.shell import quote
 source = sibling(__file__, "source")
 model_facts = sibling(__file__, "facts")
 fit = sibling(__file__, "fit")
+seed = sibling(__file__, "seed")
 
 NAME = "model"
 RECORDS_DIR = f"{paths.MODELS_DIR}/.sha256"  # NAME -> "SIZE MTIME INODE CTIME SHA256" of each model file
@@ -27,14 +28,30 @@ def resolve(given: str, *, sha256: str | None = None, alias: str | None = None, 
     return source.resolve(given, sha256=sha256, alias=alias, progress=progress)
 
 
+SEED_ENTRIES = "model seed entries"  # runner.shared key: the model's RPC cache entries, hashed on the controller
+
+
 def prepare(runner, hosts) -> None:
-    """Before a byte is sent: the model fits in the memory the cluster's hosts report."""
-    fit.check(runner, runner.params["model"])
+    """Before a byte is sent: the model fits in the memory the cluster's hosts report; with seeding, its large
+    tensors are hashed here (once per model)."""
+    model = runner.params["model"]
+    fit.check(runner, model)
+    if any(seeding(host) for host in hosts):
+        runner.shared[SEED_ENTRIES] = seed.entries(model)
+
+
+def seeding(host) -> bool:
+    return "workers" in host.groups and bool(host.vars.get("rpc_cache_seed"))
 
 
 def operations(ctx):
+    """The head gets the model file; a worker with rpc_cache_seed gets the model's large tensors in its cache."""
     model = ctx.runner.params["model"]
     user = ctx.vars["llamafleet_user"]
+    if seeding(ctx.host):
+        yield seed.seeded(model, ctx.runner.shared[SEED_ENTRIES], user)
+    if "head" not in ctx.host.groups:
+        return
     head = load("head")
     yield files.directory(RECORDS_DIR, mode="0700")
     yield present(model, user)
