@@ -178,7 +178,11 @@ def deploy(
     code = runner.run(playbooks.DEPLOY)
     show_worker_journals(runner, output)
     if code == 0 and not flags["check"]:
-        output.say(f"deployed {source.name} (sha256 {source.sha256[:12]}) in {time.monotonic() - started:.1f} s")
+        ready = runner.shared.get(roles.load("head").READY_SECONDS_KEY, {})
+        serving = "".join(f"; {host} served it {seconds:.1f} s after its restart" for host, seconds in ready.items())
+        output.say(
+            f"deployed {source.name} (sha256 {source.sha256[:12]}) in {time.monotonic() - started:.1f} s{serving}"
+        )
     finish(runner, output, code)
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 
 from llamafleet import paths, units
@@ -109,6 +110,7 @@ def files(host, cluster: Cluster, file: str | None = None, model: str = MODEL_PL
 # -- provisioning: the unit, the key, the service once a model is deployed, readiness ----------------------
 
 ALIAS = "head model alias"  # runner.shared key: the deployed model's --alias, over the inventory's model_alias
+READY_SECONDS_KEY = "head ready seconds"  # runner.shared key: restart to /health 200, when this run waited
 RESTART = "restart llama-server"
 READY = "llama-server ready"
 READY_SECONDS = 600  # a multi-GB model over RPC takes minutes to load
@@ -264,7 +266,14 @@ def _handler_restart(ctx) -> Operation:
 def _handler_ready(ctx) -> Operation:
     if ctx.runner.shared.get(NAME, {}).get(ctx.name) is None:
         return Operation("llama-server ready", [], lambda facts: NoChange("no model deployed: not running"))
-    return ready(settings.settings(ctx.host, str(ctx.runner.inventory.path)))
+    operation = ready(settings.settings(ctx.host, str(ctx.runner.inventory.path)))
+    started = time.monotonic()  # handlers are made together, just before the restart runs
+
+    def took() -> None:
+        ctx.runner.shared.setdefault(READY_SECONDS_KEY, {})[ctx.name] = time.monotonic() - started
+
+    operation.after.append(took)
+    return operation
 
 
 HANDLERS = {RESTART: _handler_restart, READY: _handler_ready}

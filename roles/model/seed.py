@@ -18,8 +18,8 @@ import fnv_c
 
 from llamafleet import paths
 from llamafleet.controller_cache import cache_root, private_dir
-from llamafleet.facts import CommandOutput
-from llamafleet.operations.base import Change, Facts, Feed, NoChange, Operation, Shell
+from llamafleet.facts import CommandOutput, FileContent
+from llamafleet.operations.base import Change, Facts, Feed, NoChange, Operation, Shell, Upload
 from llamafleet.roles import sibling
 from llamafleet.shell import quote
 
@@ -29,13 +29,12 @@ THRESHOLD = 10 << 20  # rpc-server caches tensors strictly larger than this (HAS
 SEEDED_DIR = f"{paths.STATE_DIR}/rpc-seeded"  # one file per seeded model sha256: its entry names
 ENTRY = r"[0-9a-f]{16}"
 # Writes each entry from stdin (exact sizes, in order) under a temporary name, then renames it: rpc-server
-# never reads a half-written entry. Arguments: cache dir, owner, record path, then NAME SIZE pairs.
+# never reads a half-written entry. Arguments: cache dir, owner, then NAME SIZE pairs.
 SEED_SCRIPT = (
     'set -e; d=$1; o=$2; r=$3; shift 3; install -d -m 0700 -o "$o" -g "$o" "$d"; names=""; '
     'while [ $# -gt 1 ]; do n=$1; s=$2; shift 2; t="$d/.$n.lf-tmp"; head -c "$s" > "$t"; '
     '[ "$(stat -c %s "$t")" -eq "$s" ] || { rm -f "$t"; echo "cache entry $n cut short" >&2; exit 1; }; '
-    'chown "$o:$o" "$t"; chmod 0600 "$t"; mv -f "$t" "$d/$n"; names="$names$n\n"; done; '
-    'install -d -m 0700 "$(dirname "$r")"; printf "$names" >> "$r"'
+    'chown "$o:$o" "$t"; chmod 0600 "$t"; mv -f "$t" "$d/$n"; done'
 )
 
 
@@ -78,25 +77,30 @@ def _hashed(path: Path) -> list[tuple[str, int, int]]:
 
 
 def seeded(model, found: tuple[Entry, ...], user: str) -> Operation:
-    """Every large tensor of `model` is in the worker's RPC cache (by name and size)."""
+    """Every large tensor of `model` is in the worker's RPC cache (by name and size), and the worker records
+    which entries are the model's (pruning keeps them while the model is kept)."""
     listing = CommandOutput(quote("find %s -maxdepth 1 -type f -printf '%%f %%s\\n' 2>/dev/null || true", CACHE))
     record = f"{SEEDED_DIR}/{model.sha256}"
+    names = "".join(f"{e.name}\n" for e in found)
+    recorded = FileContent(record)
 
     def plan(facts: Facts):
         present = _sizes(facts[listing])
         missing = [e for e in found if present.get(e.name) != e.size]
-        if not missing:
+        steps: list = [Shell(quote("install -d -m 0700 %s", SEEDED_DIR))] if facts[recorded] is None else []
+        if facts[recorded] != names.rstrip("\n"):
+            steps.append(Upload(record, names.encode(), "0600"))
+        if not missing and not steps:
             return NoChange(f"{len(found)} cache entries of {model.name} present")
-        feeds = []
         for source in dict.fromkeys(e.source for e in missing):
             batch = [e for e in missing if e.source == source]
             pairs = [str(v) for e in batch for v in (e.name, e.size)]
-            command = quote("sh -c %s seed %s %s %s" + " %s" * len(pairs), SEED_SCRIPT, CACHE, user, record, *pairs)
-            feeds.append(Feed(command, source, tuple((e.offset, e.size) for e in batch)))
+            command = quote("sh -c %s seed %s %s" + " %s" * len(pairs), SEED_SCRIPT, CACHE, user, *pairs)
+            steps.insert(0, Feed(command, source, tuple((e.offset, e.size) for e in batch)))
         total = sum(e.size for e in missing)
-        return Change(tuple(feeds), f"{len(missing)} of {len(found)} entries missing ({total / 1e6:.1f} MB)")
+        return Change(tuple(steps), f"{len(missing)} of {len(found)} entries missing ({total / 1e6:.1f} MB)")
 
-    return Operation(f"rpc cache seeded with {model.name}", [listing], plan)
+    return Operation(f"rpc cache seeded with {model.name}", [listing, recorded], plan)
 
 
 CACHE = paths.RPC_CACHE_DIR

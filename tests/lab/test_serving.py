@@ -231,6 +231,48 @@ def test_a_cut_transfer_resumes_a_damaged_one_is_refused_then_the_head_switches(
     assert ssh(lab, "head", f"ls {MODELS}").stdout.split() == ["big-test.gguf", "tiny-test.gguf"], "keep_models 2"
 
 
+def saved_by_rpc_server(lab, worker: str) -> int:
+    """How many cache entries the worker's rpc-server wrote itself (each is a weight that crossed the link)."""
+    journal = ssh(lab, worker, "journalctl -u llama-rpc --no-pager -o cat | grep -c 'saved to' || true")
+    return int(journal.stdout.strip() or 0)
+
+
+def received(lab, worker: str) -> int:
+    return int(ssh(lab, worker, "cat /sys/class/net/host0/statistics/rx_bytes").stdout)
+
+
+def test_with_seeding_the_heads_first_start_sends_no_large_tensor(served, lab, env, tmp_path):
+    path = tmp_path / "seeded-test.gguf"
+    dims = {"n_embd": 2048, "n_layer": 2, "n_ff": 4096, "n_head": 16, "n_vocab": 1024}
+    make_gguf().make_model(path, seed=12, **dims)  # every attention and feed-forward tensor is over 10 MiB
+    before = {w: saved_by_rpc_server(lab, w) for w in ("w1", "w2")}
+    code, doc = invoke("deploy", lab.inventory, env, "--model", str(path), "-e", "rpc_cache_seed=true")
+    assert code == 0, [r for r in doc["results"] if r["status"] == "failed"]
+    seeded = {r["host"]: r["reason"] for r in doc["results"] if r["operation"].startswith("rpc cache seeded")}
+    assert sorted(seeded) == ["w1", "w2"] and all(" of 14 entries missing" in v for v in seeded.values()), seeded
+    assert api(lab, "/health").status_code == 200
+    after = {w: saved_by_rpc_server(lab, w) for w in ("w1", "w2")}
+    assert after == before, "the head's first start after the deploy sent no weight over 10 MiB"
+    journal = ssh(lab, "head", "journalctl -u llama-server --no-pager -o cat | grep 'model buffer size'").stdout
+    assert all(f"[{lab.host(w).address}:50052] model buffer size" in journal for w in ("w1", "w2")), journal[-2000:]
+    # Bytes on the workers' links during a start: the small tensors and hashes, not the 320 MiB of large ones.
+    links = {w: received(lab, w) for w in ("w1", "w2")}
+    assert ssh(lab, "head", "systemctl restart llama-server").returncode == 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not ready(lab):
+        time.sleep(0.5)
+    crossed = sum(received(lab, w) - links[w] for w in ("w1", "w2"))
+    assert crossed < 64 << 20, f"{crossed} bytes reached the workers"
+    assert {w: saved_by_rpc_server(lab, w) for w in ("w1", "w2")} == before
+
+
+def ready(lab) -> bool:
+    try:
+        return api(lab, "/health").status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def test_switching_back_sends_nothing_and_keep_models_prunes(served, lab, env, model, cluster_vars):
     code, doc = invoke("deploy", lab.inventory, env, "--model", str(model), "-e", "keep_models=1")
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"]

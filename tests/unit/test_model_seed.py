@@ -104,21 +104,30 @@ def plan_of(operation, *values):
 
 def test_a_worker_holding_every_entry_gets_nothing(tmp_path):
     found = entries_of_w1(tmp_path / "mid.gguf")
-    result = plan_of(seed.seeded(Mid, found, "llama"), listing("rpc_cache_listing_w1.txt"))
+    record = "\n".join(e.name for e in found)
+    result = plan_of(seed.seeded(Mid, found, "llama"), listing("rpc_cache_listing_w1.txt"), record)
     assert result == NoChange("11 cache entries of mid.gguf present")
+    (mkdir, upload) = plan_of(seed.seeded(Mid, found, "llama"), listing("rpc_cache_listing_w1.txt"), None).steps
+    assert words(mkdir.command) == ["install", "-d", "-m", "0700", seed.SEEDED_DIR]
+    assert (upload.path, upload.content, upload.mode) == (
+        f"{seed.SEEDED_DIR}/{MID_SHA}",
+        f"{record}\n".encode(),
+        "0600",
+    )
 
 
 def test_missing_entries_are_streamed_as_exact_ranges_under_their_names(tmp_path):
     found = entries_of_w1(tmp_path / "mid.gguf")
     extra = seed.Entry("00000000000000ff", tmp_path / "mid.gguf", 77, 11 << 20)
     lines = [line for line in listing("rpc_cache_listing_w1.txt") if not line.startswith(found[2].name)]
-    result = plan_of(seed.seeded(Mid, (*found, extra), "llama"), lines)
+    result = plan_of(seed.seeded(Mid, (*found, extra), "llama"), lines, "\n".join(e.name for e in found))
     assert isinstance(result, Change) and result.reason.startswith("2 of 12 entries missing")
-    (feed,) = result.steps
+    feed, record = result.steps
+    assert record.content.decode().split() == [e.name for e in (*found, extra)], "written after the entries"
     assert isinstance(feed, Feed) and feed.ranges == ((found[2].offset, found[2].size), (77, 11 << 20))
     argv = words(feed.command)
     assert argv[:2] == ["sh", "-c"] and argv[3:] == [
-        "seed", seed.CACHE, "llama", f"{seed.SEEDED_DIR}/{MID_SHA}",
+        "seed", seed.CACHE, "llama",
         found[2].name, str(found[2].size), "00000000000000ff", str(11 << 20),
     ]  # fmt: skip
 
