@@ -31,7 +31,7 @@ ENTRY = r"[0-9a-f]{16}"
 # Writes each entry from stdin (exact sizes, in order) under a temporary name, then renames it: rpc-server
 # never reads a half-written entry. Arguments: cache dir, owner, then NAME SIZE pairs.
 SEED_SCRIPT = (
-    'set -e; d=$1; o=$2; r=$3; shift 3; install -d -m 0700 -o "$o" -g "$o" "$d"; names=""; '
+    'set -e; d=$1; o=$2; shift 2; install -d -m 0700 -o "$o" -g "$o" "$d"; '
     'while [ $# -gt 1 ]; do n=$1; s=$2; shift 2; t="$d/.$n.lf-tmp"; head -c "$s" > "$t"; '
     '[ "$(stat -c %s "$t")" -eq "$s" ] || { rm -f "$t"; echo "cache entry $n cut short" >&2; exit 1; }; '
     'chown "$o:$o" "$t"; chmod 0600 "$t"; mv -f "$t" "$d/$n"; done'
@@ -93,10 +93,7 @@ def seeded(model, found: tuple[Entry, ...], user: str) -> Operation:
         if not missing and not steps:
             return NoChange(f"{len(found)} cache entries of {model.name} present")
         for source in dict.fromkeys(e.source for e in missing):
-            batch = [e for e in missing if e.source == source]
-            pairs = [str(v) for e in batch for v in (e.name, e.size)]
-            command = quote("sh -c %s seed %s %s" + " %s" * len(pairs), SEED_SCRIPT, CACHE, user, *pairs)
-            steps.insert(0, Feed(command, source, tuple((e.offset, e.size) for e in batch)))
+            steps.insert(0, feed(CACHE, user, [e for e in missing if e.source == source]))
         total = sum(e.size for e in missing)
         return Change(tuple(steps), f"{len(missing)} of {len(found)} entries missing ({total / 1e6:.1f} MB)")
 
@@ -104,6 +101,13 @@ def seeded(model, found: tuple[Entry, ...], user: str) -> Operation:
 
 
 CACHE = paths.RPC_CACHE_DIR
+
+
+def feed(cache: str, user: str, batch: list[Entry]) -> Feed:
+    """Entries of one controller file streamed into `cache`, owned by `user`."""
+    pairs = [str(v) for e in batch for v in (e.name, e.size)]
+    command = quote("sh -c %s seed %s %s" + " %s" * len(pairs), SEED_SCRIPT, cache, user, *pairs)
+    return Feed(command, batch[0].source, tuple((e.offset, e.size) for e in batch))
 
 
 def _sizes(lines: list[str]) -> dict[str, int]:

@@ -246,7 +246,8 @@ def test_with_seeding_the_heads_first_start_sends_no_large_tensor(served, lab, e
     dims = {"n_embd": 2048, "n_layer": 2, "n_ff": 4096, "n_head": 16, "n_vocab": 1024}
     make_gguf().make_model(path, seed=12, **dims)  # every attention and feed-forward tensor is over 10 MiB
     before = {w: saved_by_rpc_server(lab, w) for w in ("w1", "w2")}
-    code, doc = invoke("deploy", lab.inventory, env, "--model", str(path), "-e", "rpc_cache_seed=true")
+    seeding = ("-e", "rpc_cache_seed=true", "-e", "keep_models=3")  # the two earlier models stay
+    code, doc = invoke("deploy", lab.inventory, env, "--model", str(path), *seeding)
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"]
     seeded = {r["host"]: r["reason"] for r in doc["results"] if r["operation"].startswith("rpc cache seeded")}
     assert sorted(seeded) == ["w1", "w2"] and all(" of 14 entries missing" in v for v in seeded.values()), seeded
