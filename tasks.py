@@ -42,7 +42,10 @@ def provision(
 @task(
     iterable=["extra_vars"],
     help={
-        "model": "GGUF model file on the controller (refused before anything is sent if it is not GGUF).",
+        "model": "GGUF model: a file on the controller, an http(s) URL or hf://owner/repo/file.gguf (HF_TOKEN "
+        "is sent when set); a split model by its first part (-00001-of-0000N.gguf). Not GGUF: refused, nothing sent.",
+        "sha256": "The sha256 the model (its first part) must have; another is refused before anything is sent.",
+        "alias": "The model's name in the API (/v1/models) instead of its file name; kept for later runs.",
         **RUN_HELP,
     },
 )
@@ -57,13 +60,17 @@ def deploy(
     forks=None,
     extra_vars=None,
     accept_new_host_keys=False,
+    sha256=None,
+    alias=None,
 ):
-    """Copy and checksum a GGUF model to the head, point llama-server at it, restart, wait until ready."""
+    """Fetch, check and copy a GGUF model to the head (resumable), restart llama-server on it, wait until ready."""
     cli.deploy(
         model,
         inventory,
         extra_vars,
         json,
+        sha256=sha256,
+        alias=alias,
         check=check,
         diff=diff,
         forks=forks,

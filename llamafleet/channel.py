@@ -171,6 +171,23 @@ class Limited:
         return data
 
 
+class Ranges:
+    """Reads the (offset, size) ranges of a file one after another, as one stream."""
+
+    def __init__(self, source: BinaryIO, ranges: tuple[tuple[int, int], ...]) -> None:
+        self.source, self.ranges, self.left = source, list(ranges), 0
+
+    def read(self, count: int) -> bytes:
+        while not self.left and self.ranges:
+            offset, self.left = self.ranges.pop(0)
+            self.source.seek(offset)
+        data = self.source.read(min(count, self.left)) if self.left else b""
+        if self.left and not data:
+            raise OSError(f"{getattr(self.source, 'name', 'source')} ends before the range to send")
+        self.left -= len(data)
+        return data
+
+
 class HashingWriter:
     """Writes to a file while counting and hashing what went through."""
 

@@ -209,14 +209,22 @@ def rollback(inventory: str | None, extra_vars: list[str] | None, json_mode: boo
 
 @reports_errors
 def deploy(
-    model: str | None, inventory: str | None, extra_vars: list[str] | None, json_mode: bool, **flags: Any
+    model: str | None,
+    inventory: str | None,
+    extra_vars: list[str] | None,
+    json_mode: bool,
+    *,
+    sha256: str | None = None,
+    alias: str | None = None,
+    **flags: Any,
 ) -> None:
     """Put a GGUF model on the head and (re)start llama-server on it; wait until it is ready."""
     if not model:
-        raise UsageError("--model FILE.gguf is required")
+        raise UsageError("--model is required: a GGUF file, an http(s) URL or hf://owner/repo/file.gguf")
     run_options = options(**flags)
-    source = roles.load("model").inspect(model)  # refused here, before any connection, if not GGUF
     inv = load_inventory(inventory, extra_vars)
+    # Downloaded, checked (GGUF, --sha256) and hashed here, before any connection: refused, nothing is sent.
+    source = roles.load("model").resolve(model, sha256=sha256, alias=alias, progress=not json_mode)
     output = Output(json_mode=json_mode, check=flags["check"])
     runner = Runner(inv, run_options, output)
     runner.params["model"] = source
@@ -224,7 +232,11 @@ def deploy(
     code = runner.run(playbooks.DEPLOY)
     show_worker_journals(runner, output)
     if code == 0 and not flags["check"]:
-        output.say(f"deployed {source.name} (sha256 {source.sha256[:12]}) in {time.monotonic() - started:.1f} s")
+        ready = runner.shared.get(roles.load("head").READY_SECONDS_KEY, {})
+        serving = "".join(f"; {host} served it {seconds:.1f} s after its restart" for host, seconds in ready.items())
+        output.say(
+            f"deployed {source.name} (sha256 {source.sha256[:12]}) in {time.monotonic() - started:.1f} s{serving}"
+        )
     finish(runner, output, code)
 
 

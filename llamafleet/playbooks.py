@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import identity_gate
+from .roles.model import prune as model_prune
 from .runner import Phase
 
 PROVISION = [
@@ -14,12 +15,14 @@ PROVISION = [
     Phase("head", ("head",), group="head", needs_all=True),
 ]
 
-# deploy: no model for a cluster whose builds differ; the model onto the head, then the head restarted on it
-# (the workers are provision's).
+# deploy: no model for a cluster whose builds differ; the model onto the head (and into the workers' RPC
+# caches with rpc_cache_seed), the head restarted on it (the workers are provision's), then older models
+# pruned, only once the head serves the new one.
 DEPLOY = [
     Phase("identity", (identity_gate,)),
-    Phase("model", ("model",), group="head"),
+    Phase("model", ("model",)),
     Phase("head", ("head",), group="head"),
+    Phase("prune", (model_prune,), needs_all=True),
 ]
 
 # rollback: every host back to its previous release at once, then workers restarted, then the head.

@@ -13,7 +13,7 @@ from . import progress, roles
 from .errors import CommandError, ConnectError, GateError, InventoryError, LlamafleetError, OperationError
 from .facts import Fact, OsRelease, batch_script, parse_batch
 from .inventory import Host, Inventory
-from .operations.base import Change, Facts, Operation, Shell, Upload
+from .operations.base import Change, Facts, Feed, Operation, Shell, Step, Transfer, Upload
 from .output import OpResult, Output
 from .run import Run
 from .shell import quote
@@ -327,11 +327,15 @@ class Runner:
         self.output.record(OpResult(host.name, role, operation.description, "failed", reason, error=error))
         return "failed"
 
-    def execute(self, host: Host, step: Shell | Upload) -> None:
+    def execute(self, host: Host, step: Step) -> None:
         conn = self.connection(host)
         with self._count_lock:
             self.round_trips[host.name] += 1
-        if isinstance(step, Upload):
+        if isinstance(step, Transfer):
+            conn.put_resumable(step)
+        elif isinstance(step, Feed):
+            conn.feed(step.command, step.source, step.ranges)
+        elif isinstance(step, Upload):
             conn.put(step.content, step.path, mode=step.mode, owner=step.owner, group=step.group, sha256=step.sha256)
         elif step.progress:
             self._execute_long(host, conn, step)
@@ -382,7 +386,13 @@ class Runner:
             state.connection.close()
 
 
-def _describe(step: Shell | Upload) -> str:
+def _describe(step: Step) -> str:
+    if isinstance(step, Feed):
+        sent = sum(size for _, size in step.ranges)
+        return f"{step.command[:120]} < {len(step.ranges)} range(s) of {step.source.name} ({sent} bytes)"
+    if isinstance(step, Transfer):
+        resumed = f" from byte {step.offset}" if step.offset else ""
+        return f"transfer {step.source.name} -> {step.path}{resumed} ({step.size} bytes, via {step.partial})"
     if isinstance(step, Upload):
         source = step.content.name if isinstance(step.content, Path) else f"{len(step.content)} bytes"
         return f"upload {source} -> {step.path} ({step.mode} {step.owner}:{step.group})"

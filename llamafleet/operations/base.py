@@ -34,7 +34,34 @@ class Upload:
     sha256: str | None = None
 
 
-Step = Shell | Upload
+@dataclass(frozen=True)
+class Transfer:
+    """A large controller file whose sha256 is known, sent resumably: the bytes land in `partial` (same filesystem
+    as `path`) from `offset` on, are hashed on the host as they arrive, then renamed to `path` and their sha256
+    recorded in `record`."""
+
+    path: str
+    source: Path
+    partial: str
+    record: str
+    size: int
+    sha256: str
+    offset: int = 0
+    mode: str = "0440"
+    owner: str = "root"
+    group: str = "root"
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A command whose stdin is the given byte ranges (offset, size) of a controller file, in order."""
+
+    command: str
+    source: Path
+    ranges: tuple[tuple[int, int], ...]
+
+
+Step = Shell | Upload | Transfer | Feed
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 
 from llamafleet import paths, units
@@ -106,6 +108,8 @@ def files(host, cluster: Cluster, file: str | None = None, model: str = MODEL_PL
 
 # -- provisioning: the unit, the key, the service once a model is deployed, readiness ----------------------
 
+ALIAS = "head model alias"  # runner.shared key: the deployed model's --alias, over the inventory's model_alias
+READY_SECONDS_KEY = "head ready seconds"  # runner.shared key: restart to /health 200, when this run waited
 RESTART = "restart llama-server"
 READY = "llama-server ready"
 READY_SECONDS = 600  # a multi-GB model over RPC takes minutes to load
@@ -175,19 +179,28 @@ PREFETCH = (DEPLOYED,)
 
 
 def prepare(run, hosts) -> None:
-    """Which model the head serves: the one deploy hands over in this run, else the one deployed before."""
+    """Which model the head serves (and its alias, from --alias): the one deploy hands over in this run, else the
+    one deployed before."""
     handed = run.params.get("model")
     for host in hosts:
-        name = handed.name if handed is not None else _recorded_model(run.gather(host, [DEPLOYED])[DEPLOYED])
+        if handed is not None:
+            name, alias = handed.name, handed.alias
+        else:
+            name, alias = _recorded_model(run.gather(host, [DEPLOYED])[DEPLOYED])
         run.shared.setdefault(NAME, {})[host.name] = name
+        run.shared.setdefault(ALIAS, {})[host.name] = alias
 
 
-def _recorded_model(text: str | None) -> str | None:
+def _recorded_model(text: str | None) -> tuple[str | None, str | None]:
     try:
-        name = json.loads(text)["name"] if text else None
-    except (ValueError, KeyError, TypeError):
-        return None
-    return name if isinstance(name, str) and "/" not in name and name not in ("", ".", "..") else None
+        record = json.loads(text) if text else {}
+        name, alias = record.get("name"), record.get("alias")
+    except (ValueError, AttributeError):
+        return None, None
+    alias = alias if isinstance(alias, str) and alias else None
+    if isinstance(name, str) and "/" not in name and name not in ("", ".", ".."):
+        return name, alias
+    return None, None
 
 
 def model_path(name: str) -> str:
@@ -198,6 +211,8 @@ def operations(ctx):
     view = ctx.run.cluster
     head = settings.settings(ctx.host, ctx.run.inventory_file)
     model = ctx.run.shared.get(NAME, {}).get(ctx.name)
+    alias = ctx.run.shared.get(ALIAS, {}).get(ctx.name)
+    head = dataclasses.replace(head, model_alias=alias) if alias else head
     key = read_key(Path(head.api_key_file))
     yield file_ops.file(paths.API_KEY_FILE, key, mode="0600", secret=True, notify=(RESTART, READY))
     unit = render_unit(head, view, model_path(model) if model else MODEL_PLACEHOLDER)
@@ -253,7 +268,14 @@ def _handler_restart(ctx) -> Operation:
 def _handler_ready(ctx) -> Operation:
     if ctx.run.shared.get(NAME, {}).get(ctx.name) is None:
         return Operation("llama-server ready", [], lambda facts: NoChange("no model deployed: not running"))
-    return ready(settings.settings(ctx.host, ctx.run.inventory_file))
+    operation = ready(settings.settings(ctx.host, ctx.run.inventory_file))
+    started = time.monotonic()  # handlers are made together, just before the restart runs
+
+    def took() -> None:
+        ctx.run.shared.setdefault(READY_SECONDS_KEY, {})[ctx.name] = time.monotonic() - started
+
+    operation.after.append(took)
+    return operation
 
 
 HANDLERS = {RESTART: _handler_restart, READY: _handler_ready}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -15,12 +14,11 @@ import threading
 import zipfile
 from pathlib import Path
 
-from llamafleet.errors import InventoryError, OperationError
+from llamafleet.errors import InventoryError
 
 from . import artifacts, buildscript, plan
 
 _LOCK = threading.Lock()
-TIMEOUT = (10, 120)
 
 
 def fetch(settings, group, arch: str) -> tuple[str, str, artifacts.Artifact]:
@@ -58,46 +56,11 @@ def download_checked(url: str, sha256: str, host: str) -> Path:
 
 
 def _download(asset) -> tuple[Path, str]:
-    """The asset in the download cache and its sha256 (streamed to a temporary name, renamed when complete).
+    """The asset in the download cache and its sha256 (resumable; checked again whenever it is reused)."""
+    from llamafleet import download  # requests: imported only by a run that downloads
 
-    Its sha256 is recorded beside it when it arrives and checked again whenever it is reused.
-    """
-    folder = artifacts.private_dir(
-        artifacts.cache_root() / "downloads" / hashlib.sha256(asset.url.encode()).hexdigest()[:16]
-    )
-    target = folder / asset.name
-    recorded = target.with_name(target.name + ".sha256")
-    if target.is_file():
-        return target, _check_recorded(target, recorded)
-    partial = target.with_name(target.name + ".part")
-    digest = hashlib.sha256()
-    import requests  # only a run that downloads pays for importing it
-
-    try:
-        with requests.get(asset.url, stream=True, timeout=TIMEOUT) as response:
-            response.raise_for_status()
-            with partial.open("wb") as handle:
-                for chunk in response.iter_content(1 << 20):
-                    digest.update(chunk)
-                    handle.write(chunk)
-    except requests.RequestException as exc:
-        partial.unlink(missing_ok=True)
-        raise OperationError(f"download of {asset.url} failed: {exc}") from None
-    recorded.write_text(f"{digest.hexdigest()}  {asset.name}\n")
-    os.replace(partial, target)
-    return target, digest.hexdigest()
-
-
-def _check_recorded(path: Path, recorded: Path) -> str:
-    """A cached download must still be what arrived; anything else is refused, never pushed."""
-    expected = recorded.read_text().split()[0] if recorded.is_file() else None
-    actual = artifacts.sha256_file(path)
-    if actual != expected:
-        raise OperationError(
-            f"download cache entry {path} changed since it was fetched (sha256 {actual[:12]}, "
-            f"recorded {(expected or 'nothing')[:12]}); delete it to download it again"
-        )
-    return actual
+    target = download.slot(asset.url) / asset.name
+    return target, download.fetch(asset.url, target)
 
 
 def _repack(settings, group, key: str, identifier: str, downloads: list[Path]) -> artifacts.Artifact:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
 import importlib.util
 import json
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -189,6 +194,163 @@ def test_bench_measures_keeps_a_history_and_compares(served, lab, tmp_path):
     assert "#1 GEN t/s" in compared.stdout and "#2 GEN t/s" in compared.stdout
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     history.unlink()
+
+
+# -- deploy: checksums, sources, interrupted transfers, switching and pruning -----------------------------------
+
+MODELS = "/var/lib/llamafleet/models"
+BIG_SEED = 11
+
+
+def deploy_argv(inventory: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "invoke", "deploy", "-i", inventory, "--json", *extra]
+
+
+def host_sha256(lab, path: str) -> str:
+    return ssh(lab, "head", f"openssl dgst -sha256 -r {path} | cut -d' ' -f1").stdout.strip()
+
+
+def listing(lab) -> str:
+    return ssh(
+        lab, "head", f"ls -la --time-style=+%s {MODELS} {MODELS}/.incoming; cat /etc/llamafleet/model.json"
+    ).stdout
+
+
+def test_the_model_on_the_head_is_read_only_with_its_checksum_recorded(served, lab, model):
+    expected = hashlib.sha256(model.read_bytes()).hexdigest()
+    assert host_sha256(lab, f"{MODELS}/tiny-test.gguf") == expected
+    assert ssh(lab, "head", f"stat -c '%a %U %G' {MODELS}/tiny-test.gguf").stdout.split() == ["440", "root", "llama"]
+    assert ssh(lab, "head", f"cat {MODELS}/.sha256/tiny-test.gguf").stdout.split()[-1] == expected
+
+
+def test_not_gguf_or_a_wrong_sha256_is_refused_and_changes_no_host(served, lab, env, model, tmp_path):
+    before = listing(lab)
+    text = tmp_path / "notes.gguf"
+    text.write_text("not a model\n")
+    for extra, message in (
+        (["--model", str(text)], "is not a GGUF file"),
+        (["--model", str(model), "--sha256", "0" * 64], "not the --sha256 given"),
+    ):
+        done = subprocess.run(deploy_argv(lab.inventory, *extra), cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 2 and message in done.stderr and "nothing was sent" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert listing(lab) == before
+
+
+@pytest.fixture(scope="module")
+def big_model_url(tmp_path_factory):
+    """A 230 MB model served over loopback HTTP (with Range), as a model hub would serve it."""
+    folder = tmp_path_factory.mktemp("served-models")
+    make_gguf().make_model(folder / "big-test.gguf", size="200M", seed=BIG_SEED)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/big-test.gguf", folder / "big-test.gguf"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def partial_size(lab) -> int:
+    sizes = ssh(lab, "head", f"stat -c %s {MODELS}/.incoming/*.part 2>/dev/null").stdout.split()
+    return int(sizes[0]) if sizes else 0
+
+
+def killed_mid_transfer(lab, env, url: str) -> int:
+    """Start a deploy, kill it once part of the model arrived (the link cut from the controller's side)."""
+    process = subprocess.Popen(deploy_argv(lab.inventory, "--model", url), cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while partial_size(lab) < 8 << 20 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+    finally:
+        process.kill()
+        process.wait(30)
+    time.sleep(1)
+    return partial_size(lab)
+
+
+def test_a_cut_transfer_resumes_a_damaged_one_is_refused_then_the_head_switches(served, lab, env, big_model_url):
+    url, local = big_model_url
+    head_started = started_at(lab, "head", "llama-server")
+    arrived = killed_mid_transfer(lab, env, url)
+    assert 0 < arrived < local.stat().st_size, "killed half-way"
+    assert ssh(lab, "head", f"test -e {MODELS}/big-test.gguf").returncode == 1, "nothing at the final path"
+    # A damaged partial file: refused on the host, removed, nothing restarted.
+    ssh(lab, "head", f"printf XXXX | dd of=$(ls {MODELS}/.incoming/*.part) bs=1 seek=4096 conv=notrunc")
+    code, doc = invoke("deploy", lab.inventory, env, "--model", url)
+    assert code == 1 and "transfer damaged" in str(doc["results"])
+    assert partial_size(lab) == 0 and started_at(lab, "head", "llama-server") == head_started
+    assert api(lab, "/health").status_code == 200, "the previous model still serves"
+    # Cut again, then resumed: only the rest crosses the link.
+    arrived = killed_mid_transfer(lab, env, url)
+    code, doc = invoke("deploy", lab.inventory, env, "--model", url, "--alias", "big/test")
+    assert code == 0, [r for r in doc["results"] if r["status"] == "failed"]
+    (sent,) = [s for r in doc["results"] for s in r.get("steps") or [] if s.startswith("transfer big-test.gguf")]
+    assert f"from byte {arrived} " in sent, sent
+    assert host_sha256(lab, f"{MODELS}/big-test.gguf") == hashlib.sha256(local.read_bytes()).hexdigest()
+    assert started_at(lab, "head", "llama-server") != head_started
+    assert "big/test" in api(lab, "/v1/models", api_key(lab)).text
+    assert ssh(lab, "head", f"ls {MODELS}").stdout.split() == ["big-test.gguf", "tiny-test.gguf"], "keep_models 2"
+
+
+def saved_by_rpc_server(lab, worker: str) -> int:
+    """How many cache entries the worker's rpc-server wrote itself (each is a weight that crossed the link)."""
+    journal = ssh(lab, worker, "journalctl -u llama-rpc --no-pager -o cat | grep -c 'saved to' || true")
+    return int(journal.stdout.strip() or 0)
+
+
+def received(lab, worker: str) -> int:
+    return int(ssh(lab, worker, "cat /sys/class/net/host0/statistics/rx_bytes").stdout)
+
+
+def test_with_seeding_the_heads_first_start_sends_no_large_tensor(served, lab, env, tmp_path):
+    path = tmp_path / "seeded-test.gguf"
+    dims = {"n_embd": 2048, "n_layer": 2, "n_ff": 4096, "n_head": 16, "n_vocab": 1024}
+    make_gguf().make_model(path, seed=12, **dims)  # every attention and feed-forward tensor is over 10 MiB
+    before = {w: saved_by_rpc_server(lab, w) for w in ("w1", "w2")}
+    seeding = ("-e", "rpc_cache_seed=true", "-e", "keep_models=3")  # the two earlier models stay
+    code, doc = invoke("deploy", lab.inventory, env, "--model", str(path), *seeding)
+    assert code == 0, [r for r in doc["results"] if r["status"] == "failed"]
+    seeded = {r["host"]: r["reason"] for r in doc["results"] if r["operation"].startswith("rpc cache seeded")}
+    assert sorted(seeded) == ["w1", "w2"] and all(" of 14 entries missing" in v for v in seeded.values()), seeded
+    assert api(lab, "/health").status_code == 200
+    after = {w: saved_by_rpc_server(lab, w) for w in ("w1", "w2")}
+    assert after == before, "the head's first start after the deploy sent no weight over 10 MiB"
+    journal = ssh(lab, "head", "journalctl -u llama-server --no-pager -o cat | grep 'model buffer size'").stdout
+    assert all(f"[{lab.host(w).address}:50052] model buffer size" in journal for w in ("w1", "w2")), journal[-2000:]
+    # Bytes on the workers' links during a start: the small tensors and hashes, not the 320 MiB of large ones.
+    links = {w: received(lab, w) for w in ("w1", "w2")}
+    assert ssh(lab, "head", "systemctl restart llama-server").returncode == 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not ready(lab):
+        time.sleep(0.5)
+    crossed = sum(received(lab, w) - links[w] for w in ("w1", "w2"))
+    assert crossed < 64 << 20, f"{crossed} bytes reached the workers"
+    assert {w: saved_by_rpc_server(lab, w) for w in ("w1", "w2")} == before
+
+
+def ready(lab) -> bool:
+    try:
+        return api(lab, "/health").status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_switching_back_sends_nothing_and_keep_models_prunes(served, lab, env, model, cluster_vars):
+    code, doc = invoke("deploy", lab.inventory, env, "--model", str(model), "-e", "keep_models=1")
+    assert code == 0, [r for r in doc["results"] if r["status"] == "failed"]
+    steps = [s for r in doc["results"] for s in r.get("steps") or []]
+    assert not [s for s in steps if s.startswith("transfer")], steps
+    assert ssh(lab, "head", f"ls {MODELS} {MODELS}/.sha256").stdout.split() == [
+        f"{MODELS}:", "tiny-test.gguf", f"{MODELS}/.sha256:", "tiny-test.gguf"
+    ]  # fmt: skip
+    assert "tiny-test.gguf" in api(lab, "/v1/models", api_key(lab)).text
+    again = invoke("deploy", lab.inventory, env, "--model", str(model), *cluster_vars)
+    assert again[0] == 0 and changed(again[1]) == {}, changed(again[1])
 
 
 def current_release(lab, host: str) -> str:

@@ -10,7 +10,7 @@ import threading
 import pytest
 from recordings import RECORDED, recorded_lines
 
-from llamafleet.errors import InventoryError
+from llamafleet.errors import InventoryError, OperationError
 from llamafleet.facts import FileContent, PathInfo
 from llamafleet.operations.base import Change, Facts, NoChange
 from llamafleet.roles.llama_cpp import buildscript, release, role
@@ -130,6 +130,6 @@ def test_a_source_with_another_checksum_is_refused(source_server, tmp_path, monk
 def test_a_failed_download_is_one_line_and_leaves_nothing(source_server, tmp_path, monkeypatch):
     monkeypatch.setenv("LLAMAFLEET_CACHE", str(tmp_path / "cache"))
     base, _, _ = source_server
-    with pytest.raises(release.OperationError, match="download of .* failed"):
+    with pytest.raises(OperationError, match="download of .* failed"):
         release.download_checked(f"{base}/missing.tar.gz", "f" * 64, "head")
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]

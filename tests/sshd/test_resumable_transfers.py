@@ -1,0 +1,137 @@
+"""Resumable model transfers: hashed on the host as they stream, resumed after a cut, never renamed unless right."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from llamafleet import channel, inventory, ssh
+from llamafleet.errors import CommandError, ConnectError
+from llamafleet.operations import Transfer
+from llamafleet.ssh import HostConnection
+
+DATA = os.urandom(3 * 1024 * 1024 + 17)
+SHA = hashlib.sha256(DATA).hexdigest()
+
+
+@pytest.fixture
+def conn(sshd, tmp_path) -> HostConnection:
+    return HostConnection(inventory.load(sshd.write_inventory(tmp_path / "hosts.yml")).head)
+
+
+@pytest.fixture
+def where(tmp_path) -> dict[str, Path]:
+    models = tmp_path / "models"
+    (models / ".incoming").mkdir(parents=True)
+    (models / ".sha256").mkdir()
+    source = tmp_path / "model.gguf"
+    source.write_bytes(DATA)
+    return {
+        "source": source,
+        "path": models / "model.gguf",
+        "partial": models / ".incoming" / f"{SHA}.part",
+        "record": models / ".sha256" / "model.gguf",
+    }
+
+
+def transfer(where, offset: int = 0, sha256: str = SHA) -> Transfer:
+    group = Path("/").owner() if os.getuid() == 0 else str(os.getgid())
+    return Transfer(
+        str(where["path"]), where["source"], str(where["partial"]), str(where["record"]), len(DATA), sha256,
+        offset, "0440", "root" if os.getuid() == 0 else str(os.getuid()), group,
+    )  # fmt: skip
+
+
+class CutAfter:
+    """A file that yields `limit` bytes and then closes the SSH connection (a link cut mid-transfer)."""
+
+    def __init__(self, handle, limit: int, transport) -> None:
+        self.handle, self.left, self.transport = handle, limit, transport
+
+    def read(self, count: int) -> bytes:
+        if self.left <= 0:
+            self.transport.close()
+            return b""
+        data = self.handle.read(min(count, self.left))
+        self.left -= len(data)
+        return data
+
+
+def test_a_transfer_lands_read_only_with_its_sha256_recorded(conn, where):
+    conn.put_resumable(transfer(where))
+    assert where["path"].read_bytes() == DATA
+    assert oct(where["path"].stat().st_mode & 0o777) == "0o440"
+    assert not where["partial"].exists()
+    size, mtime, inode, ctime, sha = where["record"].read_text().split()
+    stat = where["path"].stat()
+    assert [int(size), int(mtime), int(inode), int(ctime)] == [
+        stat.st_size, int(stat.st_mtime), stat.st_ino, int(stat.st_ctime)
+    ]  # fmt: skip
+    assert sha == SHA
+
+
+def test_a_cut_transfer_keeps_its_part_and_resumes_without_resending(conn, where, monkeypatch):
+    where["path"].write_bytes(b"the previous model\n")
+    transport = conn.open().transport
+    monkeypatch.setattr(ssh, "Limited", lambda handle, size: CutAfter(handle, 1024 * 1024, transport))
+    with pytest.raises((ConnectError, CommandError)):
+        conn.put_resumable(transfer(where))
+    monkeypatch.undo()
+    assert where["path"].read_bytes() == b"the previous model\n", "the target is never touched by a partial"
+    arrived = _wait_for_part(where["partial"])
+    assert 0 < arrived <= 1024 * 1024 and where["partial"].read_bytes() == DATA[:arrived]
+    sent = _counting(monkeypatch)
+    conn.put_resumable(transfer(where, offset=arrived))
+    assert where["path"].read_bytes() == DATA
+    assert sent["bytes"] == len(DATA) - arrived, "only what had not arrived was sent again"
+
+
+def test_a_damaged_part_is_removed_and_the_target_left_alone(conn, where):
+    where["path"].write_bytes(b"the previous model\n")
+    where["partial"].write_bytes(b"X" * 1000)  # not the first 1000 bytes of DATA
+    with pytest.raises(CommandError, match="transfer damaged: sha256"):
+        conn.put_resumable(transfer(where, offset=1000))
+    assert not where["partial"].exists()
+    assert where["path"].read_bytes() == b"the previous model\n"
+    assert not where["record"].exists()
+
+
+def test_a_part_of_another_size_than_planned_is_removed(conn, where):
+    where["partial"].write_bytes(DATA[:500])
+    with pytest.raises(CommandError, match="held 500 bytes, not the 400 expected"):
+        conn.put_resumable(transfer(where, offset=400))
+    assert not where["partial"].exists() and not where["path"].exists()
+
+
+def test_a_wrong_sha256_never_lands(conn, where):
+    with pytest.raises(CommandError, match="transfer damaged"):
+        conn.put_resumable(transfer(where, sha256=hashlib.sha256(b"other").hexdigest()))
+    assert not where["path"].exists() and not where["partial"].exists()
+
+
+def _wait_for_part(path: Path, seconds: float = 10) -> int:
+    """The size of the partial file once the host side has finished writing it (the cut is asynchronous)."""
+    deadline, last = time.monotonic() + seconds, -1
+    while time.monotonic() < deadline:
+        size = path.stat().st_size if path.exists() else 0
+        if size == last and size:
+            return size
+        last = size
+        time.sleep(0.3)
+    return last
+
+
+def _counting(monkeypatch) -> dict[str, int]:
+    sent = {"bytes": 0}
+    real = channel.Exchange._send
+
+    def send(self, data: bytes) -> bool:
+        sent["bytes"] += len(data)
+        return real(self, data)
+
+    monkeypatch.setattr(channel.Exchange, "_send", send)
+    return sent
