@@ -13,7 +13,7 @@ LEFT = (
     "for p in /opt/llama.cpp /var/lib/llamafleet /var/cache/llamafleet /etc/llamafleet "
     "/etc/systemd/system/llama-rpc.service /etc/systemd/system/llama-server.service; do [ -e $p ] && echo $p; done; "
     "getent passwd llama; ls /etc/systemd/system/*/llama-* 2>/dev/null; "
-    "pgrep -a -f 'llama-server|rpc-server'; true"
+    "pgrep -a 'llama-server|rpc-server'; true"
 )
 RULES = (
     "{ nft list ruleset 2>/dev/null; ufw status 2>/dev/null; "
