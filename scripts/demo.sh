@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: set up, start a 3-host lab, provision llama.cpp and the services on it (the second run
-# changes nothing), deploy a generated model, check it serves, show where to reach it, tear down.
+# changes nothing), deploy a generated model, verify it, show where to reach it, tear down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
@@ -33,6 +33,8 @@ step "deploy the model (copied, checksummed on the head, llama-server started ov
 invoke deploy -i "$inventory" "${vars[@]}" --model "$model"
 step "status"
 invoke status -i "$inventory"
+step "verify (every port, endpoint, rule and version, per host)"
+invoke verify -i "$inventory" "${vars[@]}"
 
 head=$(python - "$inventory" <<'PY'
 import sys, yaml

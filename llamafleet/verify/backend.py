@@ -35,7 +35,7 @@ class EngineBackend(BaseBackend):
         return self.result(done.status, self.encode(line), done.stdout.encode(), done.stderr.encode())
 
 
-def testinfra_host(connection: HostConnection) -> testinfra.host.Host:
+def engine_host(connection: HostConnection) -> testinfra.host.Host:
     """A testinfra Host (the `host` fixture's type) whose every command goes through `connection`."""
     backend = EngineBackend(connection)
     host = testinfra.host.Host(backend)

@@ -67,10 +67,10 @@ class Suite:
         }
 
     def testinfra_host(self, name: str) -> Any:
-        from .backend import testinfra_host  # testinfra only when a test asks for `host`
+        from .backend import engine_host  # testinfra only when a test asks for `host`
 
         if name not in self.testinfra:
-            self.testinfra[name] = testinfra_host(self.connections[name])
+            self.testinfra[name] = engine_host(self.connections[name])
         return self.testinfra[name]
 
     def close(self) -> None:
