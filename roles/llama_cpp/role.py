@@ -277,7 +277,7 @@ def _fetch(run, target: Target, built: dict[str, str]) -> artifacts.Artifact:
     with tempfile.NamedTemporaryFile(dir=slot, prefix=".fetch-", delete=False) as handle:
         local = Path(handle.name)
     try:
-        run.connection(target.host).get(built["artifact"], local, sha256=built["artifact_sha256"])
+        run.fetch(target.host, built["artifact"], local, sha256=built["artifact_sha256"])
         return artifacts.store(target.key, local, built["artifact_sha256"], target.release_id)
     finally:
         local.unlink(missing_ok=True)
