@@ -35,6 +35,11 @@ class Run:
         return self._runner.inventory
 
     @property
+    def hosts(self) -> list[Host]:
+        """The hosts of this run (the inventory's, narrowed by --limit), in inventory order."""
+        return list(self._runner.hosts)
+
+    @property
     def inventory_file(self) -> str:
         """The inventory's path, for messages that name the file."""
         return str(self._runner.inventory.path)

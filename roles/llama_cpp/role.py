@@ -277,7 +277,7 @@ def _fetch(run, target: Target, built: dict[str, str]) -> artifacts.Artifact:
     with tempfile.NamedTemporaryFile(dir=slot, prefix=".fetch-", delete=False) as handle:
         local = Path(handle.name)
     try:
-        run.connection(target.host).get(built["artifact"], local, sha256=built["artifact_sha256"])
+        run.fetch(target.host, built["artifact"], local, sha256=built["artifact_sha256"])
         return artifacts.store(target.key, local, built["artifact_sha256"], target.release_id)
     finally:
         local.unlink(missing_ok=True)
@@ -294,17 +294,42 @@ def operations(ctx):
 
 
 def staged(target: Target) -> Operation:
-    """releases/<id> holds the artifact, unpacked beside the running release (which keeps serving)."""
+    """releases/<id> holds the artifact, unpacked beside the running release (which keeps serving).
+
+    A current release whose files differ from the artifact (a binary replaced by hand) is reinstalled
+    from the controller's cache, the differing files named: a converge tool converges.
+    """
     manifest = PathInfo(f"{RELEASES}/{target.release_id}/BUILD.json", True)
+    current = PathInfo(CURRENT, False)
 
     def planner(facts: Facts):
-        state = facts[manifest]
+        state, link = facts[manifest], facts[current]
         wanted_sha = target.artifact.manifest_sha256 if target.artifact else None
-        if state is not None and (wanted_sha is None or state.sha256 == wanted_sha):
+        present = state is not None and (wanted_sha is None or state.sha256 == wanted_sha)
+        running = link is not None and link.target == f"releases/{target.release_id}"
+        drifted = _drifted(facts[IDENTITY], target) if present and running else []
+        if present and not drifted:
             return NoChange(f"release {target.release_id} staged")
-        return Change(tuple(_stage_steps(target)), "not staged" if state is None else "BUILD.json differs")
+        why = (
+            "not staged"
+            if state is None
+            else "BUILD.json differs"
+            if not present
+            else f"files differ from the artifact, reinstalled: {', '.join(drifted)}"
+        )
+        return Change(tuple(_stage_steps(target)), why)
 
-    return Operation(f"llama.cpp {target.release_id} staged", [manifest], planner)
+    return Operation(f"llama.cpp {target.release_id} staged", [manifest, current, IDENTITY], planner)
+
+
+def _drifted(lines: list[str] | None, target: Target) -> list[str]:
+    """Files of the current release whose sha256 is not the artifact's (a binary replaced by hand, say)."""
+    text = "\n".join(lines or [])
+    if "@@files" not in text or target.artifact is None:
+        return []
+    measured = identity.with_measured_files({}, text.partition("@@files")[2])["measured"]
+    wanted = target.artifact.files
+    return sorted(path for path in set(measured) | set(wanted) if measured.get(path) != wanted.get(path))
 
 
 def _stage_steps(target: Target) -> list:
