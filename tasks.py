@@ -1,5 +1,7 @@
 """llamafleet's command line: `invoke provision | deploy | verify | status | inventory | render | lab.*`."""
 
+import inspect
+
 from invoke import Collection, task
 from invoke.main import program
 
@@ -14,124 +16,65 @@ RUN_HELP = {
 }
 
 
-@task(iterable=["extra_vars"], help=RUN_HELP)
-def provision(
-    c,
-    inventory=None,
-    limit=None,
-    check=False,
-    diff=False,
-    json=False,
-    forks=None,
-    extra_vars=None,
-    accept_new_host_keys=False,
-):
-    """llama.cpp, firewall, rpc workers and the head's unit on every host (idempotent; --check to plan only)."""
-    cli.provision(
-        inventory,
-        extra_vars,
-        json,
-        check=check,
-        diff=diff,
-        forks=forks,
-        limit=limit,
-        accept_new_host_keys=accept_new_host_keys,
-    )
+# The flags of the tasks that change hosts, in the order their short flags are given out.
+RUN_FLAGS = (
+    ("inventory", None),
+    ("limit", None),
+    ("check", False),
+    ("diff", False),
+    ("json", False),
+    ("forks", None),
+    ("extra_vars", None),
+    ("accept_new_host_keys", False),
+)
 
 
-@task(
-    iterable=["extra_vars"],
-    help={
+def host_task(action, doc: str, first=(), last=(), own_help=None):
+    """A task taking RUN_FLAGS (after its own `first` flags, before its `last` ones) that calls cli.`action`.
+
+    invoke reads a task's flags from its signature: this one is built from RUN_FLAGS once, not
+    written out again for every task.
+    """
+
+    def body(c, **given):
+        flags = dict(given)
+        json_mode = flags.pop("json")
+        action(inventory=flags.pop("inventory"), extra_vars=flags.pop("extra_vars"), json_mode=json_mode, **flags)
+
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    parameters = [inspect.Parameter("c", kind)]
+    parameters += [inspect.Parameter(name, kind, default=value) for name, value in (*first, *RUN_FLAGS, *last)]
+    body.__signature__ = inspect.Signature(parameters)
+    body.__name__, body.__doc__ = action.__name__, doc
+    return task(iterable=["extra_vars"], help={**(own_help or {}), **RUN_HELP})(body)
+
+
+provision = host_task(
+    cli.provision,
+    "llama.cpp, firewall, rpc workers and the head's unit on every host (idempotent; --check to plan only).",
+)
+deploy = host_task(
+    cli.deploy,
+    "Fetch, check and copy a GGUF model to the head (resumable), restart llama-server on it, wait until ready.",
+    first=(("model", None),),
+    last=(("sha256", None), ("alias", None)),
+    own_help={
         "model": "GGUF model: a file on the controller, an http(s) URL or hf://owner/repo/file.gguf (HF_TOKEN "
         "is sent when set); a split model by its first part (-00001-of-0000N.gguf). Not GGUF: refused, nothing sent.",
         "sha256": "The sha256 the model (its first part) must have; another is refused before anything is sent.",
         "alias": "The model's name in the API (/v1/models) instead of its file name; kept for later runs.",
-        **RUN_HELP,
     },
 )
-def deploy(
-    c,
-    model=None,
-    inventory=None,
-    limit=None,
-    check=False,
-    diff=False,
-    json=False,
-    forks=None,
-    extra_vars=None,
-    accept_new_host_keys=False,
-    sha256=None,
-    alias=None,
-):
-    """Fetch, check and copy a GGUF model to the head (resumable), restart llama-server on it, wait until ready."""
-    cli.deploy(
-        model,
-        inventory,
-        extra_vars,
-        json,
-        sha256=sha256,
-        alias=alias,
-        check=check,
-        diff=diff,
-        forks=forks,
-        limit=limit,
-        accept_new_host_keys=accept_new_host_keys,
-    )
-
-
-@task(iterable=["extra_vars"], help=RUN_HELP)
-def rollback(
-    c,
-    inventory=None,
-    limit=None,
-    check=False,
-    diff=False,
-    json=False,
-    forks=None,
-    extra_vars=None,
-    accept_new_host_keys=False,
-):
-    """Every host back to its previous llama.cpp release together (workers, then the head); again goes forward."""
-    cli.rollback(
-        inventory,
-        extra_vars,
-        json,
-        check=check,
-        diff=diff,
-        forks=forks,
-        limit=limit,
-        accept_new_host_keys=accept_new_host_keys,
-    )
-
-
-@task(
-    iterable=["extra_vars"],
-    help={"purge": "Also remove releases, models, caches, configuration and the service user.", **RUN_HELP},
+rollback = host_task(
+    cli.rollback,
+    "Every host back to its previous llama.cpp release together (workers, then the head); again goes forward.",
 )
-def teardown(
-    c,
-    purge=False,
-    inventory=None,
-    limit=None,
-    check=False,
-    diff=False,
-    json=False,
-    forks=None,
-    extra_vars=None,
-    accept_new_host_keys=False,
-):
-    """Stop and remove llamafleet's units and firewall rules (--purge: everything llamafleet put on the hosts)."""
-    cli.teardown(
-        inventory,
-        extra_vars,
-        json,
-        purge,
-        check=check,
-        diff=diff,
-        forks=forks,
-        limit=limit,
-        accept_new_host_keys=accept_new_host_keys,
-    )
+teardown = host_task(
+    cli.teardown,
+    "Stop and remove llamafleet's units and firewall rules (--purge: everything llamafleet put on the hosts).",
+    first=(("purge", False),),
+    own_help={"purge": "Also remove releases, models, caches, configuration and the service user."},
+)
 
 
 @task(
