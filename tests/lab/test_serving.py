@@ -258,9 +258,9 @@ def partial_size(lab) -> int:
     return int(sizes[0]) if sizes else 0
 
 
-def killed_mid_transfer(lab, env, url: str) -> int:
+def killed_mid_transfer(lab, env, url: str, pins: list[str]) -> int:
     """Start a deploy, kill it once part of the model arrived (the link cut from the controller's side)."""
-    process = subprocess.Popen(deploy_argv(lab.inventory, "--model", url), cwd=ROOT, env=env,
+    process = subprocess.Popen(deploy_argv(lab.inventory, "--model", url, *pins), cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
@@ -273,21 +273,23 @@ def killed_mid_transfer(lab, env, url: str) -> int:
     return partial_size(lab)
 
 
-def test_a_cut_transfer_resumes_a_damaged_one_is_refused_then_the_head_switches(served, lab, env, big_model_url):
+def test_a_cut_transfer_resumes_a_damaged_one_is_refused_then_the_head_switches(
+    served, lab, env, big_model_url, cluster_vars
+):
     url, local = big_model_url
     head_started = started_at(lab, "head", "llama-server")
-    arrived = killed_mid_transfer(lab, env, url)
+    arrived = killed_mid_transfer(lab, env, url, cluster_vars)
     assert 0 < arrived < local.stat().st_size, "killed half-way"
     assert ssh(lab, "head", f"test -e {MODELS}/big-test.gguf").returncode == 1, "nothing at the final path"
     # A damaged partial file: refused on the host, removed, nothing restarted.
     ssh(lab, "head", f"printf XXXX | dd of=$(ls {MODELS}/.incoming/*.part) bs=1 seek=4096 conv=notrunc")
-    code, doc = invoke("deploy", lab.inventory, env, "--model", url)
+    code, doc = invoke("deploy", lab.inventory, env, "--model", url, *cluster_vars)
     assert code == 1 and "transfer damaged" in str(doc["results"])
     assert partial_size(lab) == 0 and started_at(lab, "head", "llama-server") == head_started
     assert api(lab, "/health").status_code == 200, "the previous model still serves"
     # Cut again, then resumed: only the rest crosses the link.
-    arrived = killed_mid_transfer(lab, env, url)
-    code, doc = invoke("deploy", lab.inventory, env, "--model", url, "--alias", "big/test")
+    arrived = killed_mid_transfer(lab, env, url, cluster_vars)
+    code, doc = invoke("deploy", lab.inventory, env, "--model", url, "--alias", "big/test", *cluster_vars)
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"]
     (sent,) = [s for r in doc["results"] for s in r.get("steps") or [] if s.startswith("transfer big-test.gguf")]
     assert f"from byte {arrived} " in sent, sent
@@ -307,13 +309,13 @@ def received(lab, worker: str) -> int:
     return int(ssh(lab, worker, "cat /sys/class/net/host0/statistics/rx_bytes").stdout)
 
 
-def test_with_seeding_the_heads_first_start_sends_no_large_tensor(served, lab, env, tmp_path):
+def test_with_seeding_the_heads_first_start_sends_no_large_tensor(served, lab, env, tmp_path, cluster_vars):
     path = tmp_path / "seeded-test.gguf"
     dims = {"n_embd": 2048, "n_layer": 2, "n_ff": 4096, "n_head": 16, "n_vocab": 1024}
     make_gguf().make_model(path, seed=12, **dims)  # every attention and feed-forward tensor is over 10 MiB
     before = {w: saved_by_rpc_server(lab, w) for w in ("w1", "w2")}
     seeding = ("-e", "rpc_cache_seed=true", "-e", "keep_models=3")  # the two earlier models stay
-    code, doc = invoke("deploy", lab.inventory, env, "--model", str(path), *seeding)
+    code, doc = invoke("deploy", lab.inventory, env, "--model", str(path), *seeding, *cluster_vars)
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"]
     seeded = {r["host"]: r["reason"] for r in doc["results"] if r["operation"].startswith("rpc cache seeded")}
     assert sorted(seeded) == ["w1", "w2"] and all(" of 14 entries missing" in v for v in seeded.values()), seeded
@@ -341,7 +343,7 @@ def ready(lab) -> bool:
 
 
 def test_switching_back_sends_nothing_and_keep_models_prunes(served, lab, env, model, cluster_vars):
-    code, doc = invoke("deploy", lab.inventory, env, "--model", str(model), "-e", "keep_models=1")
+    code, doc = invoke("deploy", lab.inventory, env, "--model", str(model), "-e", "keep_models=1", *cluster_vars)
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"]
     steps = [s for r in doc["results"] for s in r.get("steps") or []]
     assert not [s for s in steps if s.startswith("transfer")], steps
