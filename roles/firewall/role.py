@@ -4,7 +4,7 @@ Contract: before the operations run, `run.shared["firewall"][host_name]` holds a
 (made by prepare() from the cluster view, rules.py; plan.py:
 `FirewallPlan(rules=(Rule(port, sources, comment, proto="tcp"), ...), ssh_port=22)`), usually put
 there by a prepare() hook. A host without an entry gets an empty plan: SSH allowed, no other rule,
-stale llamafleet rules removed. `ctx.vars["firewall"]` picks the frontend (defaults.yml):
+stale llamafleet rules removed. `frontend_choice(host)` (variable `firewall`) picks the frontend (defaults.yml):
 auto chooses, once per run, ufw if active, else firewalld if running, else nftables. The other
 frontends lose llamafleet's rules, and another one in charge stops the host (switch.py).
 """
@@ -67,8 +67,13 @@ def frontend_operations(frontend: str, plan) -> list:
     raise OperationError(f"firewall: no operations for frontend {frontend!r}")
 
 
+def frontend_choice(host) -> str:
+    """The host's `firewall` (an enum the inventory checked and defaulted): auto, ufw, firewalld, nftables, none."""
+    return host.vars["firewall"]
+
+
 def operations(ctx: HostContext):
-    choice = ctx.vars.get("firewall", "auto")
+    choice = frontend_choice(ctx.host)
     if choice == "none":
         yield _switch.left_alone()
         return

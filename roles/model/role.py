@@ -10,6 +10,8 @@ from llamafleet.facts import FileContent
 from llamafleet.operations import files
 from llamafleet.operations.base import Change, Facts, NoChange, Operation, Shell, Transfer, Upload
 from llamafleet.roles import load
+from llamafleet.roles.base.role import BaseSettings
+from llamafleet.roles.rpc_worker import settings as worker_settings
 from llamafleet.shell import quote
 
 from . import facts as model_facts
@@ -39,13 +41,13 @@ def prepare(run, hosts) -> None:
 
 
 def seeding(host) -> bool:
-    return "workers" in host.groups and bool(host.vars.get("rpc_cache_seed"))
+    return "workers" in host.groups and worker_settings.settings(host).rpc_cache_seed
 
 
 def operations(ctx):
     """The head gets the model file; a worker with rpc_cache_seed gets the model's large tensors in its cache."""
     model = ctx.run.params["model"]
-    user = ctx.vars["llamafleet_user"]
+    user = BaseSettings.of(ctx.host).user
     if seeding(ctx.host):
         yield seed.seeded(model, ctx.run.shared[SEED_ENTRIES], user)
     if "head" not in ctx.host.groups:

@@ -37,7 +37,7 @@ def firewall_rules_absent(ctx):
     The managed one may be filtering: SSH stays allowed throughout (in ufw the SSH rule stays, without
     llamafleet's comment; firewalld's ssh service and nftables without our table were never ours).
     """
-    choice = ctx.vars.get("firewall", "auto")
+    choice = firewall.frontend_choice(ctx.host)
     if choice == "none":
         yield switch.left_alone()
         return
