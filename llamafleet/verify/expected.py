@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llamafleet import cluster, paths, roles
+from llamafleet.controller_cache import cache_root
 from llamafleet.errors import InventoryError
 from llamafleet.inventory import Host, Inventory
 from llamafleet.roles.firewall import rules as firewall_rules
@@ -81,6 +82,16 @@ class Expectations:
     def api_probe(self) -> tuple[str, int]:
         """Where the head reaches its own API (loopback when it listens on every address)."""
         return head_role.probe_address(self.head_settings), self.head_settings.api_port
+
+    def seeded_entries(self, sha256: str | None) -> int | None:
+        """How many cache entries seeding gives a worker for the model with this sha256 (its tensors over
+        10 MiB), from the record deploy keeps in the controller's cache; None when there is no record."""
+        if not sha256:
+            return None
+        try:
+            return len(json.loads((cache_root() / "tensors" / f"{sha256}.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
 
     def model_alias(self, record: dict[str, str] | None) -> str | None:
         """The id /v1/models lists: model_alias, else the path of the deployed file on the head."""

@@ -39,18 +39,20 @@ def test_rpc_cache_within_limit(node, observed, expect):
     )
 
 
-def test_rpc_cache_seeded(node, observed, expect):
+def test_rpc_cache_seeded(node, observed, expect, suite):
     if not expect.workers[node.name].rpc_cache_seed:
         pytest.skip(f"{node.name}: rpc_cache_seed is off")
     cache = observed.facts["cache"]
-    require(
-        cache.entries > 0,
-        node.name,
-        "RPC tensor cache seeded",
-        "at least one entry",
-        f"{cache.entries} entries",
-        f"ls {paths.RPC_CACHE_DIR}; rpc_cache_seed",
-    )
+    head = suite.gathered.hosts.get(expect.view.head)
+    record = (head.facts.get("model") if head is not None and head.error is None else None) or {}
+    wanted = expect.seeded_entries(record.get("sha256"))  # None: this controller did not deploy it
+    if wanted is None:
+        found, want = f"{cache.entries} entries", "at least one entry"
+        ok = cache.entries > 0
+    else:
+        found, want = f"{cache.entries} entries", f"at least the {wanted} entries of {record.get('name')}"
+        ok = cache.present and cache.entries >= wanted
+    require(ok, node.name, "RPC tensor cache seeded", want, found, f"ls {paths.RPC_CACHE_DIR}; rpc_cache_seed")
 
 
 def _reach(suite, prober: str, endpoint: str) -> str | None:

@@ -15,6 +15,7 @@ from tests.lab.test_serving import model  # noqa: F401 - the same generated mode
 
 WORKER_CHECKS = (
     "test_firewall_rules",
+    "test_rpc_cache_seeded",
     "test_listening_address",
     "test_pinned_release_current",
     "test_rpc_cache_within_limit",
@@ -45,8 +46,8 @@ EVERY_CHECK = {
     *(f"{t}[{w}]" for t in WORKER_CHECKS for w in ("w1", "w2")),
     "test_builds_identical[cluster]",
 }
-# rpc_cache_seed is off in the lab (nothing seeds the caches yet): the only checks that do not run.
-SKIPPED = {"test_rpc_cache_seeded[w1]", "test_rpc_cache_seeded[w2]"}
+# Seeding is on for verify's deploys, so every check runs (none skipped).
+SKIPPED: set[str] = set()
 MODEL = "/var/lib/llamafleet/models/tiny-test.gguf"
 
 
@@ -56,7 +57,7 @@ def ids(doc: dict, status: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def cluster_vars(source) -> list[str]:
-    return source_vars(source)
+    return [*source_vars(source), "-e", "rpc_cache_seed=true"]
 
 
 @pytest.fixture(scope="module")

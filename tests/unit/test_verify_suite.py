@@ -210,3 +210,16 @@ def test_unreachable_host_is_one_line():
         "w2             1/3 passed, 1 skipped  UNREACHABLE: w2: cannot connect to 10.0.0.3:22: timed out"
     )
     assert "  FAILED" not in out.getvalue(), "an unreachable host's checks are not listed one by one"
+
+
+def test_seeded_entries_come_from_the_controllers_record_of_the_model(expect, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLAMAFLEET_CACHE", str(tmp_path / "cache"))
+    sha = "ab" * 32
+    assert expect.seeded_entries(sha) is None and expect.seeded_entries(None) is None  # not deployed from here
+    (tmp_path / "cache/tensors").mkdir(parents=True)
+    # deploy's record: [part index, entry name, offset, size] per tensor over 10 MiB
+    entries = [[0, f"{n:016x}", 4096 * n, 11 << 20] for n in range(3)]
+    (tmp_path / f"cache/tensors/{sha}.json").write_text(json.dumps(entries))
+    assert expect.seeded_entries(sha) == 3
+    (tmp_path / f"cache/tensors/{sha}.json").write_text("{not json")
+    assert expect.seeded_entries(sha) is None
