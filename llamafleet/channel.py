@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -100,8 +101,11 @@ class Exchange:
             reader.join()
 
     def _sudo_started(self) -> bool:
-        """Whether the command runs: sudo got the password if (and only if) it asked for it, or needed none."""
-        if not self.wrapped.password:
+        """Whether the command runs: sudo got the password if (and only if) it asked for it, or needed none.
+
+        A command that announces itself (a ready marker) is fed only once it did.
+        """
+        if not self.wrapped.ready:
             return True
         answered = 0
         while True:
@@ -111,7 +115,10 @@ class Exchange:
             if prompts > answered and answered:  # asked again: wrong password; the end of stdin makes sudo stop
                 return False
             if prompts == answered:
-                self.note = f"\nsudo neither asked for the password nor started the command within {SUDO_WAIT} s"
+                asked = (
+                    "sudo neither asked for the password nor started" if self.wrapped.password else "nothing started"
+                )
+                self.note = f"\n{asked} the command within {SUDO_WAIT} s"
                 return False
             answered = prompts
             if not self._send(self.wrapped.password):
@@ -121,6 +128,10 @@ class Exchange:
         if isinstance(stdin, bytes):
             self._send(stdin)
             return
+        send_file = getattr(self.channel, "send_file", None)
+        if send_file is not None and isinstance(stdin, (Limited, Ranges)):
+            self._splice(send_file, stdin)
+            return
         while stdin is not None:
             try:
                 chunk = stdin.read(CHUNK)
@@ -128,6 +139,18 @@ class Exchange:
                 self.source_error = exc  # stop here: the host sees a short stream
                 return
             if not chunk or not self._send(chunk):
+                return
+
+    def _splice(self, send_file, stdin: Limited | Ranges) -> None:
+        """File ranges straight from the page cache into the channel (no copy through Python)."""
+        for handle, offset, size in stdin.spans():
+            try:
+                sent = send_file(handle, offset, size)
+            except OSError:
+                return  # the channel closed: the command exited without reading it all, or the link died
+            if sent < size:
+                name = getattr(handle, "name", "source")
+                self.source_error = OSError(f"{name} ends {size - sent} bytes before the range to send")
                 return
 
     def _send(self, data: bytes) -> bool:
@@ -170,6 +193,12 @@ class Limited:
         self.left -= len(data)
         return data
 
+    def spans(self) -> Iterator[tuple[BinaryIO, int, int]]:
+        """What is left to read, as (file, offset, size), consumed."""
+        left, self.left = self.left, 0
+        if left:
+            yield self.source, self.source.tell(), left
+
 
 class Ranges:
     """Reads the (offset, size) ranges of a file one after another, as one stream."""
@@ -186,6 +215,15 @@ class Ranges:
             raise OSError(f"{getattr(self.source, 'name', 'source')} ends before the range to send")
         self.left -= len(data)
         return data
+
+    def spans(self) -> Iterator[tuple[BinaryIO, int, int]]:
+        """The ranges still to read, as (file, offset, size), consumed."""
+        if self.left:
+            yield self.source, self.source.tell(), self.left
+            self.left = 0
+        while self.ranges:
+            offset, size = self.ranges.pop(0)
+            yield self.source, offset, size
 
 
 class HashingWriter:

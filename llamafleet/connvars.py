@@ -54,7 +54,7 @@ IGNORED = {
     "ansible_python_interpreter": "llamafleet runs no Python on the hosts",
     "ansible_shell_type": "llamafleet runs every command with sh -c",
     "ansible_shell_executable": "llamafleet runs every command with sh -c",
-    "ansible_ssh_executable": "llamafleet connects with paramiko, not the ssh program",
+    "ansible_ssh_executable": "llamafleet runs commands over paramiko and streams large files with `ssh` from the PATH",
     "ansible_ssh_pipelining": "llamafleet sends commands and files over one SSH connection; nothing to pipeline",
     "ansible_pipelining": "llamafleet sends commands and files over one SSH connection; nothing to pipeline",
     "ansible_sftp_extra_args": _NO_COPY_PROGRAM,

@@ -18,7 +18,7 @@ from typing import BinaryIO
 import paramiko
 from fabric import Config, Connection
 
-from . import connvars
+from . import connvars, openssh
 from .channel import CHUNK, Exchange, HashingWriter, Limited, Ranges, Wrapped
 from .connvars import Hop
 from .errors import CommandError, ConnectError, OperationError
@@ -66,6 +66,11 @@ class HostConnection:
         self._conn: Connection | None = None
         self._hops: list[Connection] = []
         self._lock = threading.Lock()
+        self._bulk: openssh.Client | None = None
+        # Why bulk data takes paramiko on this host (None: the ssh program carries it, once it is tried).
+        self.bulk_fallback: str | None = openssh.unusable(
+            [*self.settings.jumps, self._target], bool(self.settings.password)
+        )
 
     def _path(self, value: str) -> Path:
         path = Path(value).expanduser()
@@ -91,14 +96,17 @@ class HostConnection:
                 self._conn = self._connect()
             return self._conn
 
+    @property
+    def _target(self) -> Hop:
+        return Hop(self.settings.address, self.settings.port, self.user)
+
     def _connect(self) -> Connection:
         gateway: Connection | None = None
         try:
             for hop in self.settings.jumps:
                 gateway = self._open(hop, gateway, jump=True)
                 self._hops.append(gateway)
-            target = Hop(self.settings.address, self.settings.port, self.user)
-            return self._open(target, gateway, jump=False)
+            return self._open(self._target, gateway, jump=False)
         except BaseException:
             self._close_all()
             raise
@@ -149,22 +157,30 @@ class HostConnection:
             where_ = f"{where.host}:{where.port}{through}"
             raise ConnectError(self.name, f"{label}cannot connect to {where_}: {exc or type(exc).__name__}") from None
 
-    def _wrap(self, command: str, limit: float) -> Wrapped:
+    def _wrap(self, command: str, limit: float, *, announce: bool = False) -> Wrapped:
         """The command line to send: stopped on the host at `limit` (`timeout`), under sudo when becoming.
 
-        With a sudo password, sudo prompts with a random marker and the command announces itself with
-        another: the password is written only after the prompt, so it never reaches the command's stdin.
+        With a sudo password (or `announce`), the command announces itself on stderr with a random marker
+        before it reads its stdin, and sudo prompts with another: the password is written only after the
+        prompt, so it never reaches the command's stdin, and data only once the command runs.
         """
         bounded = quote("timeout -k %s %s sh -c %s", KILL_GRACE, f"{limit:g}", command)
-        if not self.become:
-            return Wrapped(bounded)
-        target, password = self.settings.become_user, self.settings.become_password
-        if not password:
-            return Wrapped(quote("sudo -H -n -u %s -- ", target) + bounded)
+        password = self.settings.become_password if self.become else None
+        if not (password or announce):
+            return (
+                Wrapped(quote("sudo -H -n -u %s -- ", self.settings.become_user) + bounded)
+                if self.become
+                else Wrapped(bounded)
+            )
         token = secrets.token_hex(12)
         prompt, ready = f"[llamafleet sudo {token}]", f"[llamafleet started {token}]"
         starter = quote("printf '%%s\\n' %s >&2; exec ", ready) + bounded
-        line = quote("sudo -H -S -p %s -u %s -- sh -c %s", prompt, target, starter)
+        if not self.become:
+            return Wrapped(starter, ready=f"{ready}\n".encode())
+        if not password:
+            line = quote("sudo -H -n -u %s -- sh -c %s", self.settings.become_user, starter)
+            return Wrapped(line, ready=f"{ready}\n".encode())
+        line = quote("sudo -H -S -p %s -u %s -- sh -c %s", prompt, self.settings.become_user, starter)
         return Wrapped(line, f"{password}\n".encode(), prompt.encode(), f"{ready}\n".encode())
 
     def run(
@@ -258,7 +274,8 @@ class HostConnection:
         size, digest = _measure(data) if sha256 is None or isinstance(data, bytes) else (data.stat().st_size, sha256)
         script = quote(_PUT_SCRIPT, remote, size, digest, owner, group, mode)
         with _source(data) as handle:
-            self.check(script, stdin=Limited(handle, size))
+            source = Limited(handle, size)
+            self.stream(script, source) if isinstance(data, Path) else self.check(script, stdin=source)
 
     def put_resumable(self, transfer: Transfer) -> None:
         """Send a large controller file whose sha256 is known, resuming a partial copy left by an earlier run.
@@ -274,12 +291,65 @@ class HostConnection:
         )
         with t.source.open("rb") as handle:
             handle.seek(t.offset)
-            self.check(script, stdin=Limited(handle, t.size - t.offset))
+            self.stream(script, Limited(handle, t.size - t.offset))
 
     def feed(self, command: str, source: Path, ranges: tuple[tuple[int, int], ...]) -> Result:
         """Run a command whose stdin is the given (offset, size) ranges of a controller file, one after another."""
         with source.open("rb") as handle:
-            return self.check(command, stdin=Ranges(handle, ranges))
+            return self.stream(command, Ranges(handle, ranges))
+
+    def stream(self, command: str, stdin: BinaryIO) -> Result:
+        """check() for a command fed a large stream: carried by the ssh program where it can, else by paramiko.
+
+        ssh is pinned to the host keys this connection verified and runs the same wrapped line (timeout, sudo);
+        the data starts only once the command announced itself, so when ssh cannot connect or log in, nothing
+        was read yet and paramiko carries the stream instead (`bulk_fallback` says why, for later streams too).
+        """
+        client = self._bulk_client()
+        if client is None:
+            return self.check(command, stdin=stdin)
+        limit = self.command_timeout
+        wrapped = self._wrap(command, limit, announce=True)
+        stream = openssh.Stream(client.argv(wrapped.line))
+        exchange = Exchange(stream, wrapped, io.BytesIO())
+        backstop = threading.Timer(limit + KILL_GRACE + 5, stream.kill)
+        started = time.monotonic()
+        backstop.start()
+        try:
+            exchange.run(stdin)
+            status = stream.wait()
+        finally:
+            backstop.cancel()
+            stream.close()
+        stderr = exchange.stderr.text()
+        if status == openssh.FAILED and not exchange.stderr.started:
+            self.bulk_fallback = f"ssh could not run the command: {_short(stderr.strip(), 200)}"
+            return self.check(command, stdin=stdin)
+        if status == openssh.FAILED:
+            raise ConnectError(self.name, f"connection lost during: {_short(command)} ({_short(stderr.strip(), 200)})")
+        if status in TIMED_OUT and time.monotonic() - started >= limit:
+            raise CommandError(self.name, command, -1, f"timed out after {limit:g} s\n{stderr}")
+        if exchange.source_error is not None:
+            sent = exchange.source_error
+            raise CommandError(self.name, command, status, f"reading the data to send failed: {sent}\n{stderr}")
+        if status != 0:
+            raise CommandError(self.name, command, status, stderr + exchange.note)
+        return Result(command, status, "", stderr)
+
+    def _bulk_client(self) -> openssh.Client | None:
+        """The ssh client of this connection (made once it is open and its keys verified), or None."""
+        if self.bulk_fallback is not None:
+            return None
+        conn = self.open()
+        with self._lock:
+            if self._bulk is None:
+                pinned = [
+                    openssh.Pinned(hop, c.transport.get_remote_server_key())
+                    for hop, c in zip((*self.settings.jumps, self._target), (*self._hops, conn), strict=True)
+                ]
+                key = self._path(self.settings.key_file) if self.settings.key_file else None
+                self._bulk = openssh.Client(pinned[-1], pinned[:-1], key, self.connect_timeout)
+            return self._bulk
 
     def get(self, remote: str, local: Path, *, sha256: str | None = None) -> str:
         """Copy a remote file here, read with the same privileges as commands; returns its sha256.
@@ -316,7 +386,9 @@ class HostConnection:
         for conn in [self._conn, *reversed(self._hops)]:
             if conn is not None:
                 conn.close()
-        self._conn, self._hops = None, []
+        if self._bulk is not None:
+            self._bulk.close()
+        self._conn, self._hops, self._bulk = None, [], None
 
     def _discard(self) -> None:
         """Forget a dead connection, so that the next open() connects again."""
@@ -344,8 +416,10 @@ _RESUMABLE_SCRIPT = (
     + 'have=$(stat -c %%s -- "$t" 2>/dev/null || echo 0); '
     '[ "$have" -eq "$offset" ] || { rm -f -- "$t"; '
     'echo "$t held $have bytes, not the $offset expected: removed, run again" >&2; exit 1; }; '
-    'got=$( { [ "$offset" -eq 0 ] || cat -- "$t"; head -c $((size-offset)) | tee -a -- "$t"; } '
-    '| digest | cut -d" " -f1); n=$(stat -c %%s -- "$t"); '
+    'got=$( { [ "$offset" -eq 0 ] || cat -- "$t"; tee -a -- "$t"; } | digest | cut -d" " -f1); '
+    'n=$(stat -c %%s -- "$t"); '
+    '[ "$n" -le "$size" ] || { rm -f -- "$t"; '
+    'echo "transfer overran: $n bytes arrived, $size expected; removed, $p left as it was" >&2; exit 1; }; '
     '[ "$n" -eq "$size" ] || { '
     'echo "transfer cut short: $n of $size bytes arrived; kept to resume, $p left as it was" >&2; exit 1; }; '
     '[ "$got" = "$sum" ] || { rm -f -- "$t"; '

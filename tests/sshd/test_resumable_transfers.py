@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llamafleet import channel, inventory, ssh
+from llamafleet import channel, inventory, openssh, ssh
 from llamafleet.errors import CommandError, ConnectError
 from llamafleet.operations import Transfer
 from llamafleet.ssh import HostConnection
@@ -18,9 +18,15 @@ DATA = os.urandom(3 * 1024 * 1024 + 17)
 SHA = hashlib.sha256(DATA).hexdigest()
 
 
-@pytest.fixture
-def conn(sshd, tmp_path) -> HostConnection:
-    return HostConnection(inventory.load(sshd.write_inventory(tmp_path / "hosts.yml")).head)
+@pytest.fixture(params=["ssh", "paramiko"])
+def conn(request, sshd, tmp_path, monkeypatch) -> HostConnection:
+    """The head's connection, its bulk data carried by the ssh program or by paramiko."""
+    if request.param == "paramiko":
+        monkeypatch.setenv(openssh.BULK_ENV, "paramiko")
+    connection = HostConnection(inventory.load(sshd.write_inventory(tmp_path / "hosts.yml")).head)
+    yield connection
+    assert (connection.bulk_fallback is None) == (request.param == "ssh"), connection.bulk_fallback
+    connection.close()
 
 
 @pytest.fixture
@@ -75,6 +81,8 @@ def test_a_transfer_lands_read_only_with_its_sha256_recorded(conn, where):
 
 
 def test_a_cut_transfer_keeps_its_part_and_resumes_without_resending(conn, where, monkeypatch):
+    if conn.bulk_fallback is None:
+        pytest.skip("the ssh program's stream: test_bulk_streams.py cuts its session")
     where["path"].write_bytes(b"the previous model\n")
     transport = conn.open().transport
     monkeypatch.setattr(ssh, "Limited", lambda handle, size: CutAfter(handle, 1024 * 1024, transport))
