@@ -41,7 +41,7 @@ def named_facts(expect: Expectations, host: Host) -> dict[str, Fact]:
     facts: dict[str, Fact] = {
         "os": OsRelease(),
         "cpu_flags": llama_role.CPU_FLAGS,
-        "identity": llama_role.IDENTITY,
+        "identity": llama_role.IDENTITY_MEASURED,
         "current": PathInfo(paths.CURRENT_LINK, False),
         "listening": probes.Listening(),
         "reach": probes.Reachable(expect.probed_by(host)),

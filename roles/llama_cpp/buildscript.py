@@ -134,6 +134,7 @@ def install_script_context(
         "release_id": shlex.quote(identifier),
         "install_root": shlex.quote(install_root),
         "keep_releases": shlex.quote(str(int(keep_releases))),
+        "sums_record": plan.SUMS_RECORD,
     }
 
 

@@ -17,6 +17,7 @@ ROLE_DIR = Path(__file__).resolve().parent
 DEFAULTS_FILE = ROLE_DIR / "defaults.yml"
 BUILD_TEMPLATE = "build.sh.j2"
 INSTALL_TEMPLATE = "install.sh.j2"
+SUMS_RECORD = ".llamafleet-sums"  # in each release, beside BUILD.json (see role.IDENTITY)
 
 BACKENDS = ("cpu", "cuda", "vulkan", "rocm")
 CPU_VARIANTS = ("all", "native")

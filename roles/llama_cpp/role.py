@@ -30,11 +30,24 @@ RELEASES = plan.RELEASES_DIR
 CURRENT = plan.CURRENT_LINK
 PREVIOUS = paths.PREVIOUS_LINK
 CPU_FLAGS = CommandOutput("grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2")
+# Each release's files as installed: their stat listing (size, mtime, inode, ctime, path), then `@@sums` and
+# their sha256 (install.sh.j2 writes it). While the listing holds, no file was written since it was hashed.
+SUMS_RECORD = plan.SUMS_RECORD
+_FILES = f"find . -type f ! -name BUILD.json ! -name '{SUMS_RECORD}*'"
+_LISTING = _FILES + " -printf '%s %T@ %i %C@ %p\\n' | LC_ALL=C sort"
+_HASHES = _FILES + ' -exec sh -c \'openssl dgst -sha256 -r "$@" 2>/dev/null || sha256sum "$@"\' sh {} +'
+_RECORDED = f'[ -f {SUMS_RECORD} ] && [ "$(sed \'/^@@sums$/,$d\' {SUMS_RECORD})" = "$({_LISTING})" ]'
 # The running release's BUILD.json and the checksums of its files, for the identity gate. Read
 # with the role's other facts: when nothing changed on a host the gate needs no round trip of its own.
+# The checksums recorded at install are used while no file's stat changed (a file replaced or written
+# since changes its inode or ctime); otherwise every file is hashed now.
 IDENTITY = CommandOutput(
     f"if [ -f {CURRENT}/BUILD.json ]; then cat {CURRENT}/BUILD.json; echo '@@files'; "
-    f"cd {CURRENT}/ && find . -type f ! -name BUILD.json -exec sha256sum {{}} +; fi"
+    f"cd {CURRENT}/ && if {_RECORDED}; then sed '1,/^@@sums$/d' {SUMS_RECORD}; else {_HASHES}; fi; fi"
+)
+# The same, every file hashed now (invoke verify measures, it does not trust a record).
+IDENTITY_MEASURED = CommandOutput(
+    f"if [ -f {CURRENT}/BUILD.json ]; then cat {CURRENT}/BUILD.json; echo '@@files'; cd {CURRENT}/ && {_HASHES}; fi"
 )
 INSTALLED = CommandOutput(f'cd {RELEASES} 2>/dev/null && for f in */BUILD.json; do [ -f "$f" ] && sha256sum "$f"; done')
 # Read with the run's first batch (runner.prefetch): prepare needs no round trip of its own.

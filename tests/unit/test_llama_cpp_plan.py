@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from llamafleet.errors import InventoryError, OperationError
-from llamafleet.roles.llama_cpp import buildscript, identity, plan
+from llamafleet.facts import CommandOutput
+from llamafleet.roles.llama_cpp import buildscript, identity, plan, role
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "llama_cpp"
@@ -730,3 +731,31 @@ def test_reference_build_manifest_matches_the_plan():
     assert all(plan.SHA256_PATTERN.fullmatch(digest) for digest in reference["files"].values())
     facts = yaml.safe_load((FIXTURES / "build-facts.yml").read_text())
     assert facts["source_sha256"] == source
+
+
+def _identity(command: CommandOutput, root: Path) -> dict[str, str]:
+    script = command.command().replace(role.CURRENT, str(root / "current"))
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+    return identity.with_measured_files({}, result.stdout.partition("@@files")[2])["measured"]
+
+
+@needs_gnu_tools
+def test_installed_sums_serve_the_identity_fact_until_a_file_changes(tmp_path):
+    archive, sha = make_source_archive(tmp_path)
+    result, _ = run_build(tmp_path, archive, sha)
+    facts = buildscript.parse_build_output(result.stdout.splitlines())
+    stage_and_switch(tmp_path, facts)
+    root = tmp_path / "opt"
+    manifest = json.loads((root / "current" / "BUILD.json").read_text())
+    record = root / "current" / plan.SUMS_RECORD
+    assert record.is_file(), "install records the files' stat and sha256"
+    assert _identity(role.IDENTITY, root) == _identity(role.IDENTITY_MEASURED, root) == manifest["files"]
+    record.write_text(record.read_text().replace(manifest["files"]["bin/llama-server"], "0" * 64))
+    assert _identity(role.IDENTITY, root)["bin/llama-server"] == "0" * 64, "the record is used while stats hold"
+    server = root / "current" / "bin" / "llama-server"
+    stat = server.stat()
+    server.write_bytes(server.read_bytes() + b"!")  # rewritten in place, mtime put back: ctime still moves
+    os.utime(server, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    measured = _identity(role.IDENTITY, root)
+    assert measured["bin/llama-server"] == hashlib.sha256(server.read_bytes()).hexdigest(), "hashed again"
+    assert plan.SUMS_RECORD not in " ".join(measured), "the record is not a file of the release"
