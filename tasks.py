@@ -1,5 +1,7 @@
 """llamafleet's command line: `invoke provision | deploy | verify | status | inventory | render | lab.*`."""
 
+import atexit
+import gc
 import inspect
 
 from invoke import Collection, task
@@ -7,6 +9,8 @@ from invoke.main import program
 
 from llamafleet import cli, lab_tasks
 
+# The interpreter's last collection would walk every object of a run that is over anyway.
+atexit.register(gc.freeze)
 cli.report_parse_errors(program)  # bad flags: one line and exit 2, as for every other bad input
 
 H = cli.COMMON_HELP

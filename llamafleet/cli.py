@@ -22,9 +22,6 @@ from . import logs as logs_mod
 from . import status as status_mod
 from .errors import LlamafleetError, NotImplementedYet, UsageError
 from .output import Output
-from .roles.release.role import SWITCHED
-from .roles.rollback.role import ONLY as ROLLBACK_ONLY
-from .roles.teardown.role import PURGE as TEARDOWN_PURGE
 from .runner import Runner, RunOptions
 from .shell import quote
 
@@ -162,6 +159,8 @@ def provision(inventory: str | None, extra_vars: list[str] | None, json_mode: bo
     runner = Runner(inv, run_options, output)
     code = runner.run(playbooks.PROVISION)
     show_worker_journals(runner, output)
+    from .roles.release.role import SWITCHED  # role modules load with the run that uses them
+
     switched = sorted(runner.shared.get(SWITCHED, ()))
     if code and switched and not run_options.check:
         _roll_back_upgrade(inv, run_options, output, switched)
@@ -174,6 +173,8 @@ def _roll_back_upgrade(inv: inventory_mod.Inventory, run_options: RunOptions, ou
     what = "; ".join(f"{r.host}: {r.role}: {r.operation}: {r.reason}" for r in failed[:5]) or "see above"
     output.say(f"\nupgrade failed ({what}); rolling {', '.join(hosts)} back to the previous release")
     runner = Runner(inv, run_options, output)
+    from .roles.rollback.role import ONLY as ROLLBACK_ONLY
+
     runner.params[ROLLBACK_ONLY] = set(hosts)
     back = runner.run(playbooks.ROLLBACK)
     show_worker_journals(runner, output)
@@ -191,6 +192,8 @@ def teardown(inventory: str | None, extra_vars: list[str] | None, json_mode: boo
     inv = load_inventory(inventory, extra_vars)
     output = Output(json_mode=json_mode, check=flags["check"])
     runner = Runner(inv, run_options, output)
+    from .roles.teardown.role import PURGE as TEARDOWN_PURGE
+
     runner.params[TEARDOWN_PURGE] = purge
     finish(runner, output, runner.run(playbooks.TEARDOWN))
 

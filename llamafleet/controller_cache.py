@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
+
+from .operations.files import source_sha256
 
 
 def cache_root() -> Path:
@@ -24,3 +28,21 @@ def private_dir(path: Path) -> Path:
         if folder.stat().st_mode & 0o077:
             folder.chmod(0o700)
     return path
+
+
+def known_sha256(path: Path) -> str:
+    """sha256 of a controller file, hashed once: recorded in the cache under its size, mtime, inode and ctime."""
+    stat = path.stat()
+    key = [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
+    real = str(path.resolve())
+    record = private_dir(cache_root() / "checksums") / hashlib.sha256(real.encode()).hexdigest()[:24]
+    try:
+        saved = json.loads(record.read_text())
+        if saved["path"] == real and saved["stat"] == key:
+            return saved["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    digest = source_sha256(path)
+    record.write_text(json.dumps({"path": real, "stat": key, "sha256": digest}))
+    return digest
+

@@ -8,13 +8,14 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TextIO
-
-import requests
+from typing import TYPE_CHECKING, TextIO
 
 from .controller_cache import cache_root, private_dir
 from .errors import OperationError
 from .operations.files import source_sha256
+
+if TYPE_CHECKING:  # imported when a download starts: runs that fetch nothing do not pay for it
+    import requests
 
 TIMEOUT = (10, 120)
 CHUNK = 1 << 20
@@ -73,6 +74,8 @@ def fetch(
         return check_recorded(target, recorded)
     partial = target.with_name(target.name + ".part")
     digest = hashlib.sha256()
+    import requests
+
     try:
         _receive(url, partial, digest, dict(headers or {}), check, progress)
     except requests.RequestException as exc:  # the part is kept: the next run resumes it
@@ -89,6 +92,8 @@ def _receive(url, partial: Path, digest, headers: dict, check, progress: bool) -
     have = partial.stat().st_size if partial.is_file() else 0
     if have:
         headers["Range"] = f"bytes={have}-"
+    import requests
+
     with requests.get(url, stream=True, timeout=TIMEOUT, headers=headers) as response:
         if have and response.status_code == 416:  # nothing left to send: the part is complete
             _hash_file(partial, digest, check)

@@ -7,7 +7,6 @@ import shlex
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from . import lab
 from .cli import reports_errors
 
 NAME_HELP = "Lab name: 1-10 lowercase letters/digits (default: lab); labs with different names coexist."
@@ -30,6 +29,8 @@ def up(c, workers=2, name="lab", firewall="none", link_rate=None, link_delay=Non
     The machine's limits are checked first: inotify limits too low for the lab are raised (one line
     says so), short memory or addresses stop it before anything is created.
     """
+    from . import lab  # only lab tasks need it
+
     info = lab.up(
         name=name, workers=int(workers), firewall=firewall, link_rate=link_rate, link_delay=link_delay, say=print
     )
@@ -43,6 +44,8 @@ def up(c, workers=2, name="lab", firewall="none", link_rate=None, link_delay=Non
 @reports_errors
 def down(c, name="lab"):
     """Remove the lab: hosts, mounts, bridge, NAT table, state and generated inventory, key, known_hosts."""
+    from . import lab  # only lab tasks need it
+
     lab.down(name)
     print(f"lab {name}: removed")
 
@@ -51,6 +54,8 @@ def down(c, name="lab"):
 @reports_errors
 def status(c, name=None):
     """List the labs on this machine and whether each host's container is running."""
+    from . import lab  # only lab tasks need it
+
     labs = lab.status(name)
     if not labs:
         print("no lab is up")
@@ -65,6 +70,8 @@ def status(c, name=None):
 @reports_errors
 def shell(c, host, name="lab"):
     """Open an interactive SSH session on a lab host (lab key, pinned known_hosts)."""
+    from . import lab  # only lab tasks need it
+
     argv = lab.shell_command(name, host)
     result = c.run(shlex.join(argv), pty=True, warn=True)
     if result.exited:

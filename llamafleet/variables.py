@@ -12,8 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from . import yamlfile
 from .errors import InventoryError
 from .yamlfile import shorten
 
@@ -146,7 +145,7 @@ def catalogue(roles_dir: Path = ROLES_DIR) -> dict[str, Variable]:
     """Every variable declared in roles/*/defaults.yml, keyed by name."""
     found: dict[str, Variable] = {}
     for path in sorted(roles_dir.glob("*/defaults.yml")):
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yamlfile.load_own(path) or {}
         for name, spec in data.items():
             if name in found:
                 raise InventoryError("declared twice", file=str(path), key=name)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llamafleet.controller_cache import cache_root, private_dir  # noqa: F401 - used here and by release.py
+from llamafleet.controller_cache import cache_root, known_sha256, private_dir  # noqa: F401 - used here and by release.py
 from llamafleet.errors import OperationError
 from llamafleet.operations.files import source_sha256
 
@@ -45,13 +45,25 @@ def lookup(key: str, release_id: str) -> Artifact | None:
         if (slot(key) / f"{ARTIFACT}.sha256").exists()
         else None
     )
-    actual = sha256_file(path)
+    actual = known_sha256(path)  # hashed again whenever the file's stat changed
     if recorded != actual:
         raise OperationError(
             f"artifact cache entry {path} is corrupt (sha256 {actual[:12]}, recorded {recorded}); delete it"
         )
-    raw = read_member(path, f"{release_id}/BUILD.json")
+    raw = _manifest(path, release_id, actual)
     return Artifact(path, actual, json.loads(raw), hashlib.sha256(raw).hexdigest())
+
+
+def _manifest(path: Path, release_id: str, artifact_sha256: str) -> bytes:
+    """The artifact's BUILD.json, unpacked once and kept beside it under the artifact's sha256."""
+    kept = path.with_name(f"BUILD-{artifact_sha256[:16]}.json")
+    if kept.is_file():
+        return kept.read_bytes()
+    raw = read_member(path, f"{release_id}/BUILD.json")
+    partial = kept.with_suffix(".part")
+    partial.write_bytes(raw)
+    os.replace(partial, kept)
+    return raw
 
 
 def store(key: str, downloaded: Path, expected_sha256: str, release_id: str) -> Artifact:

@@ -8,9 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from llamafleet import paths
+from llamafleet import paths, yamlfile
 from llamafleet.errors import InventoryError, OperationError
 
 ROLE_DIR = Path(__file__).resolve().parent
@@ -88,8 +86,7 @@ class LlamaCppSettings:
 
 def load_defaults(path: Path = DEFAULTS_FILE) -> dict[str, dict[str, Any]]:
     """The role's variable table: name -> {default, type, choices, required, doc}."""
-    with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    return yamlfile.load_own(path)
 
 
 def build_number(version: object, host: str = "all") -> int:

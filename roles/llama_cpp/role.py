@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from llamafleet import paths
+from llamafleet.controller_cache import known_sha256
 from llamafleet.errors import GateError, InventoryError, OperationError
 from llamafleet.facts import CommandOutput, FileContent, PathInfo
 from llamafleet.inventory import Host
@@ -165,8 +166,8 @@ def _source_sha256(run, host: Host, settings: plan.LlamaCppSettings) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _archive_sha256(path: str, size: int, mtime_ns: int) -> str:
-    """Hash each archive once per run, however many hosts use it (a changed file is hashed anew)."""
-    return artifacts.sha256_file(Path(path))
+    """Hash each archive once, however many hosts and runs use it (a changed file is hashed anew)."""
+    return known_sha256(Path(path))
 
 
 def _same_source_everywhere(run, targets: dict[str, Target]) -> None:

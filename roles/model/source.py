@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from llamafleet import download
-from llamafleet.controller_cache import cache_root, private_dir
+from llamafleet.controller_cache import known_sha256
 from llamafleet.errors import UsageError
-from llamafleet.operations.files import source_sha256
 
 GGUF_MAGIC = b"GGUF"
 GGUF_VERSIONS = (2, 3)
@@ -145,20 +143,3 @@ def _download_parts(url: str, headers: dict[str, str], progress: bool) -> tuple[
         digest = download.fetch(part_url, target, headers=headers, check=check, progress=progress)
         parts.append(Part(target, part_name, target.stat().st_size, digest))
     return tuple(parts)
-
-
-def known_sha256(path: Path) -> str:
-    """sha256 of a controller file, hashed once: recorded in the cache under its size, mtime, inode and ctime."""
-    stat = path.stat()
-    key = [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
-    real = str(path.resolve())
-    record = private_dir(cache_root() / "checksums") / hashlib.sha256(real.encode()).hexdigest()[:24]
-    try:
-        saved = json.loads(record.read_text())
-        if saved["path"] == real and saved["stat"] == key:
-            return saved["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    digest = source_sha256(path)
-    record.write_text(json.dumps({"path": real, "stat": key, "sha256": digest}))
-    return digest
