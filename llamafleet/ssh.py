@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import secrets
+import socket
 import tempfile
 import threading
 import time
@@ -136,6 +137,16 @@ class HostConnection:
         conn.transport.set_keepalive(15)
         return conn
 
+    def _socket(self, where: Hop) -> socket.socket:
+        """The TCP connection to a host reached directly, without Nagle's algorithm.
+
+        SSH messages here are small and each waits for its answer: Nagle's algorithm with the peer's
+        delayed ACK would hold every one back about 40 ms (measured: 50 ms a command, 7 ms without).
+        """
+        sock = socket.create_connection((where.host, where.port), timeout=self.connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
     def _known(self, where: Hop, label: str) -> KnownHosts:
         try:
             return read_known_hosts(self.known_hosts, where.key_name)
@@ -144,6 +155,8 @@ class HostConnection:
 
     def _handshake(self, conn: Connection, where: Hop, label: str, known: KnownHosts, via: Hop | None) -> None:
         try:
+            if via is None:
+                conn.connect_kwargs["sock"] = self._socket(where)
             conn.open()
         except ConnectError:
             raise
