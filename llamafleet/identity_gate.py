@@ -5,6 +5,8 @@ from __future__ import annotations
 from . import roles
 
 NAME = "llama_cpp identity"
+# Read with the run's first batch (runner.prefetch): the gate needs no round trip of its own.
+PREFETCH = (roles.load("llama_cpp").IDENTITY,)
 
 
 def operations(ctx):

@@ -423,8 +423,8 @@ def _read_identity(run, host: Host, role: str) -> dict[str, Any] | None:
     settled = run.settled_facts(host, role)
     if settled is not None and IDENTITY in settled:
         text = "\n".join(settled[IDENTITY])
-    else:
-        text = run.remote(host, IDENTITY.command()).stdout
+    else:  # read since the host last changed (the run's first batch, for deploy), else now
+        text = "\n".join(run.gather(host, [IDENTITY])[IDENTITY] or [])
     if "@@files" not in text:
         return None
     manifest_text, _, measured = text.partition("@@files")

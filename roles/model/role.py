@@ -28,6 +28,8 @@ def resolve(given: str, *, sha256: str | None = None, alias: str | None = None, 
     return source.resolve(given, sha256=sha256, alias=alias, progress=progress)
 
 
+# Read with the run's first batch (runner.prefetch): the memory fit check needs no round trip of its own.
+PREFETCH = (model_facts.Memory(),)
 SEED_ENTRIES = "model seed entries"  # run.shared key: the model's RPC cache entries, hashed on the controller
 
 
