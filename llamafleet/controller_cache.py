@@ -45,4 +45,3 @@ def known_sha256(path: Path) -> str:
     digest = source_sha256(path)
     record.write_text(json.dumps({"path": real, "stat": key, "sha256": digest}))
     return digest
-
