@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import paramiko
 
 CHUNK = 1 << 18
+SPLICE = 1 << 24  # bytes handed to the kernel at once when a file range goes out by sendfile
 SUDO_WAIT = 60  # seconds sudo may take to ask for the password or start the command
 
 
@@ -79,8 +80,11 @@ class _Stderr:
 class Exchange:
     """One command's streams: stdin written from the caller's thread, stdout and stderr drained by two others."""
 
-    def __init__(self, channel: paramiko.Channel, wrapped: Wrapped, sink: BinaryIO) -> None:
+    def __init__(
+        self, channel: paramiko.Channel, wrapped: Wrapped, sink: BinaryIO, on_sent: Callable[[int], None] | None = None
+    ) -> None:
         self.channel, self.wrapped, self.sink = channel, wrapped, sink
+        self.on_sent = on_sent  # told how many bytes of stdin went out, as they go
         self.stderr = _Stderr(wrapped.prompt, wrapped.ready)
         self.source_error: OSError | None = None
         self.sink_error: OSError | None = None
@@ -140,18 +144,24 @@ class Exchange:
                 return
             if not chunk or not self._send(chunk):
                 return
+            if self.on_sent is not None:
+                self.on_sent(len(chunk))
 
     def _splice(self, send_file, stdin: Limited | Ranges) -> None:
         """File ranges straight from the page cache into the channel (no copy through Python)."""
         for handle, offset, size in stdin.spans():
-            try:
-                sent = send_file(handle, offset, size)
-            except OSError:
-                return  # the channel closed: the command exited without reading it all, or the link died
-            if sent < size:
-                name = getattr(handle, "name", "source")
-                self.source_error = OSError(f"{name} ends {size - sent} bytes before the range to send")
-                return
+            for at in range(offset, offset + size, SPLICE):
+                want = min(SPLICE, offset + size - at)
+                try:
+                    sent = send_file(handle, at, want)
+                except OSError:
+                    return  # the channel closed: the command exited without reading it all, or the link died
+                if self.on_sent is not None:
+                    self.on_sent(sent)
+                if sent < want:
+                    name = getattr(handle, "name", "source")
+                    self.source_error = OSError(f"{name} ends {offset + size - at - sent} bytes before the range")
+                    return
 
     def _send(self, data: bytes) -> bool:
         """False when the channel is closed (the command exited without reading it all, or the link died)."""

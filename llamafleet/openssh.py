@@ -26,7 +26,6 @@ from .connvars import Hop
 
 SSH = "ssh"
 FAILED = 255  # what ssh exits with when it could not connect, log in or keep the connection
-SPLICE = 1 << 24  # bytes per sendfile call
 ALIVE_INTERVAL, ALIVE_COUNT = 5, 3  # a cut link ends the stream within about 15 s
 # The bulk path's choice, for tests and for users who need the old path: auto (ssh when usable) or paramiko.
 BULK_ENV = "LLAMAFLEET_SSH_BULK"
@@ -136,7 +135,7 @@ class Stream:
         """Send `size` bytes of a file from `offset` (sendfile(2): page cache to pipe); returns what was sent."""
         sent, out, source = 0, self.process.stdin.fileno(), handle.fileno()
         while sent < size:
-            done = os.sendfile(out, source, offset + sent, min(size - sent, SPLICE))
+            done = os.sendfile(out, source, offset + sent, size - sent)
             if done == 0:
                 break  # the file is shorter than the range
             sent += done

@@ -49,6 +49,33 @@ class Progress:
             self.stream.flush()
 
 
+class Sending:
+    """Progress of bytes going to a host (a model, cache entries): MB sent of the total and the rate.
+
+    Shown only for transfers of at least `shown_from` bytes; smaller ones are over before a line would help.
+    """
+
+    def __init__(self, label: str, total: int, stream: TextIO | None = None, shown_from: int = 32 << 20) -> None:
+        self.total, self.done, self.looked = total, 0, 0.0
+        self.progress = Progress(label, stream, every=5.0) if total >= shown_from else None
+
+    def sent(self, count: int) -> None:
+        self.done += count
+        now = time.monotonic()
+        if self.progress is None or now - self.looked < 0.25:  # a terminal line at most 4 times a second
+            return
+        self.looked = now
+        rate = self.done / max(now - self.progress.started, 1e-6) / 1e6
+        self.progress.update(self.done // 1_000_000, self.total // 1_000_000, f" MB, {rate:.0f} MB/s")
+
+    def __enter__(self) -> Sending:
+        return self
+
+    def __exit__(self, kind, *_: object) -> None:
+        if self.progress is not None:
+            self.progress.finish(f"{self.done / 1e6:.0f} MB sent" if kind is None else "failed")
+
+
 class CommandProgress:
     """A sink for a long command's stdout: build steps become progress; the last lines are kept for errors."""
 

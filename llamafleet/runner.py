@@ -332,9 +332,12 @@ class Runner:
         with self._count_lock:
             self.round_trips[host.name] += 1
         if isinstance(step, Transfer):
-            conn.put_resumable(step)
+            with progress.Sending(f"{host.name}: {step.source.name}", step.size - step.offset) as meter:
+                conn.put_resumable(step, meter.sent)
         elif isinstance(step, Feed):
-            conn.feed(step.command, step.source, step.ranges)
+            total = sum(size for _, size in step.ranges)
+            with progress.Sending(f"{host.name}: cache entries from {step.source.name}", total) as meter:
+                conn.feed(step.command, step.source, step.ranges, meter.sent)
         elif isinstance(step, Upload):
             conn.put(step.content, step.path, mode=step.mode, owner=step.owner, group=step.group, sha256=step.sha256)
         elif step.progress:

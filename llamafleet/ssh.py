@@ -11,7 +11,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -203,6 +203,7 @@ class HostConnection:
         stdin: bytes | BinaryIO | None = None,
         timeout: float | None = None,
         stdout: BinaryIO | None = None,
+        on_sent: Callable[[int], None] | None = None,
     ) -> Result:
         """Run a shell command (as root when ansible_become); never raises on a non-zero status.
 
@@ -217,7 +218,7 @@ class HostConnection:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise ConnectError(self.name, f"SSH session failed: {exc}") from None
         captured = io.BytesIO() if stdout is None else None
-        exchange = Exchange(channel, wrapped, stdout if stdout is not None else captured)
+        exchange = Exchange(channel, wrapped, stdout if stdout is not None else captured, on_sent)
         expired = threading.Event()
         backstop = threading.Timer(limit + KILL_GRACE + 5, _expire, (channel, expired))  # if `timeout` did not
         started = time.monotonic()
@@ -290,7 +291,7 @@ class HostConnection:
             source = Limited(handle, size)
             self.stream(script, source) if isinstance(data, Path) else self.check(script, stdin=source)
 
-    def put_resumable(self, transfer: Transfer) -> None:
+    def put_resumable(self, transfer: Transfer, on_sent: Callable[[int], None] | None = None) -> None:
         """Send a large controller file whose sha256 is known, resuming a partial copy left by an earlier run.
 
         The bytes go to `transfer.partial` (beside the target, same filesystem) from `transfer.offset` on; the
@@ -304,14 +305,20 @@ class HostConnection:
         )
         with t.source.open("rb") as handle:
             handle.seek(t.offset)
-            self.stream(script, Limited(handle, t.size - t.offset))
+            self.stream(script, Limited(handle, t.size - t.offset), on_sent)
 
-    def feed(self, command: str, source: Path, ranges: tuple[tuple[int, int], ...]) -> Result:
+    def feed(
+        self,
+        command: str,
+        source: Path,
+        ranges: tuple[tuple[int, int], ...],
+        on_sent: Callable[[int], None] | None = None,
+    ) -> Result:
         """Run a command whose stdin is the given (offset, size) ranges of a controller file, one after another."""
         with source.open("rb") as handle:
-            return self.stream(command, Ranges(handle, ranges))
+            return self.stream(command, Ranges(handle, ranges), on_sent)
 
-    def stream(self, command: str, stdin: BinaryIO) -> Result:
+    def stream(self, command: str, stdin: BinaryIO, on_sent: Callable[[int], None] | None = None) -> Result:
         """check() for a command fed a large stream: carried by the ssh program where it can, else by paramiko.
 
         ssh is pinned to the host keys this connection verified and runs the same wrapped line (timeout, sudo);
@@ -320,11 +327,11 @@ class HostConnection:
         """
         client = self._bulk_client()
         if client is None:
-            return self.check(command, stdin=stdin)
+            return self.check(command, stdin=stdin, on_sent=on_sent)
         limit = self.command_timeout
         wrapped = self._wrap(command, limit, announce=True)
         stream = openssh.Stream(client.argv(wrapped.line))
-        exchange = Exchange(stream, wrapped, io.BytesIO())
+        exchange = Exchange(stream, wrapped, io.BytesIO(), on_sent)
         backstop = threading.Timer(limit + KILL_GRACE + 5, stream.kill)
         started = time.monotonic()
         backstop.start()
@@ -337,7 +344,7 @@ class HostConnection:
         stderr = exchange.stderr.text()
         if status == openssh.FAILED and not exchange.stderr.started:
             self.bulk_fallback = f"ssh could not run the command: {_short(stderr.strip(), 200)}"
-            return self.check(command, stdin=stdin)
+            return self.check(command, stdin=stdin, on_sent=on_sent)
         if status == openssh.FAILED:
             raise ConnectError(self.name, f"connection lost during: {_short(command)} ({_short(stderr.strip(), 200)})")
         if status in TIMED_OUT and time.monotonic() - started >= limit:

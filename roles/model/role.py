@@ -21,6 +21,8 @@ NAME = "model"
 RECORDS_DIR = f"{paths.MODELS_DIR}/.sha256"  # NAME -> "SIZE MTIME INODE CTIME SHA256" of each model file
 HISTORY = 16  # earlier models remembered in the record, for keep_models
 FREE_MARGIN = 64 << 20  # bytes left free on the models' filesystem after a transfer
+# Read with the run's first batch (runner.prefetch): the memory fit check needs no round trip of its own.
+PREFETCH = (model_facts.Memory(),)
 
 
 def resolve(given: str, *, sha256: str | None = None, alias: str | None = None, progress: bool = True):
@@ -28,8 +30,6 @@ def resolve(given: str, *, sha256: str | None = None, alias: str | None = None, 
     return source.resolve(given, sha256=sha256, alias=alias, progress=progress)
 
 
-# Read with the run's first batch (runner.prefetch): the memory fit check needs no round trip of its own.
-PREFETCH = (model_facts.Memory(),)
 SEED_ENTRIES = "model seed entries"  # run.shared key: the model's RPC cache entries, hashed on the controller
 
 

@@ -62,3 +62,31 @@ def test_a_terminal_gets_one_line_rewritten():
     build.close(ok=True)
     text = stream.getvalue()
     assert text.count("\n") == 1 and text.count("\r\033[K") >= 4 and "100%" in text
+
+
+def test_a_large_transfer_shows_megabytes_sent_and_the_end():
+    stream = io.StringIO()
+    with progress.Sending("head: model.gguf", 100_000_000, stream) as meter:
+        meter.progress.every = 0
+        for _ in range(4):
+            meter.looked = 0.0  # as if a quarter second passed between chunks
+            meter.sent(25_000_000)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith("head: model.gguf: started")
+    assert any("head: model.gguf: 50/100 MB, " in line and " MB/s, " in line for line in lines), lines
+    assert lines[-1].split(" ", 1)[1].startswith("head: model.gguf: 100 MB sent after ")
+
+
+def test_a_small_transfer_prints_nothing_and_a_failure_says_so():
+    quiet = io.StringIO()
+    with progress.Sending("head: tiny.gguf", 1_000_000, quiet) as meter:
+        meter.sent(1_000_000)
+    assert quiet.getvalue() == ""
+    stream = io.StringIO()
+    try:
+        with progress.Sending("w1: cache entries from m.gguf", 64 << 20, stream) as meter:
+            meter.sent(1 << 20)
+            raise OSError("link down")
+    except OSError:
+        pass
+    assert stream.getvalue().splitlines()[-1].split(" ", 1)[1].startswith("w1: cache entries from m.gguf: failed")
