@@ -273,6 +273,35 @@ def killed_mid_transfer(lab, env, url: str, pins: list[str]) -> int:
     return partial_size(lab)
 
 
+def link_cut_mid_transfer(lab, env, url: str, pins: list[str]) -> tuple[int, str, float]:
+    """Start a deploy, take the head's link down once part of the model arrived; the deploy must end by itself.
+
+    Returns its exit status, its output and how long it took to notice; the link is up again afterwards.
+    """
+    veth = lab.host("head").veth
+    process = subprocess.Popen(deploy_argv(lab.inventory, "--model", url, *pins), cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while partial_size(lab) < 8 << 20 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        subprocess.run(["ip", "link", "set", "dev", veth, "down"], check=True)
+        cut = time.monotonic()
+        try:
+            output, _ = process.communicate(timeout=120)
+        finally:
+            subprocess.run(["ip", "link", "set", "dev", veth, "up"], check=True)
+        noticed = time.monotonic() - cut
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+    deadline = time.monotonic() + 60
+    while ssh(lab, "head", "true").returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return process.returncode, output, noticed
+
+
 def test_a_cut_transfer_resumes_a_damaged_one_is_refused_then_the_head_switches(
     served, lab, env, big_model_url, cluster_vars
 ):
@@ -287,8 +316,13 @@ def test_a_cut_transfer_resumes_a_damaged_one_is_refused_then_the_head_switches(
     assert code == 1 and "transfer damaged" in str(doc["results"])
     assert partial_size(lab) == 0 and started_at(lab, "head", "llama-server") == head_started
     assert api(lab, "/health").status_code == 200, "the previous model still serves"
-    # Cut again, then resumed: only the rest crosses the link.
-    arrived = killed_mid_transfer(lab, env, url, cluster_vars)
+    # The link cut this time: the deploy notices by itself (exit 3), keeps the part; resumed, only the rest crosses.
+    code, output, noticed = link_cut_mid_transfer(lab, env, url, cluster_vars)
+    arrived = partial_size(lab)
+    assert code == 3 and "connection lost" in output, output[-2000:]
+    assert noticed < 60, f"the cut link was noticed after {noticed:.0f} s"
+    assert 0 < arrived < local.stat().st_size, "cut half-way"
+    assert ssh(lab, "head", f"test -e {MODELS}/big-test.gguf").returncode == 1, "nothing at the final path"
     code, doc = invoke("deploy", lab.inventory, env, "--model", url, "--alias", "big/test", *cluster_vars)
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"]
     (sent,) = [s for r in doc["results"] for s in r.get("steps") or [] if s.startswith("transfer big-test.gguf")]
