@@ -430,22 +430,31 @@ _PUT_SCRIPT = (
 )
 
 
+# Each attempt writes a file of its own (mktemp), seeded with the part that arrived before: a writer of an earlier
+# attempt that outlives its connection (a cut link; the controller's kernel may still deliver what it had
+# buffered once the link is back) can only ever complete or extend its own file, never the one this attempt
+# verifies and renames. An attempt cut short leaves its longer prefix as the part to resume from.
 _RESUMABLE_SCRIPT = (
     "set -e; t=%s; p=%s; size=%s; offset=%s; sum=%s; owner=%s; group=%s; mode=%s; record=%s; "
     + _DIGEST
     + 'have=$(stat -c %%s -- "$t" 2>/dev/null || echo 0); '
     '[ "$have" -eq "$offset" ] || { rm -f -- "$t"; '
     'echo "$t held $have bytes, not the $offset expected: removed, run again" >&2; exit 1; }; '
-    'got=$( { [ "$offset" -eq 0 ] || cat -- "$t"; tee -a -- "$t"; } | digest | cut -d" " -f1); '
-    'n=$(stat -c %%s -- "$t"); '
-    '[ "$n" -le "$size" ] || { rm -f -- "$t"; '
+    'w=$(mktemp -- "$t.XXXXXX"); '
+    'keep() { n=$(stat -c %%s -- "$w" 2>/dev/null || echo 0); '
+    'if [ "$n" -gt "$offset" ] && [ "$n" -lt "$size" ]; then mv -fT -- "$w" "$t"; else rm -f -- "$w"; fi; }; '
+    "trap keep EXIT; trap 'exit 1' HUP INT TERM PIPE; "
+    '[ "$offset" -eq 0 ] || cp --reflink=auto -- "$t" "$w"; '
+    'got=$( { [ "$offset" -eq 0 ] || cat -- "$t"; tee -a -- "$w"; } | digest | cut -d" " -f1); '
+    'n=$(stat -c %%s -- "$w"); '
+    '[ "$n" -le "$size" ] || { rm -f -- "$t" "$w"; '
     'echo "transfer overran: $n bytes arrived, $size expected; removed, $p left as it was" >&2; exit 1; }; '
     '[ "$n" -eq "$size" ] || { '
     'echo "transfer cut short: $n of $size bytes arrived; kept to resume, $p left as it was" >&2; exit 1; }; '
-    '[ "$got" = "$sum" ] || { rm -f -- "$t"; '
+    '[ "$got" = "$sum" ] || { rm -f -- "$t" "$w"; '
     'echo "transfer damaged: sha256 $got, expected $sum; removed, $p left as it was" >&2; exit 1; }; '
-    'sync -- "$t"; chown -- "$owner:$group" "$t"; chmod -- "$mode" "$t"; mv -fT -- "$t" "$p"; '
-    'sync -- "$(dirname "$p")"; '
+    'sync -- "$w"; chown -- "$owner:$group" "$w"; chmod -- "$mode" "$w"; mv -fT -- "$w" "$p"; trap - EXIT; '
+    'rm -f -- "$t"; sync -- "$(dirname "$p")"; '
     'echo "$(stat -c "%%s %%Y %%i %%Z" -- "$p") $sum" > "$record.lf-new"; mv -fT -- "$record.lf-new" "$record"'
 )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -25,6 +26,18 @@ from llamafleet import inventory, lab  # noqa: E402
 from scripts.bench_noop import ssh_floor  # noqa: E402
 
 VERSION = "b11434"
+
+
+def both(inv: str, pins: list[str], model: Path) -> float:
+    """One CLI process running both tasks: `invoke provision ... deploy ... --model M`."""
+    command = [sys.executable, "-m", "invoke", "provision", "-i", inv, *pins, "deploy", "-i", inv, *pins,
+               "--model", str(model)]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    elapsed = time.perf_counter() - start
+    if done.returncode or "changed=0" not in done.stdout or re.search(r"changed=[1-9]", done.stdout):
+        raise SystemExit(f"provision + deploy failed or changed something: {done.stdout[-1500:]} {done.stderr[-800:]}")
+    return elapsed
 
 
 def cli(task: str, inv: str, pins: list[str], *extra: str) -> tuple[float, dict]:
@@ -52,9 +65,10 @@ def measure(inv_path: str, repeats: int, forks: int) -> None:
     deployed, _ = cli("deploy", inv_path, pins, "--model", str(model))
     hosts = len(inventory.load(inv_path).hosts)
     print(f"hosts: {hosts}; first provision {first:.1f} s, first deploy {deployed:.1f} s")
-    floors, provisions, deploys, trips = [], [], [], {}
+    floors, provisions, deploys, combined, trips = [], [], [], [], {}
     for _ in range(repeats):
         floors.append(ssh_floor(inventory.load(inv_path)))
+        combined.append(both(inv_path, pins, model))
         for task, times, extra in (("provision", provisions, ()), ("deploy", deploys, ("--model", str(model)))):
             elapsed, doc = cli(task, inv_path, pins, *extra)
             if changed(doc):
@@ -65,7 +79,9 @@ def measure(inv_path: str, repeats: int, forks: int) -> None:
     print(f"ssh host true, all in parallel:   {floor:6.2f} s (median of {repeats})")
     for label, value, runs in (("provision", provision, provisions), ("deploy", deploy, deploys)):
         print(f"invoke {label + ',':10} no change: {value:6.2f} s ({value / floor:.1f}x floor), min {min(runs):.2f}")
-    print(f"provision + deploy:               {provision + deploy:6.2f} s")
+    print(f"provision + deploy, two processes: {provision + deploy:6.2f} s")
+    one = statistics.median(combined)
+    print(f"provision + deploy, one process:  {one:6.2f} s ({one / floor:.1f}x floor), min {min(combined):.2f}")
     for task, counts in trips.items():
         print(f"SSH round trips per host, {task:9}: {', '.join(f'{h}={n}' for h, n in counts.items())}")
 

@@ -34,7 +34,8 @@ def pruned(keep_models: int) -> Operation:
             return NoChange("no model deployed")
         kept = {name for names in [record["parts"], *record["earlier"][: keep_models - 1]] for name in names}
         old = sorted(name for name in facts[recorded] if name and name not in kept)
-        leftovers = sorted(name for name in facts[partials] if name.endswith(".part"))
+        # Parts of unfinished transfers and the files of attempts that did not end by themselves (<part>.XXXXXX).
+        leftovers = sorted(name for name in facts[partials] if name.endswith(".part") or ".part." in name)
         doomed = [role.target(n) for n in old] + [role.record(n) for n in old]
         doomed += [f"{paths.INCOMING_DIR}/{n}" for n in leftovers]
         if not doomed:

@@ -31,7 +31,7 @@ ENTRY = r"[0-9a-f]{16}"
 # never reads a half-written entry. Arguments: cache dir, owner, then NAME SIZE pairs.
 SEED_SCRIPT = (
     'set -e; d=$1; o=$2; shift 2; install -d -m 0700 -o "$o" -g "$o" "$d"; '
-    'while [ $# -gt 1 ]; do n=$1; s=$2; shift 2; t="$d/.$n.lf-tmp"; head -c "$s" > "$t"; '
+    'while [ $# -gt 1 ]; do n=$1; s=$2; shift 2; t=$(mktemp -- "$d/.$n.XXXXXX"); head -c "$s" > "$t"; '
     '[ "$(stat -c %s "$t")" -eq "$s" ] || { rm -f "$t"; echo "cache entry $n cut short" >&2; exit 1; }; '
     'chown "$o:$o" "$t"; chmod 0600 "$t"; mv -f "$t" "$d/$n"; done'
 )

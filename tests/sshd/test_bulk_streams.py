@@ -153,7 +153,7 @@ def test_a_session_killed_mid_stream_is_a_lost_connection_and_the_part_resumes(s
         """Kills the sshd session serving the ssh program once 1 MiB landed (a cut link)."""
         deadline = time.monotonic() + 20
         while not killed and time.monotonic() < deadline:
-            if where["partial"].exists() and where["partial"].stat().st_size >= 1024 * 1024:
+            if _attempt_size(where["partial"]) >= 1024 * 1024:
                 for pid in ssh_children():
                     port = _client_port(pid, sshd.port)
                     killed.extend(sshd.kill_session(port) if port else [])
@@ -178,11 +178,72 @@ def test_a_session_killed_mid_stream_is_a_lost_connection_and_the_part_resumes(s
         cutter.join()
     assert killed, "the session was found and killed"
     assert where["path"].read_bytes() == b"the previous model\n", "the target is never touched by a partial"
-    arrived = where["partial"].stat().st_size
+    arrived = _settled_part(where["partial"])
     assert 0 < arrived < len(DATA) and where["partial"].read_bytes() == DATA[:arrived]
     conn.put_resumable(transfer(where, offset=arrived))
     assert hashlib.sha256(where["path"].read_bytes()).hexdigest() == SHA
     conn.close()
+
+
+def test_an_earlier_attempt_that_outlives_its_connection_never_touches_the_verified_file(conn, where):  # noqa: F811
+    """The writer of a cut transfer may wake up later (data its controller had buffered arrives once the link is
+    back) while a new attempt has already landed the file: it writes only into its own file."""
+    release = threading.Event()
+
+    class Stalled:
+        """1 MiB of the model, then a wait for the new attempt, then bytes that are not the model's."""
+
+        def __init__(self) -> None:
+            self.reads = 0
+
+        def read(self, count: int) -> bytes:
+            self.reads += 1
+            if self.reads == 1:
+                return DATA[: 1024 * 1024]
+            release.wait(60)
+            return b"X" * 4096 if self.reads == 2 else b""
+
+    step = transfer(where)
+    stale = HostConnection(conn.host)
+    failures: list[BaseException] = []
+
+    def earlier() -> None:
+        try:
+            stale.stream(_resumable_script(step), Stalled())
+        except CommandError as exc:
+            failures.append(exc)
+
+    writer = threading.Thread(target=earlier)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 20
+        while _attempt_size(where["partial"]) < 1024 * 1024 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        conn.put_resumable(step)  # the new attempt: from byte 0 (the earlier one kept nothing yet)
+        landed = where["path"].read_bytes()
+    finally:
+        release.set()
+        writer.join(60)
+        stale.close()
+    assert landed == DATA
+    assert where["path"].read_bytes() == DATA, "the earlier attempt's late bytes went to its own file"
+    assert failures and "cut short" in str(failures[0]), failures
+    assert _settled_part(where["partial"]) == 1024 * 1024 + 4096, sorted(where["partial"].parent.iterdir())
+    assert where["partial"].read_bytes()[: 1024 * 1024] == DATA[: 1024 * 1024], "its prefix is the part now"
+
+
+def _settled_part(partial: Path, seconds: float = 15) -> int:
+    """The part's size once the cut attempt on the host has ended and left it (its end is asynchronous)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and (not partial.exists() or _attempt_size(partial)):
+        time.sleep(0.1)
+    return partial.stat().st_size
+
+
+def _attempt_size(partial: Path) -> int:
+    """Bytes written by the attempt under way (its own file beside the part, <part>.XXXXXX)."""
+    sizes = [f.stat().st_size for f in partial.parent.glob(partial.name + ".*")]
+    return max(sizes, default=0)
 
 
 def test_a_failing_command_reports_its_status_and_output(conn):
