@@ -430,6 +430,21 @@ _PUT_SCRIPT = (
 )
 
 
+# Before an attempt starts, the files of earlier ones (<part>.XXXXXX) become the part: a writer still running
+# (a cut link the host has not noticed yet) is stopped, and its exit renames its file to the part; a file
+# whose writer is gone is taken when it is longer. Each holds a prefix of the model, in order. When the part
+# then holds more than the controller planned to resume from, that many bytes of the stream are skipped.
+_ADOPT_EARLIER_ATTEMPTS = (
+    'skip() { [ "$1" -eq 0 ] || head -c "$1" > /dev/null; }; '
+    'adopt() { f=$1; stopped=0; '
+    'for fd in /proc/[0-9]*/fd/*; do [ "$(readlink -- "$fd" 2>/dev/null)" = "$f" ] || continue; '
+    'pid=${fd#/proc/}; kill -TERM "${pid%%%%/*}" 2>/dev/null && stopped=1; done; '
+    'i=0; while [ "$stopped" = 1 ] && [ -f "$f" ] && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; '
+    '[ -f "$f" ] || return 0; '
+    'if [ "$(stat -c %%s -- "$f")" -gt "$(stat -c %%s -- "$t" 2>/dev/null || echo 0)" ]; '
+    'then mv -fT -- "$f" "$t"; else rm -f -- "$f"; fi; }; '
+    'for f in "$t".*; do [ -f "$f" ] && adopt "$f"; done; '
+)
 # Each attempt writes a file of its own (mktemp), seeded with the part that arrived before: a writer of an earlier
 # attempt that outlives its connection (a cut link; the controller's kernel may still deliver what it had
 # buffered once the link is back) can only ever complete or extend its own file, never the one this attempt
@@ -437,15 +452,17 @@ _PUT_SCRIPT = (
 _RESUMABLE_SCRIPT = (
     "set -e; t=%s; p=%s; size=%s; offset=%s; sum=%s; owner=%s; group=%s; mode=%s; record=%s; "
     + _DIGEST
+    + _ADOPT_EARLIER_ATTEMPTS
     + 'have=$(stat -c %%s -- "$t" 2>/dev/null || echo 0); '
-    '[ "$have" -eq "$offset" ] || { rm -f -- "$t"; '
+    '[ "$have" -ge "$offset" ] || { rm -f -- "$t"; '
     'echo "$t held $have bytes, not the $offset expected: removed, run again" >&2; exit 1; }; '
     'w=$(mktemp -- "$t.XXXXXX"); '
     'keep() { n=$(stat -c %%s -- "$w" 2>/dev/null || echo 0); '
     'if [ "$n" -gt "$offset" ] && [ "$n" -lt "$size" ]; then mv -fT -- "$w" "$t"; else rm -f -- "$w"; fi; }; '
     "trap keep EXIT; trap 'exit 1' HUP INT TERM PIPE; "
-    '[ "$offset" -eq 0 ] || cp --reflink=auto -- "$t" "$w"; '
-    'got=$( { [ "$offset" -eq 0 ] || cat -- "$t"; tee -a -- "$w"; } | digest | cut -d" " -f1); '
+    '[ "$have" -eq 0 ] || cp --reflink=auto -- "$t" "$w"; '
+    'got=$( { [ "$have" -eq 0 ] || cat -- "$t"; skip "$((have - offset))"; tee -a -- "$w"; } '
+    '| digest | cut -d" " -f1); '
     'n=$(stat -c %%s -- "$w"); '
     '[ "$n" -le "$size" ] || { rm -f -- "$t" "$w"; '
     'echo "transfer overran: $n bytes arrived, $size expected; removed, $p left as it was" >&2; exit 1; }; '

@@ -16,7 +16,7 @@ _MODEL_FILE = (
     'if [ -f "$p" ] && [ ! -L "$p" ]; then s=$(stat -c %s -- "$p"); echo "file $s $(stat -c "%%a %%U %%G" -- "$p")"; '
     'line=$(cat -- "$r" 2>/dev/null || true); case "$line" in "$s "*) echo "recorded ${line##* }";; '
     '*) echo "hashed $( (openssl dgst -sha256 -r "$p" 2>/dev/null || sha256sum "$p") | cut -d" " -f1)";; esac; fi; '
-    'echo "partial $(stat -c %%s -- "$t" 2>/dev/null || echo 0)"'
+    'echo "partial $( { stat -c %%s -- "$t" "$t".* 2>/dev/null; echo 0; } | sort -n | tail -n 1)"'
 )
 
 

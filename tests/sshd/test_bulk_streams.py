@@ -186,8 +186,9 @@ def test_a_session_killed_mid_stream_is_a_lost_connection_and_the_part_resumes(s
 
 
 def test_an_earlier_attempt_that_outlives_its_connection_never_touches_the_verified_file(conn, where):  # noqa: F811
-    """The writer of a cut transfer may wake up later (data its controller had buffered arrives once the link is
-    back) while a new attempt has already landed the file: it writes only into its own file."""
+    """The writer of a cut transfer may still run on the host (the link is back, the host never noticed the cut)
+    and may yet receive bytes its controller had buffered: the next attempt stops it, takes what it wrote as
+    the part and sends only the rest; nothing of the earlier attempt reaches the verified file."""
     release = threading.Event()
 
     class Stalled:
@@ -219,17 +220,16 @@ def test_an_earlier_attempt_that_outlives_its_connection_never_touches_the_verif
         deadline = time.monotonic() + 20
         while _attempt_size(where["partial"]) < 1024 * 1024 and time.monotonic() < deadline:
             time.sleep(0.05)
-        conn.put_resumable(step)  # the new attempt: from byte 0 (the earlier one kept nothing yet)
+        conn.put_resumable(step)  # planned from byte 0: the host skips what the earlier attempt wrote
         landed = where["path"].read_bytes()
     finally:
         release.set()
         writer.join(60)
         stale.close()
     assert landed == DATA
-    assert where["path"].read_bytes() == DATA, "the earlier attempt's late bytes went to its own file"
-    assert failures and "cut short" in str(failures[0]), failures
-    assert _settled_part(where["partial"]) == 1024 * 1024 + 4096, sorted(where["partial"].parent.iterdir())
-    assert where["partial"].read_bytes()[: 1024 * 1024] == DATA[: 1024 * 1024], "its prefix is the part now"
+    assert where["path"].read_bytes() == DATA, "nothing of the earlier attempt reached the verified file"
+    assert failures and "cut short" in str(failures[0]), "the earlier attempt's writer was stopped"
+    assert sorted(p.name for p in where["partial"].parent.iterdir()) == [], "its bytes were taken, nothing is left"
 
 
 def _settled_part(partial: Path, seconds: float = 15) -> int:

@@ -108,11 +108,30 @@ def test_a_damaged_part_is_removed_and_the_target_left_alone(conn, where):
     assert not where["record"].exists()
 
 
-def test_a_part_of_another_size_than_planned_is_removed(conn, where):
-    where["partial"].write_bytes(DATA[:500])
-    with pytest.raises(CommandError, match="held 500 bytes, not the 400 expected"):
+def test_a_part_shorter_than_planned_is_removed(conn, where):
+    where["partial"].write_bytes(DATA[:300])
+    with pytest.raises(CommandError, match="held 300 bytes, not the 400 expected"):
         conn.put_resumable(transfer(where, offset=400))
     assert not where["partial"].exists() and not where["path"].exists()
+
+
+def test_a_part_longer_than_planned_skips_what_it_holds(conn, where):
+    where["partial"].write_bytes(DATA[:500])  # an earlier attempt went on after the facts were read
+    conn.put_resumable(transfer(where, offset=400))
+    assert where["path"].read_bytes() == DATA and not where["partial"].exists()
+
+
+def test_files_of_earlier_attempts_become_the_part_when_longer(conn, where):
+    where["partial"].write_bytes(DATA[:1000])
+    longer = where["partial"].with_name(where["partial"].name + ".Ab12Cd")  # its writer killed with SIGKILL
+    longer.write_bytes(DATA[:5000])
+    shorter = where["partial"].with_name(where["partial"].name + ".Zz98Yx")
+    shorter.write_bytes(DATA[:200])
+    sent = {"bytes": 0}
+    conn.put_resumable(transfer(where, offset=5000), lambda n: sent.__setitem__("bytes", sent["bytes"] + n))
+    assert where["path"].read_bytes() == DATA
+    assert sent["bytes"] == len(DATA) - 5000, "only what no attempt had written crossed the link"
+    assert sorted(p.name for p in where["partial"].parent.iterdir()) == []
 
 
 def test_a_wrong_sha256_never_lands(conn, where):
