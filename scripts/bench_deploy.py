@@ -37,6 +37,7 @@ from llamafleet.ssh import HostConnection  # noqa: E402
 MB = 1e6
 WORKERS = ("w1", "w2")
 READY_LIMIT = 600
+VERSION = "b11434"  # the build the lab was provisioned with
 
 
 def make(path: Path, *args: str) -> None:
@@ -51,10 +52,24 @@ def on(lab, host: str, command: str, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
+def pins() -> list[str]:
+    """The llama.cpp build the lab was provisioned with (deploy's identity gate compares it)."""
+    found = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/fetch_llama_source.py"), VERSION], capture_output=True, text=True
+    )
+    if found.returncode:
+        raise SystemExit(f"no llama.cpp source: {found.stderr[-500:]}")
+    return ["-e", f"llama_cpp_version={VERSION}", "-e", f"llama_cpp_source_archive={found.stdout.split()[0]}"]
+
+
+PINS: list[str] = []
+
+
 def deploy(lab, model: Path, *extra: str) -> float:
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "invoke", "deploy", "-i", lab.inventory, "--json", "--model", str(model), *extra],
+        [sys.executable, "-m", "invoke", "deploy", "-i", lab.inventory, "--json", "--model", str(model), *PINS,
+         *extra],
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     elapsed = time.perf_counter() - start
@@ -119,6 +134,7 @@ def main() -> None:
     lab = state.load(args.lab)
     if lab is None:
         raise SystemExit(f"lab {args.lab} is not up")
+    PINS.extend(pins())
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
         big, start = Path(tmp) / "bench-big.gguf", Path(tmp) / "bench-start.gguf"
         make(big, "--size", args.big, "--seed", "21")
