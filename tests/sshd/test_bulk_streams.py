@@ -15,7 +15,7 @@ import pytest
 from test_jump_hosts import jump_connection
 from test_resumable_transfers import DATA, SHA, transfer, where  # noqa: F401 (fixture)
 
-from llamafleet import inventory, openssh, ssh
+from llamafleet import hostscripts, inventory, openssh
 from llamafleet.channel import Limited
 from llamafleet.errors import CommandError, ConnectError
 from llamafleet.ssh import HostConnection
@@ -261,5 +261,4 @@ def _client_port(pid: int, server_port: int) -> int | None:
 
 
 def _resumable_script(t) -> str:
-    return ssh.quote(ssh._RESUMABLE_SCRIPT, t.partial, t.path, t.size, t.offset, t.sha256, t.owner, t.group, t.mode,
-                     t.record)  # fmt: skip
+    return hostscripts.resumable(t)
