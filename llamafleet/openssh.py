@@ -10,6 +10,7 @@ and time limits take the one path.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -30,8 +31,8 @@ ALIVE_INTERVAL, ALIVE_COUNT = 5, 3  # a cut link ends the stream within about 15
 # The bulk path's choice, for tests and for users who need the old path: auto (ssh when usable) or paramiko.
 BULK_ENV = "LLAMAFLEET_SSH_BULK"
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com")
+_PLAIN_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # what a `Host` line of ssh's configuration matches
 # OpenSSH's names of the signature algorithms of a host key type (an RSA key is used as rsa-sha2-*).
-_PLAIN_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _ALGORITHMS = {"ssh-rsa": "rsa-sha2-512,rsa-sha2-256,ssh-rsa"}
 
 
@@ -175,6 +176,7 @@ def _config_word(path: Path) -> str:
     return f'"{text}"'
 
 
+@functools.lru_cache(maxsize=1)
 def _has_aes_instructions(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether this machine's CPU has AES instructions (x86 `aes`, Arm `aes` feature)."""
     try:

@@ -135,6 +135,8 @@ def install_script_context(
         "install_root": shlex.quote(install_root),
         "keep_releases": shlex.quote(str(int(keep_releases))),
         "sums_record": plan.SUMS_RECORD,
+        "sums_listing": plan.SUMS_LISTING,  # commands, not values: the same text role.IDENTITY compares with
+        "sums_hashes": plan.SUMS_HASHES,
     }
 
 

@@ -16,6 +16,11 @@ DEFAULTS_FILE = ROLE_DIR / "defaults.yml"
 BUILD_TEMPLATE = "build.sh.j2"
 INSTALL_TEMPLATE = "install.sh.j2"
 SUMS_RECORD = ".llamafleet-sums"  # in each release, beside BUILD.json (see role.IDENTITY)
+# What the record holds, run in a release folder: the files' stat listing (size, mtime, inode, ctime, path),
+# then their sha256. install.sh.j2 writes both at install; role.IDENTITY compares the listing later.
+_SUMS_FILES = f"find . -type f ! -name BUILD.json ! -name '{SUMS_RECORD}*'"
+SUMS_LISTING = _SUMS_FILES + " -printf '%s %T@ %i %C@ %p\\n' | LC_ALL=C sort"
+SUMS_HASHES = _SUMS_FILES + ' -exec sh -c \'openssl dgst -sha256 -r "$@" 2>/dev/null || sha256sum "$@"\' sh {} +'
 
 BACKENDS = ("cpu", "cuda", "vulkan", "rocm")
 CPU_VARIANTS = ("all", "native")

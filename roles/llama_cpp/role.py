@@ -31,13 +31,11 @@ RELEASES = plan.RELEASES_DIR
 CURRENT = plan.CURRENT_LINK
 PREVIOUS = paths.PREVIOUS_LINK
 CPU_FLAGS = CommandOutput("grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2")
-# Each release's files as installed: their stat listing (size, mtime, inode, ctime, path), then `@@sums` and
-# their sha256 (install.sh.j2 writes it). While the listing holds, no file was written since it was hashed.
+# Each release's files as installed: their stat listing, then `@@sums` and their sha256 (plan.SUMS_*, written by
+# install.sh.j2). While the listing holds, no file was written since it was hashed.
 SUMS_RECORD = plan.SUMS_RECORD
-_FILES = f"find . -type f ! -name BUILD.json ! -name '{SUMS_RECORD}*'"
-_LISTING = _FILES + " -printf '%s %T@ %i %C@ %p\\n' | LC_ALL=C sort"
-_HASHES = _FILES + ' -exec sh -c \'openssl dgst -sha256 -r "$@" 2>/dev/null || sha256sum "$@"\' sh {} +'
-_RECORDED = f'[ -f {SUMS_RECORD} ] && [ "$(sed \'/^@@sums$/,$d\' {SUMS_RECORD})" = "$({_LISTING})" ]'
+_HASHES = plan.SUMS_HASHES
+_RECORDED = f'[ -f {SUMS_RECORD} ] && [ "$(sed \'/^@@sums$/,$d\' {SUMS_RECORD})" = "$({plan.SUMS_LISTING})" ]'
 # The running release's BUILD.json and the checksums of its files, for the identity gate. Read
 # with the role's other facts: when nothing changed on a host the gate needs no round trip of its own.
 # The checksums recorded at install are used while no file's stat changed (a file replaced or written
