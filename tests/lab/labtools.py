@@ -47,7 +47,7 @@ def release_tarball(env: dict[str, str], folder: Path, broken: bool = False) -> 
 
     `broken`: its llama-server exits 1 at once (a release that installs fine and then cannot serve).
     """
-    artifact = next((Path(env["LLAMAFLEET_CACHE"]) / "artifacts").glob("*/artifact.tar.gz"))
+    artifact = lab_build_artifact(Path(env["LLAMAFLEET_CACHE"]))
     unpacked = folder / "unpacked"
     with tarfile.open(artifact) as tar:
         tar.extractall(unpacked, filter="data")
@@ -62,6 +62,17 @@ def release_tarball(env: dict[str, str], folder: Path, broken: bool = False) -> 
     with tarfile.open(serve / f"llama-{VERSION}-bin-ubuntu-x64.tar.gz", "w:gz") as tar:
         tar.add(bin_dir, arcname=f"llama-{VERSION}")
     return serve
+
+
+def lab_build_artifact(cache: Path) -> Path:
+    """The cached artifact of the lab's own build of VERSION (a reused cache also holds releases, other builds)."""
+    for artifact in sorted((cache / "artifacts").glob("*/artifact.tar.gz")):
+        with tarfile.open(artifact) as tar:
+            member = next((m for m in tar if m.name.endswith("/BUILD.json") and m.name.count("/") == 1), None)
+            manifest = json.loads(tar.extractfile(member).read()) if member else {}
+        if manifest.get("install") == "build" and manifest.get("version") == VERSION:
+            return artifact
+    raise AssertionError(f"no artifact of the lab's build of {VERSION} in {cache}")
 
 
 @contextlib.contextmanager
