@@ -24,12 +24,14 @@ from typing import BinaryIO
 import paramiko
 
 from .connvars import Hop
+from .errors import UsageError
 
 SSH = "ssh"
 FAILED = 255  # what ssh exits with when it could not connect, log in or keep the connection
 ALIVE_INTERVAL, ALIVE_COUNT = 5, 3  # a cut link ends the stream within about 15 s
 # The bulk path's choice, for tests and for users who need the old path: auto (ssh when usable) or paramiko.
 BULK_ENV = "LLAMAFLEET_SSH_BULK"
+BULK_CHOICES = ("auto", "paramiko")
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com")
 _PLAIN_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # what a `Host` line of ssh's configuration matches
 # OpenSSH's names of the signature algorithms of a host key type (an RSA key is used as rsa-sha2-*).
@@ -53,7 +55,10 @@ class Pinned:
 
 def unusable(hops: list[Hop], password: bool) -> str | None:
     """Why ssh cannot carry this host's bulk data (None: it can)."""
-    if os.environ.get(BULK_ENV, "auto") == "paramiko":
+    choice = os.environ.get(BULK_ENV) or "auto"  # empty: unset, as for the other LLAMAFLEET_ variables
+    if choice not in BULK_CHOICES:
+        raise UsageError(f"{BULK_ENV}={choice!r}: not one of {', '.join(BULK_CHOICES)}")
+    if choice == "paramiko":
         return f"{BULK_ENV}=paramiko"
     if password:
         return "password authentication (ssh runs in batch mode)"

@@ -33,8 +33,8 @@ all:
 """
 
 
-def invoke(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LLAMAFLEET_CACHE": str(tmp_path / "cache")}
+def invoke(tmp_path: Path, *args: str, **environ: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LLAMAFLEET_CACHE": str(tmp_path / "cache"), **environ}
     command = [sys.executable, "-m", "invoke", *args]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
@@ -71,6 +71,12 @@ def test_bad_flags_give_one_line_and_exit_2(tmp_path, inventory, args, fragment)
     assert_one_line_usage_error(
         invoke(tmp_path, *args, *(["-i", inventory] if args[0] == "provision" else [])), fragment
     )
+
+
+@pytest.mark.parametrize("value", ["fast", "Paramiko", "--paramiko", "ssh"])
+def test_an_unknown_bulk_transport_is_refused_before_any_connection(tmp_path, inventory, value):
+    result = invoke(tmp_path, "provision", "-i", inventory, LLAMAFLEET_SSH_BULK=value)
+    assert_one_line_usage_error(result, f"LLAMAFLEET_SSH_BULK={value!r}: not one of auto, paramiko")
 
 
 @pytest.mark.parametrize("user", ["root", "admin"])
