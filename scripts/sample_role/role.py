@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import tempfile
+import threading
 from functools import cache
 from pathlib import Path
 
@@ -14,14 +16,26 @@ from llamafleet.roles import HostContext
 NAME = "sample"
 UNITS = ("lfsample-a.service", "lfsample-b.service")
 PAYLOAD_SIZE = 10 * 1024 * 1024
+_PAYLOAD_LOCK = threading.Lock()
+
+
+def payload() -> tuple[Path, str]:
+    """A deterministic 10 MB file on the controller and its sha256.
+
+    Every host's thread plans at once, and other processes may share the file: it is made once
+    under a lock and appears whole (written beside it, then renamed), never half-written.
+    """
+    with _PAYLOAD_LOCK:
+        return _payload()
 
 
 @cache
-def payload() -> tuple[Path, str]:
-    """A deterministic 10 MB file on the controller and its sha256."""
+def _payload() -> tuple[Path, str]:
     path = Path(tempfile.gettempdir()) / "llamafleet-sample-10M.bin"
     if not path.exists() or path.stat().st_size != PAYLOAD_SIZE:
-        path.write_bytes(random.Random(11434).randbytes(PAYLOAD_SIZE))
+        partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+        partial.write_bytes(random.Random(11434).randbytes(PAYLOAD_SIZE))
+        partial.replace(path)
     return path, files.source_sha256(path)
 
 
