@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import io
 import json
@@ -24,6 +25,11 @@ from .errors import LlamafleetError, NotImplementedYet, UsageError
 from .output import Output
 from .runner import Runner, RunOptions
 from .shell import quote
+from .ssh import ConnectionPool
+
+# The tasks of one command line (`invoke provision deploy --model M`) reach each host over one connection.
+CONNECTIONS = ConnectionPool()
+atexit.register(CONNECTIONS.close)
 
 COMMON_HELP = {
     "inventory": "Inventory file (default: $LLAMAFLEET_INVENTORY, else inventory/hosts.yml).",
@@ -156,7 +162,7 @@ def provision(inventory: str | None, extra_vars: list[str] | None, json_mode: bo
     run_options = options(**flags)  # flags first: a bad flag is reported before the inventory is read
     inv = load_inventory(inventory, extra_vars)
     output = Output(json_mode=json_mode, check=flags["check"])
-    runner = Runner(inv, run_options, output)
+    runner = Runner(inv, run_options, output, CONNECTIONS)
     code = runner.run(playbooks.PROVISION)
     show_worker_journals(runner, output)
     from .roles.release.role import SWITCHED  # role modules load with the run that uses them
@@ -172,7 +178,7 @@ def _roll_back_upgrade(inv: inventory_mod.Inventory, run_options: RunOptions, ou
     failed = [r for r in output.results if r.status in ("failed", "unreachable")]
     what = "; ".join(f"{r.host}: {r.role}: {r.operation}: {r.reason}" for r in failed[:5]) or "see above"
     output.say(f"\nupgrade failed ({what}); rolling {', '.join(hosts)} back to the previous release")
-    runner = Runner(inv, run_options, output)
+    runner = Runner(inv, run_options, output, CONNECTIONS)
     from .roles.rollback.role import ONLY as ROLLBACK_ONLY
 
     runner.params[ROLLBACK_ONLY] = set(hosts)
@@ -191,7 +197,7 @@ def teardown(inventory: str | None, extra_vars: list[str] | None, json_mode: boo
     run_options = options(**flags)
     inv = load_inventory(inventory, extra_vars)
     output = Output(json_mode=json_mode, check=flags["check"])
-    runner = Runner(inv, run_options, output)
+    runner = Runner(inv, run_options, output, CONNECTIONS)
     from .roles.teardown.role import PURGE as TEARDOWN_PURGE
 
     runner.params[TEARDOWN_PURGE] = purge
@@ -204,7 +210,7 @@ def rollback(inventory: str | None, extra_vars: list[str] | None, json_mode: boo
     run_options = options(**flags)
     inv = load_inventory(inventory, extra_vars)
     output = Output(json_mode=json_mode, check=flags["check"])
-    runner = Runner(inv, run_options, output)
+    runner = Runner(inv, run_options, output, CONNECTIONS)
     code = runner.run(playbooks.ROLLBACK)
     show_worker_journals(runner, output)
     finish(runner, output, code)
@@ -229,7 +235,7 @@ def deploy(
     # Downloaded, checked (GGUF, --sha256) and hashed here, before any connection: refused, nothing is sent.
     source = roles.load("model").resolve(model, sha256=sha256, alias=alias, progress=not json_mode)
     output = Output(json_mode=json_mode, check=flags["check"])
-    runner = Runner(inv, run_options, output)
+    runner = Runner(inv, run_options, output, CONNECTIONS)
     runner.params["model"] = source
     started = time.monotonic()
     code = runner.run(playbooks.DEPLOY)
@@ -308,7 +314,7 @@ def status(
     head_role = roles.load("head")
     head = head_role.settings.settings(inv.head, str(inv.path))
     output = Output(json_mode=True)  # rows are printed here, not operation results
-    runner = Runner(inv, options(False, False, 10, limit, accept_new_host_keys), output)
+    runner = Runner(inv, options(False, False, 10, limit, accept_new_host_keys), output, CONNECTIONS)
     order = [inv.head.name, *(w.name for w in view.workers)]
     hosts = sorted(runner.hosts, key=lambda h: order.index(h.name) if h.name in order else len(order))
     rows: dict[str, status_mod.Row] = {}
@@ -364,7 +370,7 @@ def logs(
     if unit != "head":
         wanted.update({w.name: paths.RPC_UNIT for w in view.workers})
     output = Output(json_mode=True)
-    runner = Runner(inv, options(False, False, 10, limit, accept_new_host_keys), output)
+    runner = Runner(inv, options(False, False, 10, limit, accept_new_host_keys), output, CONNECTIONS)
     order = [view.head, *(w.name for w in view.workers)]
     hosts = sorted((h for h in runner.hosts if h.name in wanted), key=lambda h: order.index(h.name))
     if not hosts:

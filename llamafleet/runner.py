@@ -17,7 +17,7 @@ from .operations.base import Change, Facts, Feed, Operation, Shell, Step, Transf
 from .output import OpResult, Output
 from .run import Run
 from .shell import quote
-from .ssh import HostConnection
+from .ssh import ConnectionPool, HostConnection
 
 EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE, EXIT_GATE = 0, 1, 3, 4
 DIFF_LIMIT = 256 * 1024
@@ -58,16 +58,23 @@ class _HostState:
 class Runner:
     """Runs phases over an inventory and keeps one connection per host for the whole run."""
 
-    def __init__(self, inventory: Inventory, options: RunOptions, output: Output) -> None:
+    def __init__(
+        self, inventory: Inventory, options: RunOptions, output: Output, pool: ConnectionPool | None = None
+    ) -> None:
+        """`pool`: connections shared with the process's other runs (it closes them); without it, this run's own."""
         self.inventory = inventory
         self.options = options
         self.output = output
         self.hosts = inventory.select(options.limit)
+        self._pool = pool
         base = inventory.path.parent
-        self._state = {
-            h.name: _HostState(HostConnection(h, accept_new_host_keys=options.accept_new_host_keys, base_dir=base))
-            for h in self.hosts
-        }
+        self._state = {}
+        for h in self.hosts:
+            if pool is None:
+                conn = HostConnection(h, accept_new_host_keys=options.accept_new_host_keys, base_dir=base)
+            else:
+                conn = pool.connection(h, accept_new_host_keys=options.accept_new_host_keys, base_dir=base)
+            self._state[h.name] = _HostState(conn, static=conn.static_facts)
         self.gate_failed = False
         self.shared: dict[str, Any] = {}  # what a role's prepare() hands to its per-host operations
         self.params: dict[str, Any] = {}  # the task's own parameters (deploy's --model), for the roles
@@ -385,6 +392,8 @@ class Runner:
         return EXIT_OK
 
     def close(self) -> None:
+        if self._pool is not None:
+            return  # the pool's connections serve the process's next run, and the pool closes them
         for state in self._state.values():
             state.connection.close()
 

@@ -66,6 +66,7 @@ class HostConnection:
         self.command_timeout = int(host.vars.get("ssh_command_timeout") or 3600)
         self._conn: Connection | None = None
         self._hops: list[Connection] = []
+        self.static_facts: dict[tuple, object] = {}  # facts nothing we apply changes (the OS), read once
         self._lock = threading.Lock()
         self._bulk: openssh.Client | None = None
         # Why bulk data takes paramiko on this host (None: the ssh program carries it, once it is tried).
@@ -411,6 +412,32 @@ class HostConnection:
     def _discard(self) -> None:
         """Forget a dead connection, so that the next open() connects again."""
         self.close()
+
+
+class ConnectionPool:
+    """The SSH connections of one process, so that the tasks of one command line (`invoke provision
+    deploy ...`) reach each host over the same connection: one handshake and one read of the host's
+    static facts, not one per task. A host is the same only if everything that reaches it is
+    (address, user, keys, known_hosts, jump hosts, sudo, time limits, whether new host keys are accepted).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[tuple, HostConnection] = {}
+
+    def connection(self, host: Host, *, accept_new_host_keys: bool, base_dir: Path) -> HostConnection:
+        timeouts = (host.vars.get("ssh_connect_timeout"), host.vars.get("ssh_command_timeout"))
+        key = (host.name, connvars.settings(host), timeouts, accept_new_host_keys, base_dir.resolve())
+        with self._lock:
+            if key not in self._open:
+                self._open[key] = HostConnection(host, accept_new_host_keys=accept_new_host_keys, base_dir=base_dir)
+            return self._open[key]
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._open = list(self._open.values()), {}
+        for conn in connections:
+            conn.close()
 
 
 def _measure(data: bytes | Path) -> tuple[int, str]:

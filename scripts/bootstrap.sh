@@ -40,5 +40,8 @@ if [ ! -e "$stamp" ]; then
     rm -f .venv/.installed-*
     touch "$stamp"
 fi
+# llamafleet's own modules compiled now, as pip does for installed packages: every command then starts
+# from bytecode, also where PYTHONDONTWRITEBYTECODE keeps Python from caching it (stale files are redone).
+step "byte-compile llamafleet" .venv/bin/python -m compileall -q -j 0 llamafleet roles scripts tasks.py
 rm -f "$log"
 echo "bootstrap: ready (.venv/bin/invoke, .venv/bin/python -m pytest)"

@@ -132,6 +132,26 @@ def test_a_second_provision_and_deploy_change_and_restart_nothing(served, lab):
         assert started_at(lab, host, unit) == served["starts"][host], f"{unit} on {host} was restarted"
 
 
+def sessions(lab, host: str) -> int:
+    """SSH sessions the host's sshd accepted so far (the one asking included: --sync waits for its line)."""
+    count = "journalctl --sync && journalctl -u ssh --no-pager -o cat | grep -c 'Accepted publickey'"
+    return int(ssh(lab, host, count).stdout)
+
+
+def test_tasks_of_one_command_line_share_one_connection_per_host(served, lab, env, model, cluster_vars):
+    inv = lab.inventory
+    before = {h: sessions(lab, h) for h in ("head", "w1", "w2")}
+    command = [sys.executable, "-m", "invoke", "provision", "-i", inv, *cluster_vars,
+               "deploy", "-i", inv, *cluster_vars, "--model", str(model)]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    recaps = re.findall(r"changed=(\d+)", done.stdout)
+    assert len(recaps) == 6 and set(recaps) == {"0"}, done.stdout[-3000:]
+    # Each later count includes its own session: one more than the process's.
+    opened = {h: sessions(lab, h) - before[h] - 1 for h in before}
+    assert opened == {"head": 1, "w1": 1, "w2": 1}, opened
+
+
 def test_the_api_key_is_nowhere_but_in_its_files(served, lab):
     key = api_key(lab)
     assert key not in ssh(lab, "head", "ps -eo args").stdout
