@@ -75,8 +75,7 @@ class HostConnection:
         )
 
     def _path(self, value: str) -> Path:
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else self.base_dir / path
+        return _resolve(value, self.base_dir)
 
     @property
     def known_hosts(self) -> Path:
@@ -426,8 +425,11 @@ class ConnectionPool:
         self._open: dict[tuple, HostConnection] = {}
 
     def connection(self, host: Host, *, accept_new_host_keys: bool, base_dir: Path) -> HostConnection:
+        settings = connvars.settings(host)
         timeouts = (host.vars.get("ssh_connect_timeout"), host.vars.get("ssh_command_timeout"))
-        key = (host.name, connvars.settings(host), timeouts, accept_new_host_keys, base_dir.resolve())
+        # A known_hosts file changed since (a lab made again, a key revoked): the keys are checked anew.
+        pins = _file_version(_resolve(settings.known_hosts, base_dir))
+        key = (host.name, settings, timeouts, accept_new_host_keys, base_dir.resolve(), pins)
         with self._lock:
             if key not in self._open:
                 self._open[key] = HostConnection(host, accept_new_host_keys=accept_new_host_keys, base_dir=base_dir)
@@ -438,6 +440,20 @@ class ConnectionPool:
             connections, self._open = list(self._open.values()), {}
         for conn in connections:
             conn.close()
+
+
+def _resolve(value: str, base_dir: Path) -> Path:
+    """A path from the inventory: `~` expanded, relative to the inventory's folder."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def _file_version(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _measure(data: bytes | Path) -> tuple[int, str]:

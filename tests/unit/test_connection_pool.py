@@ -66,3 +66,16 @@ def test_close_forgets_every_connection(tmp_path: Path):
     first = pool.connection(host(), accept_new_host_keys=False, base_dir=tmp_path)
     pool.close()
     assert pool.connection(host(), accept_new_host_keys=False, base_dir=tmp_path) is not first
+
+
+def test_a_changed_known_hosts_file_is_another_connection(tmp_path: Path):
+    known = tmp_path / "fleet.known_hosts"
+    known.write_text("127.0.0.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n")
+    pool = ConnectionPool()
+    vars_ = {"ansible_ssh_common_args": "-o UserKnownHostsFile=fleet.known_hosts"}
+    first = pool.connection(host(**vars_), accept_new_host_keys=False, base_dir=tmp_path)
+    assert pool.connection(host(**vars_), accept_new_host_keys=False, base_dir=tmp_path) is first
+    again = tmp_path / "new.known_hosts"  # written beside it and renamed into place, as the lab does
+    again.write_text("127.0.0.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVsZWZmbGVldC10ZXN0LWtleS1zZWNvbmQtb25lAA\n")
+    again.replace(known)
+    assert pool.connection(host(**vars_), accept_new_host_keys=False, base_dir=tmp_path) is not first
