@@ -68,12 +68,10 @@ class Runner:
         self.hosts = inventory.select(options.limit)
         self._pool = pool
         base = inventory.path.parent
+        connect = HostConnection if pool is None else pool.connection
         self._state = {}
         for h in self.hosts:
-            if pool is None:
-                conn = HostConnection(h, accept_new_host_keys=options.accept_new_host_keys, base_dir=base)
-            else:
-                conn = pool.connection(h, accept_new_host_keys=options.accept_new_host_keys, base_dir=base)
+            conn = connect(h, accept_new_host_keys=options.accept_new_host_keys, base_dir=base)
             self._state[h.name] = _HostState(conn, static=conn.static_facts)
         self.gate_failed = False
         self.shared: dict[str, Any] = {}  # what a role's prepare() hands to its per-host operations

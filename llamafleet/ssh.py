@@ -75,11 +75,23 @@ class HostConnection:
         )
 
     def _path(self, value: str) -> Path:
-        return _resolve(value, self.base_dir)
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
 
     @property
     def known_hosts(self) -> Path:
         return self._path(self.settings.known_hosts)
+
+    @property
+    def reaches(self) -> tuple:
+        """Everything that decides how the host is reached; two connections with equal ones may be one.
+
+        It holds the known_hosts file's version: changed since (a lab made again, a key revoked), its
+        keys are checked anew on a new connection.
+        """
+        base = self.base_dir.resolve()
+        timeouts = (self.connect_timeout, self.command_timeout)
+        return (self.name, self.settings, timeouts, self.accept_new, base, _file_version(self.known_hosts))
 
     @property
     def user(self) -> str:
@@ -425,27 +437,15 @@ class ConnectionPool:
         self._open: dict[tuple, HostConnection] = {}
 
     def connection(self, host: Host, *, accept_new_host_keys: bool, base_dir: Path) -> HostConnection:
-        settings = connvars.settings(host)
-        timeouts = (host.vars.get("ssh_connect_timeout"), host.vars.get("ssh_command_timeout"))
-        # A known_hosts file changed since (a lab made again, a key revoked): the keys are checked anew.
-        pins = _file_version(_resolve(settings.known_hosts, base_dir))
-        key = (host.name, settings, timeouts, accept_new_host_keys, base_dir.resolve(), pins)
+        candidate = HostConnection(host, accept_new_host_keys=accept_new_host_keys, base_dir=base_dir)  # not opened yet
         with self._lock:
-            if key not in self._open:
-                self._open[key] = HostConnection(host, accept_new_host_keys=accept_new_host_keys, base_dir=base_dir)
-            return self._open[key]
+            return self._open.setdefault(candidate.reaches, candidate)
 
     def close(self) -> None:
         with self._lock:
             connections, self._open = list(self._open.values()), {}
         for conn in connections:
             conn.close()
-
-
-def _resolve(value: str, base_dir: Path) -> Path:
-    """A path from the inventory: `~` expanded, relative to the inventory's folder."""
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base_dir / path
 
 
 def _file_version(path: Path) -> tuple[int, int, int] | None:
