@@ -96,10 +96,10 @@ def _worker(host: Host, file: str, warnings: list[str]) -> Worker:
     port = host.vars["rpc_port"]
     explicit = host.vars.get("rpc_host")
     if explicit is None:
-        bind = _ipv4(host.address)
+        bind = _ipv4(host.connection.address)
         if bind is None or bind.is_unspecified:
             raise error(
-                f"not set, and ansible_host {shorten(host.address)!r} is not a usable numeric IPv4 address: set "
+                f"not set, and ansible_host {shorten(host.connection.address)!r} is not a usable numeric IPv4 address: set "
                 "rpc_host to the worker's IPv4 address on the cluster network (rpc-server takes no names, no IPv6)"
             )
         return Worker(host.name, str(bind), str(bind), port)
@@ -110,10 +110,10 @@ def _worker(host: Host, file: str, warnings: list[str]) -> Worker:
         )
     if not bind.is_unspecified:
         return Worker(host.name, str(bind), str(bind), port)
-    address = _ipv4(host.address)
+    address = _ipv4(host.connection.address)
     if address is None or address.is_unspecified:
         raise error(
-            f"is {ANY_IPV4}, so the head would connect to ansible_host, but {shorten(host.address)!r} is not a "
+            f"is {ANY_IPV4}, so the head would connect to ansible_host, but {shorten(host.connection.address)!r} is not a "
             "numeric IPv4 address: set rpc_host to the worker's cluster address instead"
         )
     warnings.append(
@@ -141,7 +141,7 @@ def _head_address(head: Host, file: str) -> str:
     explicit = head.vars.get("rpc_host")
     # 0.0.0.0 (say from `-e rpc_host=0.0.0.0`, meant for the workers) names no source address: use ansible_host.
     if explicit is None or explicit == ANY_IPV4:
-        value, origin = head.address, f"{'' if explicit is None else 'is 0.0.0.0, and '}ansible_host"
+        value, origin = head.connection.address, f"{'' if explicit is None else 'is 0.0.0.0, and '}ansible_host"
     else:
         value, origin = explicit, ""
     address = _ipv4(value)
@@ -174,7 +174,3 @@ def _networks(value: Any, file: str, head: str) -> tuple[str, ...]:
         single = network.prefixlen == network.max_prefixlen
         networks.append(str(network.network_address) if single else str(network))
     return tuple(dict.fromkeys(networks))
-
-
-# Run.shared key: workers whose rpc-server restarted in this run (the head's RPC sessions to them broke).
-WORKERS_RESTARTED = "workers restarted"

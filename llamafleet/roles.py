@@ -1,7 +1,13 @@
-"""Roles live in roles/<name>/: defaults.yml, role.py (operations, handlers, hooks), templates/.
+"""The role contract (`Role`) and its loader: roles/<name>/role.py declares `ROLE = Role(...)`.
 
 The roles folder is this module's package path, so a role and its helper modules are ordinary
 imports: `llamafleet.roles.firewall.rules`, and inside a role `from . import rules`.
+
+A run calls a role's parts in this order: `validate` for every role of the run (before any
+connection, changes nothing), then `setup` for every role (controller-side work, also before any
+connection: told --check, it must change nothing then), then phase by phase: `prepare` (may read
+facts and act on the controller), `operations` per host, the `handlers` they notified, `gate`
+(not under --check). `prefetch` names facts read with the run's first batch of each host.
 """
 
 from __future__ import annotations
@@ -9,79 +15,78 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from types import ModuleType
-from typing import Any
-
-import jinja2
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from .errors import LlamafleetError
-from .inventory import Host
-from .run import Run
+from .templating import SHARED_TEMPLATES
 from .variables import ROLES_DIR
 
-SHARED_TEMPLATES = ROLES_DIR.parent / "templates"
+if TYPE_CHECKING:
+    from .facts import Fact
+    from .inventory import Host
+    from .operations.base import Operation
+    from .run import HostContext, Run
+
 __path__ = [str(ROLES_DIR)]  # roles/<name>/ are subpackages of llamafleet.roles
 
-
-@dataclass
-class HostContext:
-    """What a role sees while planning one host: its variables, static facts and the run's view."""
-
-    host: Host
-    os: dict[str, str]
-    run: Run
-    role: str
-    template_dir: Path
-
-    @property
-    def vars(self) -> dict[str, Any]:
-        return self.host.vars
-
-    @property
-    def name(self) -> str:
-        return self.host.name
-
-    def render(self, template: str, **extra: Any) -> str:
-        """Render roles/<role>/templates/<template> (or templates/<template>) with the host's vars."""
-        context = {
-            **self.vars,
-            "inventory_hostname": self.name,
-            "group_names": self.host.groups,
-            "os": self.os,
-            **extra,
-        }
-        try:
-            return _environment(self.template_dir).get_template(template).render(context)
-        except jinja2.TemplateError as exc:
-            raise LlamafleetError(f"{self.name}: template {template} of role {self.role}: {exc}") from None
+Hook = Callable[["Run", "list[Host]"], None]
 
 
-@cache
-def _environment(template_dir: Path) -> jinja2.Environment:
-    loader = jinja2.FileSystemLoader([str(template_dir), str(SHARED_TEMPLATES)])
-    # Config files and shell units, not HTML: escaping would corrupt them.
-    options = {"undefined": jinja2.StrictUndefined, "keep_trailing_newline": True}
-    return jinja2.Environment(loader=loader, autoescape=False, **options)  # noqa: S701
+def _no_operations(ctx: HostContext) -> Iterable[Operation]:
+    return ()
 
 
-def load_path(path: Path, module_name: str) -> ModuleType:
-    """Import a role module from any file (used for the benchmark's and tests' sample roles)."""
+@dataclass(frozen=True)
+class Role:
+    """One role as a run uses it; only `name` is required (a role of hooks alone converges nothing)."""
+
+    name: str
+    operations: Callable[[HostContext], Iterable[Operation]] = _no_operations
+    template_dir: Path = SHARED_TEMPLATES  # its own templates (templates_beside), found before the shared ones
+    handlers: Mapping[str, Callable[[HostContext], Operation]] = field(default_factory=dict)
+    prefetch: tuple[Fact, ...] = ()
+    validate: Hook | None = None  # before any connection; checks settings and changes nothing
+    setup: Hook | None = None  # before any connection, after every role validated: controller-side work
+    prepare: Hook | None = None  # at the role's phase, before its operations: decides what they hand over
+    gate: Callable[[Run, list[Host]], list[str]] | None = None  # after its operations: problems stop the run
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "handlers", MappingProxyType(dict(self.handlers)))
+        object.__setattr__(self, "prefetch", tuple(self.prefetch))
+
+
+def templates_beside(module_file: str) -> Path:
+    """The templates/ folder beside a role's module."""
+    return Path(module_file).resolve().parent / "templates"
+
+
+def load_path(path: Path, module_name: str) -> Role:
+    """The `ROLE` of a role module in any file (the benchmark's and tests' sample roles)."""
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
-    return module
+    return _role_of(module, path)
 
 
 @cache
-def load(name: str | ModuleType) -> ModuleType:
-    """Import roles/<name>/role.py as llamafleet.roles.<name>.role."""
-    if isinstance(name, ModuleType):
-        return name
-    path = ROLES_DIR / name / "role.py"
-    if not name.isidentifier() or not path.is_file():
+def load(name: str) -> Role:
+    """The `ROLE` of roles/<name>/role.py, or of roles/<name>/<module>.py for a name written `<name>/<module>`."""
+    folder, _, module = name.partition("/")
+    module = module or "role"
+    path = ROLES_DIR / folder / f"{module}.py"
+    if not (folder.isidentifier() and module.isidentifier()) or not path.is_file():
         raise LlamafleetError(f"role {name}: {path} does not exist")
-    return importlib.import_module(f"{__name__}.{name}.role")
+    return _role_of(importlib.import_module(f"{__name__}.{folder}.{module}"), path)
+
+
+def _role_of(module, path: Path) -> Role:
+    role = vars(module).get("ROLE")
+    if not isinstance(role, Role):
+        raise LlamafleetError(f"role module {path} declares no ROLE = Role(...)")
+    return role

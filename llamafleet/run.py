@@ -1,18 +1,24 @@
-"""What a role sees of a run: the inventory, the cluster, the task's parameters and a small API.
+"""What a role sees of a run: the inventory, the cluster, typed hand-offs, a small API; and one host's context.
 
-Roles get this view, never the Runner: hooks are `validate(run, hosts)`, `prepare(run, hosts)` and
-`gate(run, hosts)`, and operations see it as `ctx.run`. Everything here either reads the run's
-inputs or does controller-side work through the runner's own paths (one connection per host,
-counted round trips, recorded results), so check mode and the recap stay one code path.
+Roles get this view, never the Runner: a role's hooks are called as `hook(run, hosts)` and its
+operations see the view as `ctx.run`. Everything here either reads the run's inputs or does
+controller-side work through the runner's own paths (one connection per host, counted round trips,
+recorded results), so check mode and the recap stay one code path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import jinja2
+
+from . import templating
 from .cluster import Cluster, view
+from .errors import LlamafleetError
 from .facts import Fact
 from .inventory import Host, Inventory
 from .operations.base import Facts, Operation
@@ -20,6 +26,28 @@ from .output import OpResult
 
 if TYPE_CHECKING:  # the runner builds this view; the view never builds a runner
     from .runner import Runner
+
+T = TypeVar("T")
+
+
+class Handoffs:
+    """Values one step of a run hands to later ones (and to the task), each kept under its own type.
+
+    A hand-off is a small dataclass defined by the module that owns it (role llama_cpp's `Targets`,
+    role head's `Serving`...); every field has a default, so a reader gets the empty value when the
+    writer did not run. The task gives its parameters the same way (deploy's model).
+    """
+
+    def __init__(self, *given: Any) -> None:
+        self._values: dict[type, Any] = {type(value): value for value in given}
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: type[T]) -> T:
+        """This run's value of `kind`, made empty on first use."""
+        with self._lock:
+            if kind not in self._values:
+                self._values[kind] = kind()
+            return self._values[kind]
 
 
 class Run:
@@ -49,15 +77,9 @@ class Run:
         """--check: read facts, change nothing."""
         return self._runner.options.check
 
-    @property
-    def params(self) -> Mapping[str, Any]:
-        """The task's own parameters (deploy's `model`)."""
-        return self._runner.params
-
-    @property
-    def shared(self) -> dict[str, Any]:
-        """What one role's prepare() hands to its per-host operations, or to a later role."""
-        return self._runner.shared
+    def handoff(self, kind: type[T]) -> T:
+        """The run's value of a typed hand-off (the task's parameters among them): see Handoffs."""
+        return self._runner.handoffs(kind)
 
     @property
     def cluster(self) -> Cluster:
@@ -107,3 +129,36 @@ class Run:
     def each_host(self, hosts: list[Host], work: Callable[[Host], None]) -> None:
         """work(host) for each host, --forks at a time; an error fails that host only."""
         self._runner.each_host(hosts, work)
+
+
+@dataclass
+class HostContext:
+    """What a role sees while planning one host: its variables, static facts and the run's view."""
+
+    host: Host
+    os: dict[str, str]
+    run: Run
+    role: str
+    template_dir: Path
+
+    @property
+    def vars(self) -> dict[str, Any]:
+        return self.host.vars
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    def render(self, template: str, **extra: Any) -> str:
+        """Render the role's template (or the project's shared one) with the host's vars."""
+        context = {
+            **self.vars,
+            "inventory_hostname": self.name,
+            "group_names": self.host.groups,
+            "os": self.os,
+            **extra,
+        }
+        try:
+            return templating.render(self.template_dir, template, context)
+        except jinja2.TemplateError as exc:
+            raise LlamafleetError(f"{self.name}: template {template} of role {self.role}: {exc}") from None

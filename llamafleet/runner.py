@@ -5,17 +5,19 @@ from __future__ import annotations
 import difflib
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import progress, roles
+from . import progress
 from .errors import CommandError, ConnectError, GateError, InventoryError, LlamafleetError, OperationError
 from .facts import Fact, OsRelease, batch_script, parse_batch
 from .inventory import Host, Inventory
 from .operations.base import Change, Facts, Feed, Operation, Shell, Step, Transfer, Upload
 from .output import OpResult, Output
-from .run import Run
+from .roles import Role
+from .run import Handoffs, HostContext, Run
+from .session import HostSession
 from .shell import quote
 from .ssh import ConnectionPool, HostConnection
 
@@ -28,7 +30,7 @@ class Phase:
     """Roles applied to the hosts of a group; `needs_all` phases start only if every host is healthy."""
 
     name: str
-    roles: tuple  # role names (roles/<name>/role.py) or already loaded role modules
+    roles: tuple[Role, ...]
     group: str = "all"
     needs_all: bool = False
 
@@ -44,24 +46,21 @@ class RunOptions:
     accept_new_host_keys: bool = False
 
 
-@dataclass
-class _HostState:
-    connection: HostConnection
-    static: dict[tuple, Any] = field(default_factory=dict)
-    failed: bool = False
-    unreachable: bool = False
-    read: dict[tuple, Any] = field(default_factory=dict)  # facts read since the host last changed
-    settled: dict[str, Facts] = field(default_factory=dict)  # role -> its facts, when it changed nothing
-    notified: list[str] = field(default_factory=list)  # handlers notified on this host, not yet run
-
-
 class Runner:
     """Runs phases over an inventory and keeps one connection per host for the whole run."""
 
     def __init__(
-        self, inventory: Inventory, options: RunOptions, output: Output, pool: ConnectionPool | None = None
+        self,
+        inventory: Inventory,
+        options: RunOptions,
+        output: Output,
+        pool: ConnectionPool | None = None,
+        given: tuple[Any, ...] = (),
     ) -> None:
-        """`pool`: connections shared with the process's other runs (it closes them); without it, this run's own."""
+        """`pool`: connections shared with the process's other runs (it closes them); without it, this run's own.
+
+        `given`: the task's parameters, typed hand-offs the roles read (see run.Handoffs).
+        """
         self.inventory = inventory
         self.options = options
         self.output = output
@@ -69,13 +68,12 @@ class Runner:
         self._pool = pool
         base = inventory.path.parent
         connect = HostConnection if pool is None else pool.connection
-        self._state = {}
-        for h in self.hosts:
-            conn = connect(h, accept_new_host_keys=options.accept_new_host_keys, base_dir=base)
-            self._state[h.name] = _HostState(conn, static=conn.static_facts)
+        self._sessions = {
+            h.name: HostSession(connect(h, accept_new_host_keys=options.accept_new_host_keys, base_dir=base))
+            for h in self.hosts
+        }
         self.gate_failed = False
-        self.shared: dict[str, Any] = {}  # what a role's prepare() hands to its per-host operations
-        self.params: dict[str, Any] = {}  # the task's own parameters (deploy's --model), for the roles
+        self.handoffs = Handoffs(*given)
         self.handler_names: set[str] = set()  # every handler of the roles of this run
         self.round_trips: dict[str, int] = {h.name: 0 for h in self.hosts}
         self._count_lock = threading.Lock()
@@ -85,42 +83,40 @@ class Runner:
 
     # -- connections and facts -------------------------------------------------
     def connection(self, host: Host) -> HostConnection:
-        return self._state[host.name].connection
+        return self._sessions[host.name].connection
 
     def remote(self, host: Host, command: str, **kwargs) -> Any:
         """Run one command on a host, counting the round trip; it may change the host, so facts are read anew."""
-        self._state[host.name].read.clear()
+        self._sessions[host.name].changed()
         return self._run(host, command, **kwargs)
 
     def _run(self, host: Host, command: str, **kwargs) -> Any:
+        self._count(host)
+        return self.connection(host).run(command, **kwargs)
+
+    def _count(self, host: Host) -> None:
         with self._count_lock:
             self.round_trips[host.name] += 1
-        return self.connection(host).run(command, **kwargs)
 
     def gather(self, host: Host, facts: list[Fact]) -> Facts:
         """Every fact a role needs, in one round trip; a fact read since the host last changed is not read again.
 
         Static facts (the OS) are kept for the whole run.
         """
-        state = self._state[host.name]
-        known = {**state.read, **state.static}
-        unique = {f.key: f for f in facts if f.key not in known}
-        values = dict(known)
-        if unique:
-            todo = list(unique.values())
+        session = self._sessions[host.name]
+        todo = session.missing(facts)
+        if todo:
             script, token = batch_script(todo)
             result = self._run(host, script)
             try:
                 found = parse_batch(todo, result.stdout, token)
             except ValueError as exc:
                 raise CommandError(host.name, "gather facts", result.status, f"{exc}\n{result.stderr}") from None
-            values.update(found)
-            state.read.update(found)
-            state.static.update({f.key: found[f.key] for f in todo if f.static})
-        return Facts(values)
+            session.learned(todo, found)
+        return Facts(session.known())
 
     def prefetch(self, phases: list[Phase]) -> None:
-        """First contact with every host: the OS and the facts the run's roles will ask for (PREFETCH), one batch.
+        """First contact with every host: the OS and the facts the run's roles will ask for (prefetch), one batch.
 
         They serve later phases for as long as nothing changed on the host.
         """
@@ -128,14 +124,14 @@ class Runner:
         involved: set[str] = set()
         for phase in phases:
             involved.update(h.name for h in self.phase_hosts(phase))
-            for role_ref in phase.roles:
-                wanted.update({f.key: f for f in getattr(roles.load(role_ref), "PREFETCH", ())})
+            for role in phase.roles:
+                wanted.update({f.key: f for f in role.prefetch})
         hosts = [h for h in self.hosts if h.name in involved]  # deploy touches the head only
         self.each_host(hosts, lambda host: self.gather(host, list(wanted.values())))
 
     def settled_facts(self, host: Host, role: str) -> Facts | None:
         """The facts a role read on a host, if it then changed nothing there (so they are still true)."""
-        return self._state[host.name].settled.get(role)
+        return self._sessions[host.name].settled(role)
 
     def os(self, host: Host) -> dict[str, str]:
         fact = OsRelease()
@@ -143,20 +139,21 @@ class Runner:
 
     # -- phases ----------------------------------------------------------------
     def healthy(self, hosts: list[Host]) -> list[Host]:
-        return [h for h in hosts if not (self._state[h.name].failed or self._state[h.name].unreachable)]
+        return [h for h in hosts if self._sessions[h.name].healthy]
 
     def phase_hosts(self, phase: Phase) -> list[Host]:
         members = set(self.inventory.groups.get(phase.group, []))
         return [h for h in self.hosts if h.name in members]
 
     def run(self, phases: list[Phase]) -> int:
-        """Validate every role's settings (no connection yet), then run the phases in order."""
+        """Check every role's settings, then its controller-side setup (no connection yet), then the phases."""
         for phase in phases:
-            for role_ref in phase.roles:
-                role = roles.load(role_ref)
-                self.handler_names.update(getattr(role, "HANDLERS", {}))
-                if hasattr(role, "validate"):
-                    self._validate(role, phase)
+            for role in phase.roles:
+                self.handler_names.update(role.handlers)
+        for hook in ("validate", "setup"):  # every role validated before any role acts
+            for phase in phases:
+                for role in phase.roles:
+                    self._before_connecting(role, phase, hook)
         try:
             self.prefetch(phases)
             for phase in phases:
@@ -166,9 +163,12 @@ class Runner:
             self.close()
         return self.exit_code()
 
-    def _validate(self, role: Any, phase: Phase) -> None:
+    def _before_connecting(self, role: Role, phase: Phase, hook: str) -> None:
+        call = role.validate if hook == "validate" else role.setup
+        if call is None:
+            return
         try:
-            role.validate(self.view, self.phase_hosts(phase))
+            call(self.view, self.phase_hosts(phase))
         except InventoryError as exc:
             if exc.file:
                 raise
@@ -176,26 +176,25 @@ class Runner:
 
     def run_phase(self, phase: Phase) -> bool:
         """Apply a phase's roles; False when the run must not go on."""
-        if phase.needs_all and any(s.failed or s.unreachable for s in self._state.values()):
+        if phase.needs_all and not all(s.healthy for s in self._sessions.values()):
             self.output.say(f"phase {phase.name}: not started, an earlier phase failed on some host")
             return False
         hosts = self.healthy(self.phase_hosts(phase))
         if not hosts:
             return True
         self.output.say(f"\n== {phase.name}: {', '.join(h.name for h in hosts)}")
-        for role_ref in phase.roles:
-            role = roles.load(role_ref)
-            role_name = getattr(role, "NAME", None) or str(role_ref)
-            if hasattr(role, "prepare") and not self._prepare(role, role_name, hosts):
+        for role in phase.roles:
+            if role.prepare is not None and not self._prepare(role, hosts):
                 return False
             hosts = self.healthy(hosts)
-            self.each_host(hosts, lambda host, r=role, n=role_name: self.apply_role(host, r, n))
+            self.each_host(hosts, lambda host, r=role: self.apply_role(host, r))
             hosts = self.healthy(hosts)
-            if hasattr(role, "gate") and not self.options.check and not self._gate(role, role_name, hosts):
+            if role.gate is not None and not self.options.check and not self._gate(role, hosts):
                 return False
         return True
 
-    def _prepare(self, role: Any, name: str, hosts: list[Host]) -> bool:
+    def _prepare(self, role: Role, hosts: list[Host]) -> bool:
+        name = role.name
         try:
             role.prepare(self.view, hosts)
         except GateError as exc:
@@ -210,14 +209,14 @@ class Runner:
         except LlamafleetError as exc:
             self.output.say(f"{name}: {exc}")
             for host in hosts:
-                self._state[host.name].failed = True
+                self._sessions[host.name].failed = True
             return False
         return True
 
-    def _gate(self, role: Any, name: str, hosts: list[Host]) -> bool:
+    def _gate(self, role: Role, hosts: list[Host]) -> bool:
         problems = role.gate(self.view, hosts)
         for problem in problems:
-            self.output.say(f"gate {name}: {problem}")
+            self.output.say(f"gate {role.name}: {problem}")
         self.gate_failed = self.gate_failed or bool(problems)
         return not problems
 
@@ -236,38 +235,35 @@ class Runner:
             list(pool.map(guarded, hosts))
 
     def mark_unreachable(self, host: str, role: str, message: str) -> None:
-        self._state[host].unreachable = True
+        self._sessions[host].unreachable = True
         self.output.record(OpResult(host, role, "connect", "unreachable", message))
 
     def mark_failed(self, host: str, role: str, message: str) -> None:
-        self._state[host].failed = True
+        self._sessions[host].failed = True
         self.output.record(OpResult(host, role, "error", "failed", message))
 
     # -- one role on one host --------------------------------------------------
-    def context(self, host: Host, role: Any, name: str) -> roles.HostContext:
-        templates = Path(role.__file__).parent / "templates"
-        return roles.HostContext(host=host, os=self.os(host), run=self.view, role=name, template_dir=templates)
+    def context(self, host: Host, role: Role) -> HostContext:
+        return HostContext(host=host, os=self.os(host), run=self.view, role=role.name, template_dir=role.template_dir)
 
-    def apply_role(self, host: Host, role: Any, name: str) -> None:
+    def apply_role(self, host: Host, role: Role) -> None:
         """Converge a role's operations, then the handlers of this role that anything notified.
 
         A notification waits on the host until a role that handles it runs (a new llama.cpp release
         notifies the worker's and the head's restarts, handled by their roles later in the run).
         Handlers are operations like any other: they plan from facts.
         """
-        ctx = self.context(host, role, name)
+        ctx = self.context(host, role)
         operations = list(role.operations(ctx))
-        self._check_notify(name, operations)
-        notified = self.converge(host, name, operations)
+        self._check_notify(role.name, operations)
+        notified = self.converge(host, role.name, operations)
         if notified is None:
             return
-        pending = self._state[host.name].notified
-        pending.extend(n for n in notified if n not in pending)
-        handlers = getattr(role, "HANDLERS", {})
-        due = [h for h in handlers if h in pending]
+        session = self._sessions[host.name]
+        session.notify(notified)
+        due = session.take_due(role.handlers)
         if due:
-            pending[:] = [n for n in pending if n not in due]
-            self.converge(host, name, [handlers[h](ctx) for h in due])
+            self.converge(host, role.name, [role.handlers[h](ctx) for h in due])
 
     def _check_notify(self, role: str, operations: list[Operation]) -> None:
         """A notification no role of this run handles is a typo: fail before anything is applied."""
@@ -286,17 +282,18 @@ class Runner:
         Returns the handlers notified by changes, or None when an operation failed (the rest of
         the host's operations are skipped, as the host is now in an unknown state).
         """
+        session = self._sessions[host.name]
         facts = self.gather(host, [f for op in operations for f in op.facts])
         notified: list[str] = []
-        self._state[host.name].settled[role] = facts
+        session.settle(role, facts)
         for index, operation in enumerate(operations):
             status = self.apply(host, role, operation, facts)
             if status == "failed":
                 return None
             if status == "changed":
-                self._state[host.name].settled.pop(role, None)
+                session.unsettle(role)
                 if not self.options.check:
-                    self._state[host.name].read.clear()
+                    session.changed()
                 notified.extend(n for n in operation.notify if n not in notified)
                 if not self.options.check and index + 1 < len(operations):
                     # What was just applied may change what later operations see (a unit file
@@ -328,14 +325,13 @@ class Runner:
         return "changed"
 
     def _failed(self, host: Host, role: str, operation: Operation, reason: str, error: dict | None) -> str:
-        self._state[host.name].failed = True
+        self._sessions[host.name].failed = True
         self.output.record(OpResult(host.name, role, operation.description, "failed", reason, error=error))
         return "failed"
 
     def execute(self, host: Host, step: Step) -> None:
         conn = self.connection(host)
-        with self._count_lock:
-            self.round_trips[host.name] += 1
+        self._count(host)
         if isinstance(step, Transfer):
             with progress.Sending(f"{host.name}: {step.source.name}", step.size - step.offset) as meter:
                 conn.put_resumable(step, meter.sent)
@@ -380,10 +376,10 @@ class Runner:
 
     # -- the end -----------------------------------------------------------------
     def exit_code(self) -> int:
-        states = self._state.values()
-        if any(s.failed for s in states):
+        sessions = self._sessions.values()
+        if any(s.failed for s in sessions):
             return EXIT_FAILED
-        if any(s.unreachable for s in states):
+        if any(s.unreachable for s in sessions):
             return EXIT_UNREACHABLE
         if self.gate_failed:
             return EXIT_GATE
@@ -392,8 +388,8 @@ class Runner:
     def close(self) -> None:
         if self._pool is not None:
             return  # the pool's connections serve the process's next run, and the pool closes them
-        for state in self._state.values():
-            state.connection.close()
+        for session in self._sessions.values():
+            session.connection.close()
 
 
 def _describe(step: Step) -> str:

@@ -26,11 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llamafleet import inventory, paths, roles  # noqa: E402
+from llamafleet import inventory, paths  # noqa: E402
 from llamafleet.lab import state  # noqa: E402
 from llamafleet.lab.inventory import ssh_argv  # noqa: E402
 from llamafleet.operations import Transfer  # noqa: E402
 from llamafleet.operations.files import source_sha256  # noqa: E402
+from llamafleet.roles.head import role as head_role  # noqa: E402
+from llamafleet.roles.model import seed, source  # noqa: E402
 from llamafleet.shell import quote  # noqa: E402
 from llamafleet.ssh import HostConnection  # noqa: E402
 
@@ -114,7 +116,7 @@ def head_start(lab) -> tuple[float, int]:
         "s=$(date +%%s.%%N); systemctl restart llama-server; "
         "until timeout 5 bash -c %s probe 127.0.0.1 8080 2>/dev/null | grep -q ' 200'; do sleep 0.1; done; "
         "echo $(date +%%s.%%N) $s",
-        roles.load("head").PROBE,
+        head_role.PROBE,
     )
     end, start = map(float, on(lab, "head", probe, timeout=READY_LIMIT).stdout.split())
     return end - start, received(lab) - before
@@ -173,8 +175,7 @@ def run(lab, big: Path, start: Path) -> None:
     warm, warm_bytes = head_start(lab)
     clear_caches(lab)
     hashing = time.perf_counter()
-    model_role = roles.load("model")
-    model_role.seed.entries(model_role.resolve(str(start), progress=False))  # kept in the controller's cache
+    seed.entries(source.resolve(str(start), progress=False))  # kept in the controller's cache
     hashing = time.perf_counter() - hashing
     seeding = deploy(lab, start, "-e", "rpc_cache_seed=true")  # the model is deployed: this only seeds
     seeded_bytes = int(on(lab, "w1", f"du -sb {paths.RPC_CACHE_DIR}").stdout.split()[0])

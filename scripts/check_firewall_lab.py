@@ -22,18 +22,18 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from llamafleet import inventory, roles  # noqa: E402
+from llamafleet import inventory, variables  # noqa: E402
 from llamafleet.output import Output  # noqa: E402
+from llamafleet.roles import Role  # noqa: E402
+from llamafleet.roles.firewall import role as FIREWALL  # noqa: E402
 from llamafleet.runner import Phase, Runner, RunOptions  # noqa: E402
 
-FIREWALL = roles.load("firewall")
 PLAN = FIREWALL._plan
 FRONTEND = {"head": "ufw", "w1": "firewalld", "w2": "nftables"}  # what lab.up --firewall installed
 SERVICES = {"ufw": "ufw.service", "firewalld": "firewalld.service", "nftables": "nftables.service"}
@@ -45,26 +45,26 @@ DUMPS = {  # llamafleet's configuration in each frontend, saved and live (the fa
     ),
     "nftables": f"{FIREWALL._facts.NftTable().command()}; cat {FIREWALL._nftables.TABLE_FILE}",
 }
-RPC_PORT, API_PORT = 50052, 8080
+RPC_PORT, API_PORT = (variables.catalogue()[name].default for name in ("rpc_port", "api_port"))  # the lab leaves both
 
 
 def plans(inv, head_address: str) -> dict:
     workers = [h for h in inv.hosts.values() if h.name != "head"]
-    cluster = [head_address, *(h.address for h in workers)]
+    cluster = [head_address, *(h.connection.address for h in workers)]
     result = {"head": PLAN.FirewallPlan((PLAN.Rule(API_PORT, tuple(cluster), "api"),))}
     for host in workers:
         result[host.name] = PLAN.FirewallPlan((PLAN.Rule(RPC_PORT, (head_address,), "rpc"),))
     return result
 
 
-def wrapper(plan_by_host: dict) -> types.ModuleType:
-    """The firewall role with a prepare() that hands it the plans, as the cluster code will."""
-    module = types.ModuleType("llamafleet_check_firewall")
-    module.__file__ = FIREWALL.__file__
-    module.NAME = "firewall"
-    module.operations = FIREWALL.operations
-    module.prepare = lambda runner, hosts: runner.shared.__setitem__("firewall", plan_by_host)
-    return module
+def wrapper(plan_by_host: dict) -> Role:
+    """The firewall role with a prepare() that hands it these plans instead of the cluster's."""
+    return Role(
+        "firewall",
+        FIREWALL.operations,
+        template_dir=FIREWALL.ROLE.template_dir,
+        prepare=lambda run, hosts: run.handoff(FIREWALL.Plans).by_host.update(plan_by_host),
+    )
 
 
 def converge(inv, role, limit) -> tuple[int, Output]:
@@ -79,7 +79,7 @@ def ssh(inv, host: str, command: str) -> subprocess.CompletedProcess:
         "ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
         "-o", f"UserKnownHostsFile={h.vars['known_hosts_file']}", "-o", "GlobalKnownHostsFile=/dev/null",
         "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
-        "-i", h.vars["ansible_ssh_private_key_file"], f"root@{h.address}", command,
+        "-i", h.vars["ansible_ssh_private_key_file"], f"root@{h.connection.address}", command,
     ]  # fmt: skip
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
@@ -91,7 +91,7 @@ def listen(inv, host: str, port: int) -> None:
 
 
 def reaches(inv, source: str, target: str, port: int) -> bool:
-    probe = f"timeout 3 bash -c 'exec 3<>/dev/tcp/{inv.hosts[target].address}/{port}' 2>/dev/null && echo open"
+    probe = f"timeout 3 bash -c 'exec 3<>/dev/tcp/{inv.hosts[target].connection.address}/{port}' 2>/dev/null && echo open"
     return ssh(inv, source, probe).stdout.strip() == "open"
 
 
@@ -120,7 +120,7 @@ def probe(inv, hosts, head_address: str) -> bool:
         for other in inv.hosts:
             if other == host.name:
                 continue
-            allowed = host.name == "head" or inv.hosts[other].address == head_address
+            allowed = host.name == "head" or inv.hosts[other].connection.address == head_address
             got = reaches(inv, other, host.name, port)
             state, expected = ("open" if got else "closed"), ("open" if allowed else "closed")
             print(f"{other:5} -> {host.name}:{port}: {state} (expected {expected})")
@@ -203,7 +203,7 @@ def ssh_watch(inv, hosts):
         while not done.wait(0.2):
             for host in hosts:
                 try:
-                    socket.create_connection((host.address, 22), timeout=1).close()
+                    socket.create_connection((host.connection.address, 22), timeout=1).close()
                 except OSError as exc:
                     missed.append(f"{time.strftime('%H:%M:%S')} {host.name}: {exc}")
 
@@ -236,7 +236,7 @@ def switch_step(inv, role, host: str, old: str, new: str, before: str | None) ->
     ok &= not missed
     left = traces(inv, host, old)
     print(f"{host}: llamafleet traces left in {old}: {left}")
-    return ok & (left == 0) & probe(inv, list(inv.hosts.values()), inv.hosts["head"].address)
+    return ok & (left == 0) & probe(inv, list(inv.hosts.values()), inv.hosts["head"].connection.address)
 
 
 def refused_while_in_charge(inv, role) -> bool:
@@ -284,7 +284,7 @@ def main() -> int:
     inv = inventory.load(ROOT / "inventory" / f"{args.name}.yml")
     for name, frontend in FRONTEND.items():
         inv.hosts[name].vars["firewall"] = frontend
-    head = args.head_address or inv.hosts["head"].address
+    head = args.head_address or inv.hosts["head"].connection.address
     if args.switch:
         ok = switch(inv, head)
     elif args.full:

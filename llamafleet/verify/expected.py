@@ -10,20 +10,18 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
-from llamafleet import cluster, paths, roles
+from llamafleet import cluster, paths
 from llamafleet.controller_cache import cache_root
 from llamafleet.errors import InventoryError
 from llamafleet.inventory import Host, Inventory
+from llamafleet.roles.firewall import role as firewall_role
 from llamafleet.roles.firewall import rules as firewall_rules
-from llamafleet.roles.llama_cpp import artifacts, identity
-from llamafleet.roles.llama_cpp import plan as llama_plan
+from llamafleet.roles.head import role as head_role
+from llamafleet.roles.llama_cpp import artifacts, cmake, groups, identity
+from llamafleet.roles.llama_cpp import settings as llama_cpp_settings
+from llamafleet.roles.rpc_worker import role as worker_role
 
 from .probes import HARDENING
-
-head_role = roles.load("head")
-worker_role = roles.load("rpc_worker")
-firewall_role = roles.load("firewall")
-llama_role = roles.load("llama_cpp")
 
 MIN_UPTIME = 1.0  # seconds a service's process must have lived: rpc-server that cannot bind exits at once
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -53,7 +51,7 @@ class Expectations:
         self.head = inventory.head
         self.head_settings = head_role.settings.settings(self.head, self.file)
         self.workers = {host.name: worker_role.settings.settings(host, self.file) for host in inventory.workers}
-        self.llama = {name: llama_plan.settings_for_host(name, host.vars) for name, host in inventory.hosts.items()}
+        self.llama = {name: llama_cpp_settings.settings(host) for name, host in inventory.hosts.items()}
 
     def role_of(self, host: Host) -> str:
         if host.name == self.view.head:
@@ -64,7 +62,7 @@ class Expectations:
     @cached_property
     def key_file(self) -> Path:
         """The controller's API key file, found as the head role finds it (api_key_file, else <inventory>.api-key)."""
-        return head_role.api_key_path(self.inventory.path, self.head)
+        return Path(self.head_settings.api_key_file)
 
     @cached_property
     def key(self) -> bytes | None:
@@ -137,7 +135,7 @@ class Expectations:
 
     def firewall_operations(self, host: Host, found_frontends: Any = None) -> list:
         """The firewall role's operations for the host's frontend (for `auto`, every frontend's until known)."""
-        choice = host.vars.get("firewall", "auto")
+        choice = firewall_role.frontend_choice(host)
         plan = self.firewall_plans[host.name]
         if choice == "none":
             return []
@@ -155,14 +153,12 @@ class Expectations:
         if settings.install != "build":
             return None
         source = self.source_sha256(settings)
-        signature = llama_plan.cpu_signature(" ".join(cpu_flags).split())
-        group = llama_plan.platform_group(settings, os_info["id"], os_info["version_id"], os_info["arch"], signature)
-        args = llama_plan.cmake_args(
+        signature = groups.cpu_signature(" ".join(cpu_flags).split())
+        group = groups.platform_group(settings, os_info["id"], os_info["version_id"], os_info["arch"], signature)
+        args = cmake.cmake_args(
             settings.version, source, settings.backend, settings.cpu_variants, settings.cmake_args, settings.gpu_targets
         )
-        return llama_plan.release_id(
-            settings.version, settings.backend, llama_plan.artifact_cache_key(source, args, group)
-        )
+        return groups.release_id(settings.version, settings.backend, groups.artifact_cache_key(source, args, group))
 
     def source_sha256(self, settings) -> str:
         if not settings.source_archive:

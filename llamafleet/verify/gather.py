@@ -15,10 +15,11 @@ from llamafleet.errors import LlamafleetError
 from llamafleet.facts import Fact, OsRelease, PathInfo, parse_batch
 from llamafleet.inventory import Host
 from llamafleet.operations.base import Facts
+from llamafleet.roles.llama_cpp import hostfacts as llama_facts
 from llamafleet.ssh import HostConnection
 
 from . import probes
-from .expected import Expectations, firewall_role, llama_role
+from .expected import Expectations, firewall_role
 
 HEALTH_WAIT = 120  # seconds the head may still be loading its model (/health 503) before it counts as failed
 BATCH_TIMEOUT = HEALTH_WAIT + 180
@@ -40,13 +41,13 @@ def named_facts(expect: Expectations, host: Host) -> dict[str, Fact]:
     """The facts each check of the suite reads on this host, by name."""
     facts: dict[str, Fact] = {
         "os": OsRelease(),
-        "cpu_flags": llama_role.CPU_FLAGS,
-        "identity": llama_role.IDENTITY_MEASURED,
+        "cpu_flags": llama_facts.CPU_FLAGS,
+        "identity": llama_facts.IDENTITY_MEASURED,
         "current": PathInfo(paths.CURRENT_LINK, False),
         "listening": probes.Listening(),
         "reach": probes.Reachable(expect.probed_by(host)),
     }
-    if host.vars.get("firewall", "auto") == "auto":
+    if firewall_role.frontend_choice(host) == "auto":
         facts["frontends"] = firewall_role._facts.FirewallFrontends()
     role = expect.role_of(host)
     if role == "worker":

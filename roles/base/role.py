@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from llamafleet import connvars, paths
+from llamafleet import paths
 from llamafleet.errors import InventoryError
 from llamafleet.operations import files, packages, users
-from llamafleet.roles import HostContext
+from llamafleet.roles import Role, templates_beside
+from llamafleet.run import HostContext
+
+from . import settings
 
 ROOT_DIRS = (paths.INSTALL_ROOT, paths.RELEASES_DIR, paths.STATE_DIR)
-
-
-@dataclass(frozen=True)
-class BaseSettings:
-    """Role base's variables (defaults.yml), already defaulted and type-checked by the inventory."""
-
-    user: str  # llamafleet_user
-    packages: tuple[str, ...]  # base_packages
-
-    @classmethod
-    def of(cls, host) -> BaseSettings:
-        return cls(host.vars["llamafleet_user"], tuple(host.vars["base_packages"]))
 
 
 def validate(run, hosts) -> None:
     """Before any connection: the service user is never root or the account llamafleet logs in with."""
     for host in hosts:
-        user = BaseSettings.of(host).user
-        logins = {"root", connvars.settings(host).user}
+        user = settings.settings(host, run.inventory_file).user
+        logins = {"root", host.connection.user}
         if user in logins:
             raise InventoryError(
                 f"'{user}' is {'root' if user == 'root' else 'the SSH login user'}; the services need a system "
@@ -39,7 +28,7 @@ def validate(run, hosts) -> None:
 
 
 def operations(ctx: HostContext):
-    base = BaseSettings.of(ctx.host)
+    base = settings.settings(ctx.host, ctx.run.inventory_file)
     user = base.user
     yield packages.present(list(base.packages), ctx.os["family"])
     yield users.system_user(user)
@@ -51,3 +40,6 @@ def operations(ctx: HostContext):
     # Configuration, including the API key file, is never world-readable.
     yield files.directory(paths.CONFIG_DIR, mode="0750", group=user)
     yield files.template(paths.HOST_CONFIG, ctx.render("host.yml.j2"), mode="0640", group=user)
+
+
+ROLE = Role("base", operations, template_dir=templates_beside(__file__), validate=validate)

@@ -1,34 +1,44 @@
 """Role firewall: llamafleet's ports open to the cluster only, in ufw, firewalld or nftables.
 
-Contract: before the operations run, `run.shared["firewall"][host_name]` holds a `FirewallPlan`
-(made by prepare() from the cluster view, rules.py; plan.py:
-`FirewallPlan(rules=(Rule(port, sources, comment, proto="tcp"), ...), ssh_port=22)`), usually put
-there by a prepare() hook. A host without an entry gets an empty plan: SSH allowed, no other rule,
-stale llamafleet rules removed. `frontend_choice(host)` (variable `firewall`) picks the frontend (defaults.yml):
-auto chooses, once per run, ufw if active, else firewalld if running, else nftables. The other
+Contract: before the operations run, prepare() hands over `Plans`: a `FirewallPlan` per host, made
+from the cluster view (rules.py; plan.py: `FirewallPlan(rules=(Rule(port, sources, comment,
+proto="tcp"), ...), ssh_port=22)`). A host without an entry gets an empty plan: SSH allowed, no
+other rule, stale llamafleet rules removed. `frontend_choice(host)` (variable `firewall`) picks the
+frontend (defaults.yml): auto chooses, once per run, ufw if active, else firewalld if running, else nftables. The other
 frontends lose llamafleet's rules, and another one in charge stops the host (switch.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from llamafleet.errors import OperationError
 from llamafleet.operations import packages
-from llamafleet.roles import HostContext
+from llamafleet.roles import Role, templates_beside
+from llamafleet.run import HostContext
 
 from . import facts as _facts
 from . import firewalld as _firewalld
 from . import nftables as _nftables
 from . import plan as _plan
 from . import rules as _rules
+from . import settings as _settings
 from . import switch as _switch
 from . import ufw as _ufw
 
 NAME = "firewall"
 
 FRONTENDS = ("ufw", "firewalld", "nftables")
-# Which frontend is in charge (for auto), read with the run's first batch (runner.prefetch).
-PREFETCH = (_facts.FirewallFrontends(),)
+# Which frontend is in charge (for auto), read with the run's first batch (prefetch).
+FRONTENDS_IN_CHARGE = _facts.FirewallFrontends()
 PACKAGES = {"ufw": "ufw", "firewalld": "firewalld", "nftables": "nftables"}
+
+
+@dataclass
+class Plans:
+    """prepare's hand-off to the operations: host name -> its FirewallPlan."""
+
+    by_host: dict = field(default_factory=dict)
 
 
 def validate(run, hosts) -> None:
@@ -38,7 +48,7 @@ def validate(run, hosts) -> None:
 
 def prepare(run, hosts) -> None:
     """Each host's plan from the cluster view: a worker's RPC port from the head only, the API from its clients."""
-    run.shared[NAME] = _rules.plans(run.cluster, run.inventory)
+    run.handoff(Plans).by_host.update(_rules.plans(run.cluster, run.inventory))
 
 
 def choose_frontend(choice: str, found) -> str | None:
@@ -68,8 +78,8 @@ def frontend_operations(frontend: str, plan) -> list:
 
 
 def frontend_choice(host) -> str:
-    """The host's `firewall` (an enum the inventory checked and defaulted): auto, ufw, firewalld, nftables, none."""
-    return host.vars["firewall"]
+    """The host's `firewall` (settings.py): auto, ufw, firewalld, nftables or none."""
+    return _settings.settings(host).firewall
 
 
 def operations(ctx: HostContext):
@@ -77,9 +87,9 @@ def operations(ctx: HostContext):
     if choice == "none":
         yield _switch.left_alone()
         return
-    plan = ctx.run.shared.get(NAME, {}).get(ctx.name) or _plan.FirewallPlan(rules=())
+    plan = ctx.run.handoff(Plans).by_host.get(ctx.name) or _plan.FirewallPlan(rules=())
     if choice == "auto":
-        fact = PREFETCH[0]  # which frontend is in charge decides every operation
+        fact = FRONTENDS_IN_CHARGE  # which frontend is in charge decides every operation
         choice_found = ctx.run.gather(ctx.host, [fact])[fact]
         frontend = choose_frontend(choice, choice_found)
     else:
@@ -88,3 +98,13 @@ def operations(ctx: HostContext):
     yield packages.present([PACKAGES[frontend]], ctx.os["family"])
     yield from frontend_operations(frontend, plan)
     yield from _switch.removals(frontend)
+
+
+ROLE = Role(
+    NAME,
+    operations,
+    template_dir=templates_beside(__file__),
+    prefetch=(FRONTENDS_IN_CHARGE,),
+    validate=validate,
+    prepare=prepare,
+)

@@ -7,21 +7,25 @@ import json
 import os
 import secrets
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from llamafleet import paths, units
-from llamafleet.cluster import WORKERS_RESTARTED, Cluster
+from llamafleet.cluster import Cluster
 from llamafleet.errors import InventoryError
 from llamafleet.facts import CommandOutput, FileContent
 from llamafleet.operations import files as file_ops
 from llamafleet.operations import systemd
 from llamafleet.operations.base import Change, Facts, NoChange, Operation, Shell
+from llamafleet.roles import Role, templates_beside
+from llamafleet.roles.model.source import Deploying
+from llamafleet.roles.rpc_worker.role import Restarted
 from llamafleet.shell import quote
 
 from . import settings
 
 NAME = "head"
-TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATE_DIR = templates_beside(__file__)
 TEMPLATE = "llama-server.service.j2"
 UNIT = paths.SERVER_UNIT
 UNIT_PATH = f"{paths.UNIT_DIR}/{UNIT}"
@@ -108,8 +112,6 @@ def files(host, cluster: Cluster, file: str | None = None, model: str = MODEL_PL
 
 # -- provisioning: the unit, the key, the service once a model is deployed, readiness ----------------------
 
-ALIAS = "head model alias"  # runner.shared key: the deployed model's --alias, over the inventory's model_alias
-READY_SECONDS_KEY = "head ready seconds"  # runner.shared key: restart to /health 200, when this run waited
 RESTART = "restart llama-server"
 READY = "llama-server ready"
 READY_SECONDS = 600  # a multi-GB model over RPC takes minutes to load
@@ -132,26 +134,30 @@ WAIT = (
 )
 
 
+@dataclass
+class Serving:
+    """What the head serves in this run, per head: prepare's hand-off to the operations and handlers, and the
+    restart-to-ready time the task reports."""
+
+    models: dict[str, str | None] = field(default_factory=dict)  # the model file's name, None before any deploy
+    aliases: dict[str, str | None] = field(default_factory=dict)  # deploy's --alias, over model_alias
+    ready_seconds: dict[str, float] = field(default_factory=dict)  # restart to /health 200, when this run waited
+
+
 def validate(run, hosts) -> None:
-    """Before any connection: addresses, settings and the API key file on the controller (made once)."""
+    """Before any connection, changing nothing: the cluster's addresses and the head's settings."""
     _ = run.cluster  # computed once per run: this checks the addresses before any connection
     for host in hosts:
-        key = api_key_path(run.inventory.path, host)
-        host.vars["api_key_file"] = str(key)
         settings.settings(host, run.inventory_file)
+
+
+def setup(run, hosts) -> None:
+    """The API key file on the controller, made once (never under --check)."""
+    for host in hosts:
+        key = Path(settings.settings(host, run.inventory_file).api_key_file)
         if not key.exists() and not run.check:
             _generate_key(key)
             run.say(f"api key: generated {key} (mode 0600; the head reads its copy from {paths.API_KEY_FILE})")
-
-
-def api_key_path(inventory_file: Path, host) -> Path:
-    """api_key_file (relative to the inventory), else <inventory name>.api-key beside the inventory."""
-    given = host.vars.get("api_key_file")
-    folder = inventory_file.parent
-    if not given:
-        return folder / f"{inventory_file.stem}.api-key"
-    path = Path(str(given)).expanduser()
-    return path if path.is_absolute() else folder / path
 
 
 def _generate_key(path: Path) -> None:
@@ -173,22 +179,22 @@ def read_key(path: Path) -> bytes:
     return f"{key}\n".encode()
 
 
-# The model deployed before, read with the run's first batch (runner.prefetch).
+# The model deployed before, read with the run's first batch (prefetch).
 DEPLOYED = FileContent(paths.DEPLOYED_MODEL)
-PREFETCH = (DEPLOYED,)
 
 
 def prepare(run, hosts) -> None:
     """Which model the head serves (and its alias, from --alias): the one deploy hands over in this run, else the
     one deployed before."""
-    handed = run.params.get("model")
+    handed = run.handoff(Deploying).model
+    serving = run.handoff(Serving)
     for host in hosts:
         if handed is not None:
             name, alias = handed.name, handed.alias
         else:
             name, alias = _recorded_model(run.gather(host, [DEPLOYED])[DEPLOYED])
-        run.shared.setdefault(NAME, {})[host.name] = name
-        run.shared.setdefault(ALIAS, {})[host.name] = alias
+        serving.models[host.name] = name
+        serving.aliases[host.name] = alias
 
 
 def _recorded_model(text: str | None) -> tuple[str | None, str | None]:
@@ -210,8 +216,8 @@ def model_path(name: str) -> str:
 def operations(ctx):
     view = ctx.run.cluster
     head = settings.settings(ctx.host, ctx.run.inventory_file)
-    model = ctx.run.shared.get(NAME, {}).get(ctx.name)
-    alias = ctx.run.shared.get(ALIAS, {}).get(ctx.name)
+    serving = ctx.run.handoff(Serving)
+    model, alias = serving.models.get(ctx.name), serving.aliases.get(ctx.name)
     head = dataclasses.replace(head, model_alias=alias) if alias else head
     key = read_key(Path(head.api_key_file))
     yield file_ops.file(paths.API_KEY_FILE, key, mode="0600", secret=True, notify=(RESTART, READY))
@@ -222,7 +228,7 @@ def operations(ctx):
         return
     # Readiness is waited for by the handler, after a restart the changes above may have notified.
     yield systemd.service(UNIT, running=True, enabled=True, notify=(READY,))
-    restarted = sorted(ctx.run.shared.get(WORKERS_RESTARTED, ()))
+    restarted = sorted(ctx.run.handoff(Restarted).workers)
     if restarted:  # llama-server's sessions to them broke: reconnect now rather than abort on the next request
         yield _reconnect(restarted)
 
@@ -259,23 +265,36 @@ def ready(head, seconds: int = READY_SECONDS) -> Operation:
     return Operation(f"llama-server ready on {where[0]}:{where[1]}", [probe], plan)
 
 
+def _serves_nothing(ctx) -> bool:
+    return ctx.run.handoff(Serving).models.get(ctx.name) is None
+
+
 def _handler_restart(ctx) -> Operation:
-    if ctx.run.shared.get(NAME, {}).get(ctx.name) is None:
+    if _serves_nothing(ctx):
         return Operation("restart llama-server", [], lambda facts: NoChange("no model deployed: not running"))
     return systemd.restarted(UNIT)
 
 
 def _handler_ready(ctx) -> Operation:
-    if ctx.run.shared.get(NAME, {}).get(ctx.name) is None:
+    if _serves_nothing(ctx):
         return Operation("llama-server ready", [], lambda facts: NoChange("no model deployed: not running"))
     operation = ready(settings.settings(ctx.host, ctx.run.inventory_file))
     started = time.monotonic()  # handlers are made together, just before the restart runs
 
     def took() -> None:
-        ctx.run.shared.setdefault(READY_SECONDS_KEY, {})[ctx.name] = time.monotonic() - started
+        ctx.run.handoff(Serving).ready_seconds[ctx.name] = time.monotonic() - started
 
     operation.after.append(took)
     return operation
 
 
-HANDLERS = {RESTART: _handler_restart, READY: _handler_ready}
+ROLE = Role(
+    NAME,
+    operations,
+    template_dir=TEMPLATE_DIR,
+    handlers={RESTART: _handler_restart, READY: _handler_ready},
+    prefetch=(DEPLOYED,),
+    validate=validate,
+    setup=setup,
+    prepare=prepare,
+)

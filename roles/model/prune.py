@@ -5,19 +5,21 @@ from __future__ import annotations
 from llamafleet import paths
 from llamafleet.facts import CommandOutput, FileContent
 from llamafleet.operations.base import Change, Facts, NoChange, Operation, Shell
+from llamafleet.roles import Role
+from llamafleet.roles.rpc_worker import settings as worker_settings
 from llamafleet.shell import quote
 
-from . import role
+from . import role, settings, source
 
 NAME = "model pruned"
 
 
 def operations(ctx):
-    keep = max(1, int(ctx.vars["keep_models"]))
+    keep = settings.settings(ctx.host, ctx.run.inventory_file).keep_models
     if role.seeding(ctx.host):
-        model = ctx.run.params["model"]
-        limit = role.seed.parse_size(ctx.vars.get("rpc_cache_max_size"))
-        yield role.seed.cache_pruned(model, ctx.run.shared[role.SEED_ENTRIES], keep, limit)
+        model = ctx.run.handoff(source.Deploying).model
+        limit = role.seed.parse_size(worker_settings.settings(ctx.host, ctx.run.inventory_file).rpc_cache_max_size)
+        yield role.seed.cache_pruned(model, ctx.run.handoff(role.Seeding).entries, keep, limit)
     if "head" in ctx.host.groups:
         yield pruned(keep)
 
@@ -46,3 +48,6 @@ def pruned(keep_models: int) -> Operation:
         )
 
     return Operation(f"models pruned to keep_models {keep_models}", [deployed, recorded, partials], plan)
+
+
+ROLE = Role(NAME, operations)

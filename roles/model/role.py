@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from llamafleet import paths
 from llamafleet.errors import OperationError
 from llamafleet.facts import FileContent
 from llamafleet.operations import files
 from llamafleet.operations.base import Change, Facts, NoChange, Operation, Shell, Transfer, Upload
-from llamafleet.roles import load
-from llamafleet.roles.base.role import BaseSettings
+from llamafleet.roles import Role
+from llamafleet.roles.base import settings as base_settings
+from llamafleet.roles.head import role as head
 from llamafleet.roles.rpc_worker import settings as worker_settings
 from llamafleet.shell import quote
 
@@ -21,25 +23,22 @@ NAME = "model"
 RECORDS_DIR = f"{paths.MODELS_DIR}/.sha256"  # NAME -> "SIZE MTIME INODE CTIME SHA256" of each model file
 HISTORY = 16  # earlier models remembered in the record, for keep_models
 FREE_MARGIN = 64 << 20  # bytes left free on the models' filesystem after a transfer
-# Read with the run's first batch (runner.prefetch): the memory fit check needs no round trip of its own.
-PREFETCH = (model_facts.Memory(),)
 
 
-def resolve(given: str, *, sha256: str | None = None, alias: str | None = None, progress: bool = True):
-    """The model behind --model (see source.resolve)."""
-    return source.resolve(given, sha256=sha256, alias=alias, progress=progress)
+@dataclass
+class Seeding:
+    """prepare's hand-off: the model's RPC cache entries, hashed on the controller (for seeding and pruning)."""
 
-
-SEED_ENTRIES = "model seed entries"  # run.shared key: the model's RPC cache entries, hashed on the controller
+    entries: tuple[seed.Entry, ...] = ()
 
 
 def prepare(run, hosts) -> None:
     """Before a byte is sent: the model fits in the memory the cluster's hosts report; with seeding, its large
     tensors are hashed here (once per model)."""
-    model = run.params["model"]
+    model = run.handoff(source.Deploying).model
     fit.check(run, model)
     if any(seeding(host) for host in hosts):
-        run.shared[SEED_ENTRIES] = seed.entries(model)
+        run.handoff(Seeding).entries = seed.entries(model)
 
 
 def seeding(host) -> bool:
@@ -48,13 +47,12 @@ def seeding(host) -> bool:
 
 def operations(ctx):
     """The head gets the model file; a worker with rpc_cache_seed gets the model's large tensors in its cache."""
-    model = ctx.run.params["model"]
-    user = BaseSettings.of(ctx.host).user
+    model = ctx.run.handoff(source.Deploying).model
+    user = base_settings.settings(ctx.host, ctx.run.inventory_file).user
     if seeding(ctx.host):
-        yield seed.seeded(model, ctx.run.shared[SEED_ENTRIES], user)
+        yield seed.seeded(model, ctx.run.handoff(Seeding).entries, user)
     if "head" not in ctx.host.groups:
         return
-    head = load("head")
     yield files.directory(RECORDS_DIR, mode="0700")
     yield present(model, user)
     yield deployed(model, user, notify=(head.RESTART, head.READY))
@@ -142,3 +140,7 @@ def read_record(text: str | None) -> dict | None:
     earlier = data.get("earlier")
     data["earlier"] = [e for e in earlier if isinstance(e, list)] if isinstance(earlier, list) else []
     return data
+
+
+# The memory fit check reads the hosts' memory with the run's first batch: no round trip of its own.
+ROLE = Role(NAME, operations, prefetch=(model_facts.Memory(),), prepare=prepare)

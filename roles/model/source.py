@@ -58,6 +58,13 @@ class Model:
         return hashlib.sha256("".join(f"{p.sha256}  {p.name}\n" for p in self.parts).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Deploying:
+    """deploy's parameter to its roles: the model the run deploys (None in a run that deploys none)."""
+
+    model: Model | None = None
+
+
 def resolve(source: str, *, sha256: str | None = None, alias: str | None = None, progress: bool = True) -> Model:
     """The model behind --model, downloaded when it is a URL; refused before any byte reaches a host."""
     if sha256 is not None and not SHA256.fullmatch(sha256):

@@ -4,21 +4,35 @@ Role llama_cpp stages the release beside the running one on every host (which ke
 role's phase starts only when every host is healthy, then points `current` at it (the release
 before becomes `previous`) and checks that every host now runs the same build (the identity gate).
 The restarts it notifies are handled by rpc_worker (workers first) and head. A provision that fails
-after a switch is rolled back by the CLI to `previous` on every switched host (see role rollback).
+after a switch is rolled back to `previous` on every switched host (see role rollback).
 """
 
 from __future__ import annotations
 
-from llamafleet.roles.llama_cpp import role as llama_cpp
+from dataclasses import dataclass, field
+
+from llamafleet.roles import Role
+from llamafleet.roles.llama_cpp.gate import identity_gate
+from llamafleet.roles.llama_cpp.install import switched
+from llamafleet.roles.llama_cpp.targets import Targets
 
 NAME = "release"
-SWITCHED = "release switched"  # Run.shared key: hosts whose current release changed in this run
+
+
+@dataclass
+class Switched:
+    """Hand-off to the task: hosts whose current release changed in this run (to roll back if the run fails)."""
+
+    hosts: set[str] = field(default_factory=set)
 
 
 def operations(ctx):
-    target = ctx.run.shared[llama_cpp.NAME][ctx.name]
-    yield llama_cpp.switched(target, lambda: ctx.run.shared.setdefault(SWITCHED, set()).add(ctx.name))
+    target = ctx.run.handoff(Targets).by_host[ctx.name]
+    yield switched(target, lambda: ctx.run.handoff(Switched).hosts.add(ctx.name))
 
 
 def gate(run, hosts) -> list[str]:
-    return llama_cpp.identity_gate(run, hosts, NAME)
+    return identity_gate(run, hosts, NAME)
+
+
+ROLE = Role(NAME, operations, gate=gate)

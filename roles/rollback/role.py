@@ -7,23 +7,31 @@ rollback goes forward again. The restarts are handled by rpc_worker (workers fir
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from llamafleet import paths
 from llamafleet.errors import LlamafleetError
 from llamafleet.facts import CommandOutput
 from llamafleet.operations.base import Change, Facts, NoChange, Operation, Shell
+from llamafleet.roles import Role
 from llamafleet.shell import quote
 
 NAME = "rollback"
-ONLY = "rollback only"  # Run.params key: roll back just these hosts (the ones a failed upgrade switched)
 LINKS = CommandOutput(  # fixed paths of llamafleet's own, no value from the inventory
     f"c=$(readlink {paths.CURRENT_LINK} 2>/dev/null); p=$(readlink {paths.PREVIOUS_LINK} 2>/dev/null); "
     f'echo "$c"; echo "$p"; [ -n "$p" ] && [ -f "{paths.INSTALL_ROOT}/$p/BUILD.json" ] && echo staged; true'
 )
-PREFETCH = (LINKS,)
 SWAP = (
     "set -e; cd {root}; c=$(readlink current); p=$(readlink previous); "
     'ln -sfn "$p" .current.tmp; mv -T .current.tmp current; ln -sfn "$c" .previous.tmp; mv -T .previous.tmp previous'
 )
+
+
+@dataclass(frozen=True)
+class Only:
+    """The task's parameter: roll back just these hosts (the ones a failed upgrade switched); None: every host."""
+
+    hosts: frozenset[str] | None = None
 
 
 def links(text: list[str]) -> tuple[str, str, bool]:
@@ -34,7 +42,7 @@ def links(text: list[str]) -> tuple[str, str, bool]:
 
 def prepare(run, hosts) -> None:
     """Every host to roll back has a complete previous release: else no host switches."""
-    only = run.params.get(ONLY)
+    only = run.handoff(Only).hosts
     missing = []
     for host in hosts:
         if only is not None and host.name not in only:
@@ -47,7 +55,7 @@ def prepare(run, hosts) -> None:
 
 
 def operations(ctx):
-    only = ctx.run.params.get(ONLY)
+    only = ctx.run.handoff(Only).hosts
     if only is not None and ctx.name not in only:
         yield Operation("llama.cpp release unchanged", [], lambda facts: NoChange("not switched in this run"))
         return
@@ -62,3 +70,6 @@ def rolled_back() -> Operation:
 
     restarts = ("restart llama-rpc", "restart llama-server")
     return Operation("llama.cpp back to the previous release", [LINKS], planner, restarts, idempotent=False)
+
+
+ROLE = Role(NAME, operations, prefetch=(LINKS,), prepare=prepare)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from llamafleet import paths, units
-from llamafleet.cluster import WORKERS_RESTARTED, Cluster
+from llamafleet.cluster import Cluster
 from llamafleet.operations import systemd
+from llamafleet.roles import Role, templates_beside
 
 from . import settings
 
 NAME = "rpc_worker"
-TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATE_DIR = templates_beside(__file__)
 TEMPLATE = "llama-rpc.service.j2"
 UNIT = paths.RPC_UNIT
 UNIT_PATH = f"{paths.UNIT_DIR}/{UNIT}"
@@ -58,6 +59,13 @@ def files(host, cluster: Cluster, file: str | None = None, binary: str = BINARY)
 RESTART = "restart llama-rpc"
 
 
+@dataclass
+class Restarted:
+    """Hand-off to role head: workers whose rpc-server (re)started in this run (the head's sessions to them broke)."""
+
+    workers: set[str] = field(default_factory=set)
+
+
 def validate(run, hosts) -> None:
     """Before any connection: the cluster's addresses hold together (see llamafleet/cluster.py)."""
     _ = run.cluster  # computed once per run: this checks the addresses before any connection
@@ -72,7 +80,7 @@ def operations(ctx):
 
 
 def _marks_restarted(ctx, operation):
-    operation.after.append(lambda: ctx.run.shared.setdefault(WORKERS_RESTARTED, set()).add(ctx.name))
+    operation.after.append(lambda: ctx.run.handoff(Restarted).workers.add(ctx.name))
     return operation
 
 
@@ -80,4 +88,4 @@ def _restart(ctx):
     return _marks_restarted(ctx, systemd.restarted(UNIT))
 
 
-HANDLERS = {RESTART: _restart}
+ROLE = Role(NAME, operations, template_dir=TEMPLATE_DIR, handlers={RESTART: _restart}, validate=validate)

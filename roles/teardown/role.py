@@ -8,27 +8,35 @@ only llamafleet's rules go, and SSH stays allowed (in ufw by the same rule witho
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from llamafleet import paths
 from llamafleet.operations import files, systemd, users
-from llamafleet.roles.base.role import BaseSettings
+from llamafleet.roles import Role
+from llamafleet.roles.base import settings as base_settings
 from llamafleet.roles.firewall import firewalld, nftables, switch, ufw
 from llamafleet.roles.firewall import plan as firewall_plan
 from llamafleet.roles.firewall import role as firewall
 
 NAME = "teardown"
-PREFETCH = firewall.PREFETCH  # which frontend is in charge, for auto
-PURGE = "purge"  # Run.params key
 PURGED = (paths.INSTALL_ROOT, paths.STATE_DIR, f"/var/cache/{paths.CACHE_NAME}", paths.CONFIG_DIR)
+
+
+@dataclass(frozen=True)
+class Purge:
+    """The task's parameter (--purge): also remove releases, models, caches, configuration and the user."""
+
+    purge: bool = False
 
 
 def operations(ctx):
     for unit in (paths.SERVER_UNIT, paths.RPC_UNIT):
         yield systemd.service_absent(unit)
     yield from firewall_rules_absent(ctx)
-    if ctx.run.params.get(PURGE):
+    if ctx.run.handoff(Purge).purge:
         for path in PURGED:
             yield files.absent(path)
-        yield users.created_user_absent(BaseSettings.of(ctx.host).user)
+        yield users.created_user_absent(base_settings.settings(ctx.host, ctx.run.inventory_file).user)
 
 
 def firewall_rules_absent(ctx):
@@ -41,7 +49,11 @@ def firewall_rules_absent(ctx):
     if choice == "none":
         yield switch.left_alone()
         return
-    found = ctx.run.gather(ctx.host, list(firewall.PREFETCH))[firewall.PREFETCH[0]] if choice == "auto" else None
+    found = (
+        ctx.run.gather(ctx.host, [firewall.FRONTENDS_IN_CHARGE])[firewall.FRONTENDS_IN_CHARGE]
+        if choice == "auto"
+        else None
+    )
     frontend = firewall.choose_frontend(choice, found)
     managed = {
         "ufw": ufw.handed_over,
@@ -50,3 +62,6 @@ def firewall_rules_absent(ctx):
     }
     yield managed[frontend]()
     yield from switch.removals(frontend)
+
+
+ROLE = Role(NAME, operations, prefetch=(firewall.FRONTENDS_IN_CHARGE,))  # which frontend is in charge, for auto

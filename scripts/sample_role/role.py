@@ -11,7 +11,8 @@ from functools import cache
 from pathlib import Path
 
 from llamafleet.operations import files, packages, systemd, users
-from llamafleet.roles import HostContext
+from llamafleet.roles import Role, templates_beside
+from llamafleet.run import HostContext
 
 NAME = "sample"
 UNITS = ("lfsample-a.service", "lfsample-b.service")
@@ -56,3 +57,6 @@ def operations(ctx: HostContext):
 
 
 HANDLERS = {f"restart {unit}": (lambda ctx, unit=unit: systemd.restarted(unit)) for unit in UNITS}
+
+
+ROLE = Role(NAME, operations, template_dir=templates_beside(__file__), handlers=HANDLERS)

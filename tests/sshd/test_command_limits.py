@@ -7,8 +7,6 @@ import secrets
 import subprocess
 import threading
 import time
-import types
-from pathlib import Path
 
 import pytest
 
@@ -16,10 +14,9 @@ from llamafleet import inventory
 from llamafleet.errors import CommandError, ConnectError
 from llamafleet.operations import commands
 from llamafleet.output import Output
+from llamafleet.roles import Role
 from llamafleet.runner import EXIT_UNREACHABLE, Phase, Runner, RunOptions
 from llamafleet.ssh import HostConnection
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def running(args: str) -> bool:
@@ -77,9 +74,7 @@ def test_a_connection_lost_mid_command_is_unreachable(sshd, tmp_path):
 
 def test_a_run_that_loses_its_connection_exits_3(sshd, tmp_path):
     inv = inventory.load(sshd.write_inventory(tmp_path / "hosts.yml"))
-    role = types.ModuleType("sleeps")
-    role.operations = lambda ctx: [commands.run("a long step", "sleep 8")]
-    role.__file__ = str(ROOT / "roles/base/role.py")
+    role = Role("sleeps", lambda ctx: [commands.run("a long step", "sleep 8")])
     output = Output(json_mode=True, stream=io.StringIO())
     runner = Runner(inv, RunOptions(), output)
     client_port = runner.connection(inv.head).open().transport.sock.getsockname()[1]

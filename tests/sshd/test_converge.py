@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from llamafleet import inventory
 from llamafleet.errors import ConnectError
 from llamafleet.operations import commands, files, packages
 from llamafleet.output import Output
+from llamafleet.roles import Role
 from llamafleet.runner import Phase, Runner, RunOptions
 from llamafleet.ssh import HostConnection, quote
 
@@ -25,10 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PINNED_SOURCE = ["-e", "llama_cpp_version=b11434", "-e", "llama_cpp_source_sha256=" + "ab" * 32]
 
 
-def make_role(base: Path, payload: Path) -> types.ModuleType:
-    """A role confined to `base`, exercising each kind of operation and a handler."""
-    role = types.ModuleType("sshd_test_role")
-    role.NAME = "sshdtest"
+def make_role(base: Path, payload: Path) -> Role:
+    """A role confined to `base`, exercising each kind of operation and a handler (base's templates)."""
 
     def operations(ctx):
         yield files.directory(str(base / "etc"), mode="0750")
@@ -38,10 +36,8 @@ def make_role(base: Path, payload: Path) -> types.ModuleType:
         yield files.symlink(str(base / "current"), str(base / "etc"))
         yield packages.present(["procps", "openssh-client"], ctx.os["family"])
 
-    role.operations = operations
-    role.HANDLERS = {"note change": lambda ctx: commands.run("note", quote("echo x >> %s", base / "handler.log"))}
-    role.__file__ = str(ROOT / "roles/base/role.py")
-    return role
+    note = {"note change": lambda ctx: commands.run("note", quote("echo x >> %s", base / "handler.log"))}
+    return Role("sshdtest", operations, template_dir=ROOT / "roles/base/templates", handlers=note)
 
 
 @pytest.fixture
@@ -192,18 +188,14 @@ def two_hosts(sshd, tmp_path) -> inventory.Inventory:
     return inventory.load(path)
 
 
-def failing_on(host_name: str, base: Path) -> types.ModuleType:
-    role = types.ModuleType("fails_on_one_host")
-
+def failing_on(host_name: str, base: Path) -> Role:
     def operations(ctx):
         yield files.directory(str(base / ctx.name))
         if ctx.name == host_name:
             yield commands.run("a step that fails", "echo disk full >&2; exit 3")
         yield files.file(str(base / ctx.name / "done"), "done\n")
 
-    role.operations = operations
-    role.__file__ = str(ROOT / "roles/base/role.py")
-    return role
+    return Role("fails_on_one_host", operations)
 
 
 def test_a_failing_host_leaves_the_others_running_but_stops_phases_that_need_all(sshd, tmp_path):

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import io
-import types
 
 from llamafleet import inventory
 from llamafleet.facts import PathInfo
 from llamafleet.operations import Change, NoChange, Operation, Shell, files
 from llamafleet.output import Output
+from llamafleet.roles import Role
 from llamafleet.runner import Phase, Runner, RunOptions
 from llamafleet.shell import quote
 
 
-def role(name: str, operations, handlers=None) -> types.ModuleType:
-    module = types.ModuleType(f"handler_test_{name}")
-    module.NAME = name
-    module.operations = operations
-    module.HANDLERS = handlers or {}
-    module.__file__ = __file__
-    return module
+def role(name: str, operations, handlers=None) -> Role:
+    return Role(name, operations, handlers=handlers or {})
 
 
 def marker_written(path: str) -> Operation:

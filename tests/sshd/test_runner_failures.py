@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
-import types
+from dataclasses import dataclass, field
 
 from llamafleet import inventory
 from llamafleet.output import Output
+from llamafleet.roles import Role
 from llamafleet.runner import EXIT_UNREACHABLE, Phase, Runner, RunOptions
 
 
@@ -24,24 +25,24 @@ KILL_OWN_SSHD_SESSION = (
 )
 
 
-def role_whose_builder_drops() -> types.ModuleType:
-    """Like llama_cpp: prepare() works on one host for all (the build), operations use what it prepared."""
-    role = types.ModuleType("drop_test_role")
-    role.NAME = "droptest"
+@dataclass
+class Prepared:
+    by_host: dict[str, str] = field(default_factory=dict)
 
-    def prepare(runner, hosts):
+
+def role_whose_builder_drops() -> Role:
+    """Like llama_cpp: prepare() works on one host for all (the build), operations use what it prepared."""
+
+    def prepare(run, hosts):
         builder = hosts[0]
-        runner.remote(builder, KILL_OWN_SSHD_SESSION)
-        runner.shared["droptest"] = {h.name: "prepared" for h in hosts}
+        run.remote(builder, KILL_OWN_SSHD_SESSION)
+        run.handoff(Prepared).by_host.update({h.name: "prepared" for h in hosts})
 
     def operations(ctx):
-        ctx.run.shared["droptest"][ctx.name]  # noqa: B018 - what failed with a KeyError before
+        ctx.run.handoff(Prepared).by_host[ctx.name]  # noqa: B018 - what failed with a KeyError before
         return []
 
-    role.prepare = prepare
-    role.operations = operations
-    role.__file__ = __file__
-    return role
+    return Role("droptest", operations, prepare=prepare)
 
 
 def test_a_builder_lost_during_prepare_stops_the_phase_with_exit_3(sshd, tmp_path):

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from recordings import recorded_lines, words
 
-from llamafleet import facts, roles
+from llamafleet import facts
 from llamafleet.errors import OperationError
 from llamafleet.operations import Change, Facts, NoChange, Operation, Shell, Upload
+from llamafleet.roles.firewall import role as FIREWALL
+from llamafleet.run import Handoffs, HostContext
 
-FIREWALL = roles.load("firewall")
 P, F, NFT, UFW = FIREWALL._plan, FIREWALL._facts, FIREWALL._nftables, FIREWALL._ufw
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded" / "firewall"
 HEAD, W1, W2, OLD_HEAD = "10.213.52.2", "10.213.52.3", "10.213.52.4", "10.213.52.99"  # the recording lab's
@@ -300,9 +301,11 @@ def test_ufw_missing_is_an_error():
 # --------------------------------------------------------------------------- the role
 
 
-class _Runner:
-    def __init__(self, shared, frontends=None):
-        self.shared = shared
+class _Run:
+    """The part of a run the role's operations use: its hand-offs and the frontends fact."""
+
+    def __init__(self, plans, frontends=None):
+        self.handoff = Handoffs(FIREWALL.Plans(plans))
         self.frontends = frontends
 
     def gather(self, host, wanted):
@@ -314,10 +317,10 @@ class _Host:
     vars: dict
 
 
-def _ctx(choice, shared, frontends=None):
+def _ctx(choice, plans, frontends=None):
     host = _Host()
     host.vars = {"firewall": choice}
-    return roles.HostContext(host, {"family": "debian"}, _Runner(shared, frontends), "firewall", Path("."))
+    return HostContext(host, {"family": "debian"}, _Run(plans, frontends), "firewall", Path("."))
 
 
 def test_role_none_only_looks():
@@ -326,7 +329,7 @@ def test_role_none_only_looks():
 
 
 def test_role_nftables_operations_in_order():
-    ops = list(FIREWALL.operations(_ctx("nftables", {"firewall": {"w2": WORKER_PLAN}})))
+    ops = list(FIREWALL.operations(_ctx("nftables", {"w2": WORKER_PLAN})))
     assert [op.description for op in ops] == [
         "no firewall frontend in charge but nftables",
         "packages nftables",
@@ -582,7 +585,7 @@ def test_firewalld_missing_or_masked_is_an_error():
 
 
 def test_role_firewalld_operations_in_order():
-    ops = list(FIREWALL.operations(_ctx("firewalld", {"firewall": {"w2": WORKER_PLAN}})))
+    ops = list(FIREWALL.operations(_ctx("firewalld", {"w2": WORKER_PLAN})))
     assert [op.description for op in ops] == [
         "no firewall frontend in charge but firewalld",
         "packages firewalld",

@@ -13,7 +13,7 @@ from recordings import RECORDED, recorded_lines
 from llamafleet.errors import InventoryError, OperationError
 from llamafleet.facts import FileContent, PathInfo
 from llamafleet.operations.base import Change, Facts, NoChange
-from llamafleet.roles.llama_cpp import buildscript, release, role
+from llamafleet.roles.llama_cpp import buildscript, release, role, targets
 
 WORK = "/var/lib/llamafleet/build/0123456789abcdef"
 SCRIPT = "#!/usr/bin/env bash\necho build\n"
@@ -32,7 +32,7 @@ class FakeTarget:
 
 
 def plan_built(report: str | None, artifact: list[str], script: str = SCRIPT):
-    operation = role.built(FakeTarget, WORK, script)
+    operation = targets.built(FakeTarget, WORK, script)
     report_fact, artifact_fact = operation.facts
     assert report_fact.key == FileContent(f"{WORK}/built.env").key and isinstance(artifact_fact, PathInfo)
     values = {report_fact.key: report, artifact_fact.key: artifact_fact.process(artifact)}
@@ -77,7 +77,7 @@ def test_build_sh_reports_what_built_reads():
     found = buildscript.parse_build_output(report().splitlines())
     assert found["script_sha256"] == hashlib.sha256(SCRIPT.encode()).hexdigest()
     assert found["artifact_sha256"] == ARTIFACT_SHA
-    template = (role.Path(role.__file__).parent / "templates/build.sh.j2").read_text()
+    template = (role.ROLE.template_dir / "build.sh.j2").read_text()
     assert "LLAMAFLEET_SCRIPT_SHA256" in template and 'built.env"' in template
 
 

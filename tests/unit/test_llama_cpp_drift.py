@@ -10,23 +10,23 @@ from recordings import RECORDED, recorded_lines
 from llamafleet.facts import FileState
 from llamafleet.operations.base import Change, Facts, NoChange, Upload
 from llamafleet.roles.llama_cpp import artifacts, plan
-from llamafleet.roles.llama_cpp import role as llama_cpp
+from llamafleet.roles.llama_cpp import install, targets
 
 RELEASE = "b11434-cpu-374e3cb274cd"
 # w1's running release as verify read it from a served lab (BUILD.json, then sha256sum of its files).
 IDENTITY = recorded_lines(RECORDED / "verify" / "w1_identity.txt")
 
 
-def target() -> llama_cpp.Target:
+def target() -> targets.Target:
     manifest = json.loads("\n".join(IDENTITY).partition("@@files")[0])
     artifact = artifacts.Artifact(Path("/cache/artifact.tar.gz"), "a" * 64, manifest, "b" * 64)
     settings = plan.settings_for_host("w1", {"llama_cpp_version": "b11434"})
     group = plan.platform_group(settings, "debian", "12", "x86_64")
-    return llama_cpp.Target(None, settings, group, "c" * 64, "374e3cb274cd", RELEASE, {RELEASE: "b" * 64}, artifact)
+    return targets.Target(None, settings, group, "c" * 64, "374e3cb274cd", RELEASE, {RELEASE: "b" * 64}, artifact)
 
 
 def planned(identity_lines: list[str], current: str = f"releases/{RELEASE}"):
-    operation = llama_cpp.staged(target())
+    operation = install.staged(target())
     manifest, link, identity = operation.facts
     values = {
         manifest.key: FileState("file", 0o644, "root", "root", 1, "b" * 64),

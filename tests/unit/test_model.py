@@ -14,11 +14,8 @@ from recordings import RECORDED, recorded_lines, words
 from llamafleet import download, paths
 from llamafleet.errors import OperationError, UsageError
 from llamafleet.operations import Change, Facts, NoChange, Shell, Transfer, Upload
-from llamafleet.roles import load
 from llamafleet.roles.model import facts as model_facts
-from llamafleet.roles.model import fit, prune, source
-
-role = load("model")
+from llamafleet.roles.model import fit, prune, role, source
 
 RECORDED_MODEL = RECORDED / "model"
 HEADER = b"GGUF\x03\x00\x00\x00"
@@ -80,7 +77,7 @@ def test_fact_commands_quote_paths():
 def test_a_local_model_is_checked_hashed_once_and_named_by_its_file(tmp_path):
     path = tmp_path / "m.gguf"
     path.write_bytes(CONTENT)
-    model = role.resolve(str(path), sha256=CONTENT_SHA.upper(), alias="team/m:1", progress=False)
+    model = source.resolve(str(path), sha256=CONTENT_SHA.upper(), alias="team/m:1", progress=False)
     assert (model.name, model.size, model.sha256, model.alias) == ("m.gguf", len(CONTENT), CONTENT_SHA, "team/m:1")
     os.chmod(path, 0o400)  # the record is keyed by size, mtime, inode and ctime: a chmod moves ctime
     assert source.known_sha256(path) == CONTENT_SHA
@@ -112,33 +109,33 @@ def test_what_is_not_gguf_is_refused_before_anything_is_sent(tmp_path, content, 
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(UsageError, match=message):
-        role.resolve(str(path), progress=False)
+        source.resolve(str(path), progress=False)
 
 
 def test_a_wrong_sha256_or_alias_is_refused(tmp_path):
     path = tmp_path / "m.gguf"
     path.write_bytes(CONTENT)
     with pytest.raises(UsageError, match=f"has sha256 {CONTENT_SHA}, not the --sha256 given"):
-        role.resolve(str(path), sha256="0" * 64, progress=False)
+        source.resolve(str(path), sha256="0" * 64, progress=False)
     with pytest.raises(UsageError, match="64 hexadecimal digits"):
-        role.resolve(str(path), sha256="abc", progress=False)
+        source.resolve(str(path), sha256="abc", progress=False)
     with pytest.raises(UsageError, match="--alias"):
-        role.resolve(str(path), alias="a b; rm", progress=False)
+        source.resolve(str(path), alias="a b; rm", progress=False)
     with pytest.raises(UsageError, match="use a file, an http"):
-        role.resolve("ftp://x/m.gguf", progress=False)
+        source.resolve("ftp://x/m.gguf", progress=False)
 
 
 def test_a_split_model_is_one_model_of_every_part(tmp_path):
     for index in (1, 2, 3):
         (tmp_path / f"big-{index:05d}-of-00003.gguf").write_bytes(gguf(1000, index))
-    model = role.resolve(str(tmp_path / "big-00001-of-00003.gguf"), progress=False)
+    model = source.resolve(str(tmp_path / "big-00001-of-00003.gguf"), progress=False)
     assert [p.name for p in model.parts] == [f"big-{i:05d}-of-00003.gguf" for i in (1, 2, 3)]
     assert model.name == "big-00001-of-00003.gguf" and model.size == 3 * len(gguf(1000))
     with pytest.raises(UsageError, match="part 2 of 3: name the first part"):
-        role.resolve(str(tmp_path / "big-00002-of-00003.gguf"), progress=False)
+        source.resolve(str(tmp_path / "big-00002-of-00003.gguf"), progress=False)
     (tmp_path / "big-00003-of-00003.gguf").unlink()
     with pytest.raises(UsageError, match="no such file: .*big-00003-of-00003.gguf"):
-        role.resolve(str(tmp_path / "big-00001-of-00003.gguf"), progress=False)
+        source.resolve(str(tmp_path / "big-00001-of-00003.gguf"), progress=False)
 
 
 def test_hf_sources_name_the_hubs_download_url_and_carry_the_token_as_a_header(monkeypatch):
@@ -157,8 +154,8 @@ def test_hf_sources_name_the_hubs_download_url_and_carry_the_token_as_a_header(m
 def test_a_url_is_downloaded_once_into_the_cache_then_reused():
     data = gguf()
     with serving(Served({"/m/model.gguf": data})) as served:
-        model = role.resolve(f"{served.url}/m/model.gguf", progress=False)
-        again = role.resolve(f"{served.url}/m/model.gguf", progress=False)
+        model = source.resolve(f"{served.url}/m/model.gguf", progress=False)
+        again = source.resolve(f"{served.url}/m/model.gguf", progress=False)
     assert model.sha256 == again.sha256 == hashlib.sha256(data).hexdigest()
     assert model.parts[0].path.read_bytes() == data
     assert len(served.requests) == 1, "the second run uses the cache"
@@ -169,11 +166,11 @@ def test_an_interrupted_download_resumes(ranges):
     data = gguf()
     with serving(Served({"/model.gguf": data}, ranges=ranges, cut_after=1 << 20)) as served:
         with pytest.raises(OperationError, match="download of .* failed: .*run again to resume it"):
-            role.resolve(f"{served.url}/model.gguf", progress=False)
+            source.resolve(f"{served.url}/model.gguf", progress=False)
         target = download.slot(f"{served.url}/model.gguf") / "model.gguf"
         partial = target.with_name("model.gguf.part")
         assert partial.stat().st_size == 1 << 20 and not target.exists()
-        model = role.resolve(f"{served.url}/model.gguf", progress=False)
+        model = source.resolve(f"{served.url}/model.gguf", progress=False)
     assert model.parts[0].path.read_bytes() == data and model.sha256 == hashlib.sha256(data).hexdigest()
     assert served.requests[1][1].get("Range") == f"bytes={1 << 20}-"
     assert not partial.exists()
@@ -184,14 +181,14 @@ def test_a_complete_partial_download_is_finished_with_a_416():
     with serving(Served({"/model.gguf": data})) as served:
         target = download.slot(f"{served.url}/model.gguf") / "model.gguf"
         target.with_name("model.gguf.part").write_bytes(data)
-        model = role.resolve(f"{served.url}/model.gguf", progress=False)
+        model = source.resolve(f"{served.url}/model.gguf", progress=False)
     assert model.sha256 == hashlib.sha256(data).hexdigest()
 
 
 def test_a_url_that_is_not_gguf_is_refused_after_its_first_bytes_and_leaves_nothing():
     with serving(Served({"/page.gguf": b"<html>" + b"x" * (3 << 20)})) as served:
         with pytest.raises(UsageError, match="is not a GGUF file"):
-            role.resolve(f"{served.url}/page.gguf", progress=False)
+            source.resolve(f"{served.url}/page.gguf", progress=False)
         folder = download.slot(f"{served.url}/page.gguf")
     assert list(folder.iterdir()) == []
 
@@ -199,7 +196,7 @@ def test_a_url_that_is_not_gguf_is_refused_after_its_first_bytes_and_leaves_noth
 def test_a_split_model_url_fetches_every_part():
     parts = {f"/d/s-{i:05d}-of-00002.gguf": gguf(1000, i) for i in (1, 2)}
     with serving(Served(parts)) as served:
-        model = role.resolve(f"{served.url}/d/s-00001-of-00002.gguf", progress=False)
+        model = source.resolve(f"{served.url}/d/s-00001-of-00002.gguf", progress=False)
     assert [p.path.read_bytes() for p in model.parts] == list(parts.values())
 
 
@@ -207,9 +204,9 @@ def test_hf_downloads_send_the_token_and_never_show_it(monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", "hf_do_not_print")
     with serving(Served({"/org/repo/resolve/main/m.gguf": gguf()})) as served:
         monkeypatch.setenv("HF_ENDPOINT", served.url)
-        role.resolve("hf://org/repo/m.gguf", progress=True)
+        source.resolve("hf://org/repo/m.gguf", progress=True)
         with pytest.raises(OperationError, match="HTTP 404") as failed:
-            role.resolve("hf://org/repo/missing.gguf", progress=True)
+            source.resolve("hf://org/repo/missing.gguf", progress=True)
     assert served.requests[0][1]["Authorization"] == "Bearer hf_do_not_print"
     shown = capsys.readouterr()
     assert "hf_do_not_print" not in shown.out + shown.err + str(failed.value)
@@ -218,10 +215,10 @@ def test_hf_downloads_send_the_token_and_never_show_it(monkeypatch, capsys):
 
 def test_a_cached_download_changed_since_is_refused():
     with serving(Served({"/model.gguf": gguf()})) as served:
-        model = role.resolve(f"{served.url}/model.gguf", progress=False)
+        model = source.resolve(f"{served.url}/model.gguf", progress=False)
         model.parts[0].path.write_bytes(gguf(seed=9))
         with pytest.raises(OperationError, match="changed since it was fetched"):
-            role.resolve(f"{served.url}/model.gguf", progress=False)
+            source.resolve(f"{served.url}/model.gguf", progress=False)
 
 
 def test_progress_lines_are_timestamped_when_not_a_terminal(capsys):
@@ -239,7 +236,7 @@ def test_progress_lines_are_timestamped_when_not_a_terminal(capsys):
 def make_model(tmp_path, names=("m.gguf",)):
     for index, name in enumerate(names):
         (tmp_path / name).write_bytes(gguf(1000, index))
-    return role.resolve(str(tmp_path / names[0]), progress=False)
+    return source.resolve(str(tmp_path / names[0]), progress=False)
 
 
 def plan_of(operation, values):

@@ -12,11 +12,9 @@ from recordings import RECORDED, recorded_lines, words
 
 from llamafleet.channel import Ranges
 from llamafleet.operations import Change, Facts, Feed, NoChange
-from llamafleet.roles import load
-from llamafleet.roles.model import layout, seed
+from llamafleet.roles.model import layout, seed, source
 
 ROOT = Path(__file__).resolve().parents[2]
-role = load("model")
 # The worker w1's cache after `deploy --model mid.gguf -e rpc_cache_seed=true` (make_gguf --size 200M --seed 8);
 # 6 of its 11 entries had been written by rpc-server itself when the head loaded that model unseeded.
 MID_SHA = "37ecdc0852700caf467df205926d7430850001f349bb07ff7cdfe57c46018106"
@@ -71,7 +69,7 @@ def test_a_truncated_model_is_refused_naming_the_tensor(small, tmp_path):
 
 def test_entries_are_fnv1a_64_of_each_large_tensor_and_hashed_once(small, monkeypatch, tmp_path):
     monkeypatch.setattr(seed, "THRESHOLD", 40_000)
-    model = role.resolve(str(small), progress=False)
+    model = source.resolve(str(small), progress=False)
     found = seed.entries(model)
     data = small.read_bytes()
     large = [t for t in layout.tensors(small) if t.size > 40_000]

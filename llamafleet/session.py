@@ -1,0 +1,71 @@
+"""One host's session in a run: its connection, the facts known about it, its notifications and its health."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .facts import Fact
+from .operations.base import Facts
+from .ssh import HostConnection
+
+
+@dataclass
+class HostSession:
+    """What a run knows about one host while it works on it."""
+
+    connection: HostConnection
+    failed: bool = False
+    unreachable: bool = False
+    _read: dict[tuple, Any] = field(default_factory=dict)  # read since the host last changed
+    _settled: dict[str, Facts] = field(default_factory=dict)  # role -> its facts, when it changed nothing
+    _notified: list[str] = field(default_factory=list)  # handlers notified on this host, not yet run
+
+    @property
+    def _static(self) -> dict[tuple, Any]:
+        """Facts true for as long as the connection lives (the OS): shared with the process's later runs."""
+        return self.connection.static_facts
+
+    @property
+    def healthy(self) -> bool:
+        return not (self.failed or self.unreachable)
+
+    # -- facts -------------------------------------------------------------------
+    def known(self) -> dict[tuple, Any]:
+        """Every fact value still true: the static ones and those read since the last change."""
+        return {**self._read, **self._static}
+
+    def missing(self, facts: Iterable[Fact]) -> list[Fact]:
+        """The facts not known yet, each once."""
+        known = self.known()
+        return list({f.key: f for f in facts if f.key not in known}.values())
+
+    def learned(self, facts: list[Fact], values: Mapping[tuple, Any]) -> None:
+        """Facts just read: true until the host changes (static ones for the whole run)."""
+        self._read.update(values)
+        self._static.update({f.key: values[f.key] for f in facts if f.static})
+
+    def changed(self) -> None:
+        """Something may have changed on the host: what was read about it must be read again."""
+        self._read.clear()
+
+    def settle(self, role: str, facts: Facts) -> None:
+        """A role read these facts; they stay true for as long as it changes nothing."""
+        self._settled[role] = facts
+
+    def unsettle(self, role: str) -> None:
+        self._settled.pop(role, None)
+
+    def settled(self, role: str) -> Facts | None:
+        return self._settled.get(role)
+
+    # -- handlers ----------------------------------------------------------------
+    def notify(self, names: Iterable[str]) -> None:
+        self._notified.extend(n for n in names if n not in self._notified)
+
+    def take_due(self, handlers: Iterable[str]) -> list[str]:
+        """The handlers among `handlers` notified on this host, now no longer pending."""
+        due = [h for h in handlers if h in self._notified]
+        self._notified[:] = [n for n in self._notified if n not in due]
+        return due
