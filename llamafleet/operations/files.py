@@ -61,23 +61,11 @@ def file(
     """`path` holds exactly `content` (compared by sha256 on the host: nothing is uploaded to check)."""
     data = content.encode() if isinstance(content, str) else content
     wanted = hashlib.sha256(data).hexdigest()
-    info = PathInfo(path, True)
-
-    def plan(facts: Facts):
-        state = facts[info]
-        text = None if secret else data.decode(errors="replace")
-        if state is not None and state.type == "directory":
-            return _refuse_directory(path)
-        if state is None or state.type != "file" or state.sha256 != wanted:
-            why = "missing" if state is None else "not a regular file" if state.type != "file" else "content differs"
-            return Change((Upload(path, data, mode, owner, group),), why, path, text, secret)
-        fixes = _ownership_steps(path, state, mode, owner, group)
-        if not fixes:
-            return NoChange(f"content sha256 {wanted[:12]} matches, {mode} {owner}:{group}")
-        return Change(tuple(Shell(s) for s in fixes), "mode or owner differ")
-
-    label = description or f"file {path}"
-    return Operation(label, [info], plan, notify, sensitive=secret)
+    upload = Upload(path, data, mode, owner, group)
+    shown = None if secret else data.decode(errors="replace")
+    matched = f"content sha256 {wanted[:12]} matches, {mode} {owner}:{group}"
+    plan = _holds(path, wanted, upload, matched, diff=(shown, secret))
+    return Operation(description or f"file {path}", [PathInfo(path, True)], plan, notify, sensitive=secret)
 
 
 def copy(
@@ -91,6 +79,14 @@ def copy(
     notify: tuple[str, ...] = (),
 ) -> Operation:
     """`path` is a copy of a (possibly large) controller file whose sha256 is already known."""
+    upload = Upload(path, source, mode, owner, group, sha256)
+    plan = _holds(path, sha256, upload, f"sha256 {sha256[:12]} matches")
+    return Operation(f"copy {source.name} -> {path}", [PathInfo(path, True)], plan, notify)
+
+
+def _holds(path: str, sha256: str, upload: Upload, matched: str, diff: tuple[str | None, bool] | None = None):
+    """The planner of file and copy: `upload` unless `path` is a regular file with this sha256, then its
+    mode and owner fixed. `diff`: (the new text or None, secret) for --diff; a copy shows none."""
     info = PathInfo(path, True)
 
     def plan(facts: Facts):
@@ -98,16 +94,17 @@ def copy(
         if state is not None and state.type == "directory":
             return _refuse_directory(path)
         if state is None or state.type != "file" or state.sha256 != sha256:
-            return Change(
-                (Upload(path, source, mode, owner, group, sha256),),
-                "missing" if state is None else "content differs",
-            )
-        fixes = _ownership_steps(path, state, mode, owner, group)
+            why = "missing" if state is None else "not a regular file" if state.type != "file" else "content differs"
+            if diff is None:
+                return Change((upload,), why)
+            shown, secret = diff
+            return Change((upload,), why, path, shown, secret)
+        fixes = _ownership_steps(path, state, upload.mode, upload.owner, upload.group)
         if not fixes:
-            return NoChange(f"sha256 {sha256[:12]} matches")
+            return NoChange(matched)
         return Change(tuple(Shell(s) for s in fixes), "mode or owner differ")
 
-    return Operation(f"copy {source.name} -> {path}", [info], plan, notify)
+    return plan
 
 
 def symlink(path: str, target: str, *, notify: tuple[str, ...] = ()) -> Operation:
