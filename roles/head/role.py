@@ -89,18 +89,14 @@ def render_unit(
     head_settings, cluster: Cluster, model: str = MODEL_PLACEHOLDER, wait_seconds: int = WAIT_SECONDS
 ) -> str:
     """The text of llama-server.service: `model` is the GGUF path on the head (deploy fills it in)."""
+    s = head_settings
     context = {
-        "exec_start": units.exec_line(exec_start(head_settings, cluster, model)),
+        **units.service_context(exec_start(s, cluster, model), s.llamafleet_user, s.llama_cpp_backend, RESTART_SECONDS),
         "exec_start_pre": units.exec_line(wait_for_workers(cluster, wait_seconds)) if cluster.workers else None,
         "timeout_start": wait_seconds + 30,
-        "credential": f"{CREDENTIAL}:{paths.API_KEY_FILE}" if head_settings.api_key_file else None,
-        "user": head_settings.llamafleet_user,
+        "credential": f"{CREDENTIAL}:{paths.API_KEY_FILE}" if s.api_key_file else None,
         "workers": [worker.name for worker in cluster.workers],
         "allow": allowed_addresses(cluster),
-        "working_directory": paths.BIN_DIR,
-        "restart_seconds": RESTART_SECONDS,
-        "backend": head_settings.llama_cpp_backend,
-        "sandbox": units.sandbox(head_settings.llama_cpp_backend),
     }
     return units.render(TEMPLATE_DIR, TEMPLATE, context)
 

@@ -34,17 +34,14 @@ def exec_start(worker_settings, cluster: Cluster, binary: str = BINARY) -> list[
 
 def render_unit(worker_settings, cluster: Cluster, binary: str = BINARY) -> str:
     """The text of llama-rpc.service for one worker: only the head (and loopback) may reach it."""
+    s = worker_settings
+    command = exec_start(s, cluster, binary)
     context = {
-        "exec_start": units.exec_line(exec_start(worker_settings, cluster, binary)),
-        "user": worker_settings.llamafleet_user,
+        **units.service_context(command, s.llamafleet_user, s.llama_cpp_backend, RESTART_SECONDS),
         "head": cluster.head,
         "head_address": cluster.head_address,
-        "working_directory": paths.BIN_DIR,
         "cache_name": paths.CACHE_NAME,
         "rpc_cache_name": paths.RPC_CACHE_NAME,
-        "restart_seconds": RESTART_SECONDS,
-        "backend": worker_settings.llama_cpp_backend,
-        "sandbox": units.sandbox(worker_settings.llama_cpp_backend),
     }
     return units.render(TEMPLATE_DIR, TEMPLATE, context)
 
