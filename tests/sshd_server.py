@@ -51,6 +51,14 @@ class SshdServer:
         path.write_text("\n".join(lines) + "\n")
         return path
 
+    def write_jump_inventory(self, path: Path, known_hosts: Path, common_args: str = "-o ProxyJump={jump}") -> Path:
+        """hosts.yml whose host `local` (127.0.0.1) is reached through a jump host: this sshd on 127.0.0.2.
+
+        `common_args` is ansible_ssh_common_args, `{jump}` standing for the jump host's address and port.
+        """
+        common = common_args.format(jump=f"127.0.0.2:{self.port}")
+        return self.write_inventory(path, known_hosts_file=str(known_hosts), ansible_ssh_common_args=common)
+
     def host_key_line(self, name: str) -> str:
         """A known_hosts line pinning this sshd's host key for `name` ("[127.0.0.1]:PORT")."""
         kind, key = self.host_key_pub.read_text().split()[:2]

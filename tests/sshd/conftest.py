@@ -1,13 +1,47 @@
-"""Login users who become root with sudo, for the sshd tests of ansible_become."""
+"""What the sshd tests share: connections to the test sshd, closed after each test, and sudo login users."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import sshd_server
+from model_transfer import places
 
-# Distinct from test_become.py's user: one sudo rule without a password, one with.
+from llamafleet import inventory
+from llamafleet.ssh import HostConnection
+
+
+@pytest.fixture
+def connect() -> Iterator[Callable[..., HostConnection]]:
+    """Opens a connection to the head of an inventory file (keyword arguments go to HostConnection); every
+    connection opened is closed after the test."""
+    opened: list[HostConnection] = []
+
+    def open_head(path: Path, **kwargs) -> HostConnection:
+        connection = HostConnection(inventory.load(path).head, **kwargs)
+        opened.append(connection)
+        return connection
+
+    yield open_head
+    for connection in opened:
+        connection.close()
+
+
+@pytest.fixture
+def conn(sshd, tmp_path, connect) -> HostConnection:
+    """A connection as root to the test sshd's host `local` (127.0.0.1), closed after the test."""
+    return connect(sshd.write_inventory(tmp_path / "hosts.yml"))
+
+
+@pytest.fixture
+def where(tmp_path) -> dict[str, Path]:
+    """The model to send, as a controller file, and where it goes on the host (see model_transfer.places)."""
+    return places(tmp_path)
+
+
+# One sudo rule without a password, one with (test_become.py logs in as the second).
 SUDO_USERS = {"lfnopasswd": True, "lfpasswd": False}
 
 

@@ -8,28 +8,15 @@ import re
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import paramiko
 import pytest
-from test_jump_hosts import jump_connection
-from test_resumable_transfers import DATA, SHA, transfer, where  # noqa: F401 (fixture)
+from model_transfer import DATA, SHA, attempt_size, settled_part, transfer
 
 from llamafleet import hostscripts, inventory, openssh
 from llamafleet.channel import Limited
 from llamafleet.errors import CommandError, ConnectError
 from llamafleet.ssh import HostConnection
-
-
-def connect(path: Path, **kwargs) -> HostConnection:
-    return HostConnection(inventory.load(path).head, **kwargs)
-
-
-@pytest.fixture
-def conn(sshd, tmp_path) -> HostConnection:
-    connection = connect(sshd.write_inventory(tmp_path / "hosts.yml"))
-    yield connection
-    connection.close()
 
 
 def ssh_children() -> set[int]:
@@ -38,7 +25,7 @@ def ssh_children() -> set[int]:
     return {int(pid) for pid, comm in (line.split() for line in found.stdout.splitlines()) if comm == "ssh"}
 
 
-def test_a_transfer_goes_through_the_ssh_program(conn, where):  # noqa: F811
+def test_a_transfer_goes_through_the_ssh_program(conn, where):
     seen: set[int] = set()
     done = threading.Event()
 
@@ -91,8 +78,7 @@ def test_a_host_presenting_another_key_than_verified_is_refused_by_ssh(conn, ssh
     )
 
 
-def test_when_ssh_cannot_log_in_paramiko_carries_the_stream(sshd, tmp_path, where, monkeypatch):  # noqa: F811
-    conn = connect(sshd.write_inventory(tmp_path / "hosts.yml"))
+def test_when_ssh_cannot_log_in_paramiko_carries_the_stream(conn, where, monkeypatch):
     conn.run("true")
     real = openssh.Client.argv
     # ssh offered no usable key: it fails before the command starts, so nothing of the stream was read.
@@ -101,25 +87,23 @@ def test_when_ssh_cannot_log_in_paramiko_carries_the_stream(sshd, tmp_path, wher
     conn.put_resumable(transfer(where))
     assert where["path"].read_bytes() == DATA
     assert conn.bulk_fallback and "ssh could not run the command" in conn.bulk_fallback
-    conn.close()
 
 
-def test_the_paramiko_path_can_be_chosen(sshd, tmp_path, where, monkeypatch):  # noqa: F811
+def test_the_paramiko_path_can_be_chosen(sshd, tmp_path, connect, where, monkeypatch):
     monkeypatch.setenv(openssh.BULK_ENV, "paramiko")
     conn = connect(sshd.write_inventory(tmp_path / "hosts.yml"))
     conn.put_resumable(transfer(where))
     assert where["path"].read_bytes() == DATA
     assert conn.bulk_fallback == f"{openssh.BULK_ENV}=paramiko"
-    conn.close()
 
 
-def test_password_logins_take_paramiko(sshd, tmp_path):
+def test_a_password_login_sends_its_streams_through_paramiko(sshd, tmp_path, connect):
     conn = connect(sshd.write_inventory(tmp_path / "hosts.yml", ansible_password="not-used-here"))
     assert conn.bulk_fallback == "password authentication (ssh runs in batch mode)"
 
 
-def test_through_a_jump_host_ssh_pins_both_keys(sshd, tmp_path, where):  # noqa: F811
-    conn = jump_connection(sshd, tmp_path, sshd.known_hosts)
+def test_through_a_jump_host_ssh_pins_both_keys(sshd, tmp_path, connect, where):
+    conn = connect(sshd.write_jump_inventory(tmp_path / "hosts.yml", sshd.known_hosts))
     conn.put_resumable(transfer(where))
     assert where["path"].read_bytes() == DATA
     assert conn.bulk_fallback is None, conn.bulk_fallback
@@ -127,10 +111,9 @@ def test_through_a_jump_host_ssh_pins_both_keys(sshd, tmp_path, where):  # noqa:
     assert known.count(" ssh-ed25519 ") == 2 and f"[127.0.0.2]:{sshd.port} " in known
     argv = conn._bulk_client().argv("true")
     assert argv[argv.index("-J") + 1] == f"127.0.0.2:{sshd.port}"
-    conn.close()
 
 
-def test_as_a_sudo_user_the_stream_lands_as_root_without_the_password(become_inventory, tmp_path):
+def test_as_a_sudo_user_the_stream_lands_as_root_without_the_password(become_inventory, tmp_path, connect):
     conn = connect(become_inventory)
     payload = os.urandom(2 * 1024 * 1024 + 5)
     source = tmp_path / "payload.bin"
@@ -141,11 +124,9 @@ def test_as_a_sudo_user_the_stream_lands_as_root_without_the_password(become_inv
     assert target.read_bytes() == payload and target.stat().st_uid == 0
     password = inventory.load(become_inventory).head.vars["ansible_become_password"].encode()
     assert password not in target.read_bytes()
-    conn.close()
 
 
-def test_a_session_killed_mid_stream_is_a_lost_connection_and_the_part_resumes(sshd, tmp_path, where):  # noqa: F811
-    conn = connect(sshd.write_inventory(tmp_path / "hosts.yml"))
+def test_a_session_killed_mid_stream_is_a_lost_connection_and_the_part_resumes(sshd, conn, where):
     where["path"].write_bytes(b"the previous model\n")
     killed: list[int] = []
 
@@ -153,7 +134,7 @@ def test_a_session_killed_mid_stream_is_a_lost_connection_and_the_part_resumes(s
         """Kills the sshd session serving the ssh program once 1 MiB landed (a cut link)."""
         deadline = time.monotonic() + 20
         while not killed and time.monotonic() < deadline:
-            if _attempt_size(where["partial"]) >= 1024 * 1024:
+            if attempt_size(where["partial"]) >= 1024 * 1024:
                 for pid in ssh_children():
                     port = _client_port(pid, sshd.port)
                     killed.extend(sshd.kill_session(port) if port else [])
@@ -178,14 +159,13 @@ def test_a_session_killed_mid_stream_is_a_lost_connection_and_the_part_resumes(s
         cutter.join()
     assert killed, "the session was found and killed"
     assert where["path"].read_bytes() == b"the previous model\n", "the target is never touched by a partial"
-    arrived = _settled_part(where["partial"])
+    arrived = settled_part(where["partial"])
     assert 0 < arrived < len(DATA) and where["partial"].read_bytes() == DATA[:arrived]
     conn.put_resumable(transfer(where, offset=arrived))
     assert hashlib.sha256(where["path"].read_bytes()).hexdigest() == SHA
-    conn.close()
 
 
-def test_an_earlier_attempt_that_outlives_its_connection_never_touches_the_verified_file(conn, where):  # noqa: F811
+def test_an_earlier_attempt_that_outlives_its_connection_never_touches_the_verified_file(conn, where):
     """The writer of a cut transfer may still run on the host (the link is back, the host never noticed the cut)
     and may yet receive bytes its controller had buffered: the next attempt stops it, takes what it wrote as
     the part and sends only the rest; nothing of the earlier attempt reaches the verified file."""
@@ -218,7 +198,7 @@ def test_an_earlier_attempt_that_outlives_its_connection_never_touches_the_verif
     writer.start()
     try:
         deadline = time.monotonic() + 20
-        while _attempt_size(where["partial"]) < 1024 * 1024 and time.monotonic() < deadline:
+        while attempt_size(where["partial"]) < 1024 * 1024 and time.monotonic() < deadline:
             time.sleep(0.05)
         conn.put_resumable(step)  # planned from byte 0: the host skips what the earlier attempt wrote
         landed = where["path"].read_bytes()
@@ -230,20 +210,6 @@ def test_an_earlier_attempt_that_outlives_its_connection_never_touches_the_verif
     assert where["path"].read_bytes() == DATA, "nothing of the earlier attempt reached the verified file"
     assert failures and "cut short" in str(failures[0]), "the earlier attempt's writer was stopped"
     assert sorted(p.name for p in where["partial"].parent.iterdir()) == [], "its bytes were taken, nothing is left"
-
-
-def _settled_part(partial: Path, seconds: float = 15) -> int:
-    """The part's size once the cut attempt on the host has ended and left it (its end is asynchronous)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and (not partial.exists() or _attempt_size(partial)):
-        time.sleep(0.1)
-    return partial.stat().st_size
-
-
-def _attempt_size(partial: Path) -> int:
-    """Bytes written by the attempt under way (its own file beside the part, <part>.XXXXXX)."""
-    sizes = [f.stat().st_size for f in partial.parent.glob(partial.name + ".*")]
-    return max(sizes, default=0)
 
 
 def test_a_failing_command_reports_its_status_and_output(conn):

@@ -3,53 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
+from model_transfer import DATA, SHA, settled_part, transfer
 
-from llamafleet import channel, inventory, openssh, ssh
+from llamafleet import channel, openssh, ssh
 from llamafleet.errors import CommandError, ConnectError
-from llamafleet.operations import Transfer
-from llamafleet.ssh import HostConnection
-
-DATA = os.urandom(3 * 1024 * 1024 + 17)
-SHA = hashlib.sha256(DATA).hexdigest()
 
 
-@pytest.fixture(params=["ssh", "paramiko"])
-def conn(request, sshd, tmp_path, monkeypatch) -> HostConnection:
-    """The head's connection, its bulk data carried by the ssh program or by paramiko."""
+@pytest.fixture(params=["ssh", "paramiko"], autouse=True)
+def carrier(request, monkeypatch) -> Iterator[str]:
+    """Each test twice: the bulk data carried by the ssh program, then by paramiko (chosen before `conn` exists)."""
     if request.param == "paramiko":
         monkeypatch.setenv(openssh.BULK_ENV, "paramiko")
-    connection = HostConnection(inventory.load(sshd.write_inventory(tmp_path / "hosts.yml")).head)
-    yield connection
+    connection = request.getfixturevalue("conn")
+    yield request.param
     assert (connection.bulk_fallback is None) == (request.param == "ssh"), connection.bulk_fallback
-    connection.close()
-
-
-@pytest.fixture
-def where(tmp_path) -> dict[str, Path]:
-    models = tmp_path / "models"
-    (models / ".incoming").mkdir(parents=True)
-    (models / ".sha256").mkdir()
-    source = tmp_path / "model.gguf"
-    source.write_bytes(DATA)
-    return {
-        "source": source,
-        "path": models / "model.gguf",
-        "partial": models / ".incoming" / f"{SHA}.part",
-        "record": models / ".sha256" / "model.gguf",
-    }
-
-
-def transfer(where, offset: int = 0, sha256: str = SHA) -> Transfer:
-    group = Path("/").owner() if os.getuid() == 0 else str(os.getgid())
-    return Transfer(
-        str(where["path"]), where["source"], str(where["partial"]), str(where["record"]), len(DATA), sha256,
-        offset, "0440", "root" if os.getuid() == 0 else str(os.getuid()), group,
-    )  # fmt: skip
 
 
 class CutAfter:
@@ -90,7 +60,7 @@ def test_a_cut_transfer_keeps_its_part_and_resumes_without_resending(conn, where
         conn.put_resumable(transfer(where))
     monkeypatch.undo()
     assert where["path"].read_bytes() == b"the previous model\n", "the target is never touched by a partial"
-    arrived = _wait_for_part(where["partial"])
+    arrived = settled_part(where["partial"])
     assert 0 < arrived <= 1024 * 1024 and where["partial"].read_bytes() == DATA[:arrived]
     sent = _counting(monkeypatch)
     conn.put_resumable(transfer(where, offset=arrived))
@@ -138,18 +108,6 @@ def test_a_wrong_sha256_never_lands(conn, where):
     with pytest.raises(CommandError, match="transfer damaged"):
         conn.put_resumable(transfer(where, sha256=hashlib.sha256(b"other").hexdigest()))
     assert not where["path"].exists() and not where["partial"].exists()
-
-
-def _wait_for_part(path: Path, seconds: float = 10) -> int:
-    """The size of the partial file once the host side has finished writing it (the cut is asynchronous)."""
-    deadline, last = time.monotonic() + seconds, -1
-    while time.monotonic() < deadline:
-        size = path.stat().st_size if path.exists() else 0
-        if size == last and size:
-            return size
-        last = size
-        time.sleep(0.3)
-    return last
 
 
 def _counting(monkeypatch) -> dict[str, int]:

@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from llamafleet import inventory
 from llamafleet.errors import CommandError
 from llamafleet.roles.model import seed
-from llamafleet.ssh import HostConnection
 
 DATA = os.urandom(1 << 20)
-
-
-@pytest.fixture
-def conn(sshd, tmp_path) -> HostConnection:
-    return HostConnection(inventory.load(sshd.write_inventory(tmp_path / "hosts.yml")).head)
 
 
 def test_entries_arrive_with_exact_bytes_and_no_temporary_file_is_left(conn, tmp_path):

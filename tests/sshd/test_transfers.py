@@ -12,17 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from llamafleet import inventory, ssh
+from llamafleet import ssh
 from llamafleet.errors import CommandError, ConnectError
-from llamafleet.ssh import HostConnection
 
 OLD = b"the old content\n"
 NEW = os.urandom(2 * 1024 * 1024)
-
-
-@pytest.fixture
-def conn(sshd, tmp_path) -> HostConnection:
-    return HostConnection(inventory.load(sshd.write_inventory(tmp_path / "hosts.yml")).head)
 
 
 @pytest.fixture
@@ -104,7 +98,7 @@ def test_a_connection_closed_mid_upload_is_not_renamed(conn, target, monkeypatch
     assert target.read_bytes() == NEW, "the next upload connects again"
 
 
-def test_get_streams_to_disk(conn, tmp_path):
+def test_a_download_streams_to_disk_without_holding_the_file_in_memory(conn, tmp_path):
     big = tmp_path / "big.bin"
     with big.open("wb") as handle:
         for _ in range(96):
