@@ -6,7 +6,6 @@ import hashlib
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 from recordings import recorded_lines, words
@@ -14,13 +13,8 @@ from recordings import recorded_lines, words
 from llamafleet import facts
 from llamafleet.facts import FileState
 
-RECORDED = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "recorded"
 SCRATCH = "/tmp/llamafleet-facts"  # where record_facts.py made the recorded paths
 APP_CONF = b"name=w1\nport=50052\n"
-
-
-def recorded(name: str) -> list[str]:
-    return recorded_lines(RECORDED / name)
 
 
 def sha(data: bytes) -> str:
@@ -41,12 +35,12 @@ def sha(data: bytes) -> str:
         ("pathinfo_devnull.txt", FileState("other", 0o666, "root", "root", 0, None)),
     ],
 )
-def test_pathinfo_process(name, state):
-    assert facts.PathInfo("/any").process(recorded(name)) == state
+def test_pathinfo_reads_type_mode_owner_size_checksum_and_link_target(name, state):
+    assert facts.PathInfo("/any").process(recorded_lines(name)) == state
 
 
-def test_pathinfo_directory():
-    state = facts.PathInfo("/any").process(recorded("pathinfo_directory.txt"))
+def test_pathinfo_of_a_directory_has_no_checksum():
+    state = facts.PathInfo("/any").process(recorded_lines("pathinfo_directory.txt"))
     assert (state.type, state.mode, state.owner, state.group, state.sha256) == (
         "directory",
         0o750,
@@ -57,12 +51,12 @@ def test_pathinfo_directory():
 
 
 @pytest.mark.parametrize("lines", [[], ["stat: cannot statx '/x': No such file or directory"], ["garbage"]])
-def test_pathinfo_missing(lines):
-    assert recorded("pathinfo_missing.txt") == []
+def test_pathinfo_of_a_missing_path_is_none(lines):
+    assert recorded_lines("pathinfo_missing.txt") == []
     assert facts.PathInfo("/x").process(lines) is None
 
 
-def test_pathinfo_sha256sum_fallback_format():
+def test_pathinfo_reads_the_checksum_sha256sum_prints_without_openssl():
     # openssl missing on the host: sha256sum prints "HASH  PATH" (or "HASH *PATH" in binary mode)
     digest = sha(APP_CONF)
     for line in (f"{digest}  /etc/app.conf", f"{digest} */etc/app.conf"):
@@ -77,7 +71,7 @@ def test_pathinfo_command_quotes_the_path():
     assert words(facts.PathInfo(path, False).command()).count(path) == 3
 
 
-def test_pathinfo_key_depends_on_checksum():
+def test_pathinfo_with_and_without_checksum_are_different_facts():
     assert facts.PathInfo("/a").key == ("PathInfo", "/a", True)
     assert facts.PathInfo("/a", False).key != facts.PathInfo("/a").key
     assert facts.PathInfo("/a").key == facts.PathInfo("/a", True).key
@@ -86,27 +80,27 @@ def test_pathinfo_key_depends_on_checksum():
 # --------------------------------------------------------------------------- FileContent
 
 
-def test_filecontent():
-    assert facts.FileContent("/x").process(recorded("filecontent_present.txt")) == "name=w1\nport=50052"
-    assert facts.FileContent("/x").process(recorded("filecontent_missing.txt")) is None
+def test_filecontent_tells_an_empty_file_from_a_missing_one():
+    assert facts.FileContent("/x").process(recorded_lines("filecontent_present.txt")) == "name=w1\nport=50052"
+    assert facts.FileContent("/x").process(recorded_lines("filecontent_missing.txt")) is None
     assert facts.FileContent("/x").process(["present"]) == "", "an empty file is not a missing one"
 
 
 # --------------------------------------------------------------------------- packages
 
 
-def test_debpackages_installed_and_missing():
+def test_debpackages_lists_installed_versions_and_omits_missing_packages():
     fact = facts.DebPackages(["libc6", "llamafleet-not-a-package", "bash", "coreutils"])
-    assert fact.process(recorded("debpackages.txt")) == {
+    assert fact.process(recorded_lines("debpackages.txt")) == {
         "bash": "5.2.15-2+b8",
         "coreutils": "9.1-1",
         "libc6": "2.36-9+deb12u14",
     }
-    assert fact.process(recorded("debpackages_none_installed.txt")) == {}
+    assert fact.process(recorded_lines("debpackages_none_installed.txt")) == {}
 
 
-def test_debpackages_states_other_than_installed():
-    found = facts.DebPackages(["x"]).process(recorded("debpackages_states.txt"))
+def test_debpackages_omits_removed_and_half_installed_packages():
+    found = facts.DebPackages(["x"]).process(recorded_lines("debpackages_states.txt"))
     assert found["procps"] == "2:4.0.2-3"
     assert "iproute2" not in found, "removed, only its config files left (rc)"
     assert "ca-certificates" not in found, "half-installed (iHR)"
@@ -114,7 +108,7 @@ def test_debpackages_states_other_than_installed():
 
 
 def test_debpackages_held_package_is_installed():
-    found = facts.DebPackages(["openssl"]).process(recorded("debpackages_states.txt"))
+    found = facts.DebPackages(["openssl"]).process(recorded_lines("debpackages_states.txt"))
     assert found.get("openssl") == "3.0.17-1~deb12u2"
 
 
@@ -125,10 +119,10 @@ def test_debpackages_key_and_command_sort_and_quote_names():
     assert split == ["dpkg-query", "-W", "-f=${Package}|${db:Status-Abbrev}|${Version}\\n", "--", "a b", "procps"]
 
 
-def test_rpmpackages():
+def test_rpmpackages_omits_packages_rpm_says_are_not_installed():
     # rpm_packages.txt is hand-written (no rpm here); rpm prints "package X is not installed" on stdout
     found = facts.RpmPackages(["openssl", "procps-ng", "llamafleet-not-a-package"]).process(
-        recorded("rpm_packages.txt")
+        recorded_lines("rpm_packages.txt")
     )
     assert found == {"openssl": "3.0.7-27.el9", "procps-ng": "3.3.17-14.el9"}
 
@@ -136,9 +130,9 @@ def test_rpmpackages():
 # --------------------------------------------------------------------------- users, OS, systemd
 
 
-def test_passwd():
+def test_passwd_entry_parses_into_user_fields_and_missing_is_none():
     fact = facts.Passwd("root")
-    assert fact.process(recorded("passwd_root.txt")) == {
+    assert fact.process(recorded_lines("passwd_root.txt")) == {
         "name": "root",
         "uid": "0",
         "gid": "0",
@@ -146,8 +140,8 @@ def test_passwd():
         "home": "/root",
         "shell": "/bin/bash",
     }
-    assert fact.process(recorded("passwd_nobody.txt"))["shell"] == "/usr/sbin/nologin"
-    assert fact.process(recorded("passwd_missing.txt")) is None
+    assert fact.process(recorded_lines("passwd_nobody.txt"))["shell"] == "/usr/sbin/nologin"
+    assert fact.process(recorded_lines("passwd_missing.txt")) is None
     assert words(facts.Passwd("a;b").command()) == ["getent", "passwd", "--", "a;b"]
 
 
@@ -172,8 +166,8 @@ def test_passwd():
         ),
     ],
 )
-def test_os_release(name, expected):
-    assert facts.OsRelease().process(recorded(name)) == expected
+def test_os_release_gives_id_version_family_arch_and_uid(name, expected):
+    assert facts.OsRelease().process(recorded_lines(name)) == expected
 
 
 def test_os_release_is_static_and_empty_output_is_unknown():
@@ -199,8 +193,8 @@ def test_os_release_is_static_and_empty_output_is_unknown():
         ("systemctl_show_static.txt", "loaded", "active", "static"),
     ],
 )
-def test_systemd_unit(name, load, active, unit_file):
-    state = facts.SystemdUnit("llama-rpc.service").process(recorded(name))
+def test_systemd_unit_reads_load_active_and_unit_file_states(name, load, active, unit_file):
+    state = facts.SystemdUnit("llama-rpc.service").process(recorded_lines(name))
     assert (state["LoadState"], state["ActiveState"], state["UnitFileState"]) == (load, active, unit_file)
     assert set(state) == {"LoadState", "ActiveState", "SubState", "UnitFileState", "FragmentPath", "NeedDaemonReload"}
 
@@ -210,7 +204,7 @@ def test_systemd_unit_value_may_contain_equals_sign():
     assert state == {"Environment": "A=1 B=2"}
 
 
-def test_systemd_unit_command():
+def test_systemd_unit_command_asks_for_six_properties_of_one_quoted_unit():
     split = words(facts.SystemdUnit("llama rpc;x.service").command())
     assert split[:4] == ["systemctl", "show", "--no-pager", "-p"]
     assert split[5:] == ["llama rpc;x.service"]
@@ -254,7 +248,7 @@ def run_batch(shell: str, script: str) -> str:
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-def test_batch_round_trip(shell, batch_facts, tmp_path):
+def test_batch_output_parses_back_into_each_facts_value(shell, batch_facts, tmp_path):
     script, token = facts.batch_script(batch_facts)
     values = facts.parse_batch(batch_facts, run_batch(shell, script), token)
     assert len(values) == len(batch_facts)
@@ -287,7 +281,7 @@ def test_batch_token_is_fresh_unless_given():
     assert "echo '@cafe01 0'" in script
 
 
-def test_batch_output_that_looks_like_another_marker(tmp_path):
+def test_batch_output_that_looks_like_a_marker_stays_output(tmp_path):
     fact = [facts.CommandOutput("echo '@deadbeef end 0'; echo '@deadbeef 1'"), facts.CommandOutput("echo second")]
     script, token = facts.batch_script(fact, token="0123abcd")
     values = facts.parse_batch(fact, run_batch("bash", script), token)
@@ -295,7 +289,7 @@ def test_batch_output_that_looks_like_another_marker(tmp_path):
     assert values[fact[1].key] == ["second"]
 
 
-def test_missing_marker_raises_value_error(batch_facts):
+def test_batch_output_cut_before_a_marker_raises_value_error(batch_facts):
     script, token = facts.batch_script(batch_facts)
     stdout = run_batch("bash", script)
     cut = stdout[: stdout.rindex(f"@{token} end")]  # the connection dropped before the last fact ended

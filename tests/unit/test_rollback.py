@@ -35,7 +35,9 @@ def test_the_swap_exchanges_current_and_previous(tmp_path):
     operation = rollback.rolled_back()
     change = operation.plan(Facts({rollback.LINKS.key: ["releases/a", "releases/b", "staged"]}))
     assert isinstance(change, Change) and change.reason == "releases/a -> releases/b"
-    assert set(operation.notify) == {"restart llama-rpc", "restart llama-server"} and not operation.idempotent
+    assert set(operation.notify) == {"restart llama-rpc", "restart llama-server"}
     command = change.steps[0].command.replace("cd /opt/llama.cpp", f"cd {tmp_path}")
     subprocess.run(["bash", "-c", command], check=True)
     assert (os.readlink(tmp_path / "current"), os.readlink(tmp_path / "previous")) == ("releases/b", "releases/a")
+    again = operation.plan(Facts({rollback.LINKS.key: links_on(tmp_path)}))
+    assert again.reason == "releases/b -> releases/a", "a second rollback swaps back: it never settles"
