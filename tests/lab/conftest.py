@@ -13,7 +13,8 @@ import yaml
 
 from llamafleet import lab as lab_api
 from llamafleet.lab.inventory import ssh_argv
-from tests.lab.labtools import ROOT, VERSION
+from tests.command_line import ROOT, environment
+from tests.lab.labtools import VERSION
 
 # Test labs carry names of their own so a developer's `lab` is never touched; two checkouts
 # testing at once give LLAMAFLEET_TEST_LAB different names.
@@ -89,4 +90,4 @@ def env(tmp_path_factory) -> dict[str, str]:
     each time); the build test then checks that nothing was built.
     """
     cache = os.environ.get("LLAMAFLEET_TEST_CACHE") or str(tmp_path_factory.mktemp("artifact-cache"))
-    return {**os.environ, "LLAMAFLEET_CACHE": cache}
+    return environment(Path(cache))

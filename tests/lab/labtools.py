@@ -7,7 +7,6 @@ import functools
 import http.server
 import json
 import subprocess
-import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -16,15 +15,14 @@ from pathlib import Path
 import pytest
 
 from llamafleet.lab.inventory import ssh_argv
+from tests.command_line import invoke
 
-ROOT = Path(__file__).resolve().parents[2]
 VERSION = "b11434"
 
 
-def invoke(task: str, inventory: str, env: dict[str, str], *extra: str) -> tuple[int, dict]:
+def invoke_json(task: str, inventory: str, env: dict[str, str], *extra: str) -> tuple[int, dict]:
     """Run `invoke TASK -i INVENTORY --json ...`; (exit status, the JSON document). Never a traceback."""
-    command = [sys.executable, "-m", "invoke", task, "-i", inventory, "--json", *extra]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3000)
+    result = invoke(task, "-i", inventory, "--json", *extra, env=env, timeout=3000)
     assert "Traceback" not in result.stderr, result.stderr
     try:
         return result.returncode, json.loads(result.stdout)

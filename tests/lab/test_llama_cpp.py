@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.lab.labtools import VERSION, invoke, release_tarball, release_vars, served_folder, source_vars, ssh
+from tests.lab.labtools import VERSION, invoke_json, release_tarball, release_vars, served_folder, source_vars, ssh
 
-ROOT = Path(__file__).resolve().parents[2]
 CURRENT = "/opt/llama.cpp/current"
 
 
 def provision(inventory: str, env: dict[str, str], *extra: str) -> tuple[int, dict]:
-    return invoke("provision", inventory, env, *extra)
+    return invoke_json("provision", inventory, env, *extra)
 
 
 @pytest.fixture(scope="module")

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import importlib.util
 import json
 import os
 import re
 import subprocess
-import sys
 import tarfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.command_line import ROOT, invoke, invoke_argv
 from tests.lab.labtools import (
-    ROOT,
     VERSION,
-    invoke,
+    invoke_json,
     release_tarball,
     release_vars,
     served_folder,
@@ -67,14 +63,14 @@ def started_at(lab, host: str, unit: str) -> str:
 @pytest.fixture(scope="module")
 def served(lab, env, model, cluster_vars):
     """provision, deploy, then both again: the first pair brings the cluster up, the second changes nothing."""
-    first = invoke("provision", lab.inventory, env, *cluster_vars)
+    first = invoke_json("provision", lab.inventory, env, *cluster_vars)
     assert first[0] == 0, [r for r in first[1]["results"] if r["status"] in ("failed", "unreachable")]
-    deployed = invoke("deploy", lab.inventory, env, "--model", str(model), *cluster_vars)
+    deployed = invoke_json("deploy", lab.inventory, env, "--model", str(model), *cluster_vars)
     assert deployed[0] == 0, [r for r in deployed[1]["results"] if r["status"] == "failed"] or deployed[1]["messages"]
     starts = {h: started_at(lab, h, u) for h, u in (("head", "llama-server"), ("w1", "llama-rpc"), ("w2", "llama-rpc"))}
     again = (
-        invoke("provision", lab.inventory, env, *cluster_vars),
-        invoke("deploy", lab.inventory, env, "--model", str(model), *cluster_vars),
+        invoke_json("provision", lab.inventory, env, *cluster_vars),
+        invoke_json("deploy", lab.inventory, env, "--model", str(model), *cluster_vars),
     )
     return {"first": first, "deployed": deployed, "again": again, "starts": starts}
 
@@ -141,9 +137,8 @@ def sessions(lab, host: str) -> int:
 def test_tasks_of_one_command_line_share_one_connection_per_host(served, lab, env, model, cluster_vars):
     inv = lab.inventory
     before = {h: sessions(lab, h) for h in ("head", "w1", "w2")}
-    command = [sys.executable, "-m", "invoke", "provision", "-i", inv, *cluster_vars,
-               "deploy", "-i", inv, *cluster_vars, "--model", str(model)]  # fmt: skip
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    tasks = ["provision", "-i", inv, *cluster_vars, "deploy", "-i", inv, *cluster_vars, "--model", str(model)]
+    done = invoke(*tasks, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     recaps = re.findall(r"changed=(\d+)", done.stdout)
     assert len(recaps) == 6 and set(recaps) == {"0"}, done.stdout[-3000:]
@@ -163,7 +158,7 @@ def test_the_api_key_is_nowhere_but_in_its_files(served, lab):
 
 
 def test_status_shows_the_serving_cluster_head_first(served, lab, env, cluster_vars):
-    code, doc = invoke("status", lab.inventory, env, *cluster_vars)
+    code, doc = invoke_json("status", lab.inventory, env, *cluster_vars)
     assert code == 0, doc
     assert list(doc["hosts"]) == ["head", "w1", "w2"]  # inventory order, head first
     head = doc["hosts"]["head"]
@@ -182,8 +177,7 @@ def test_status_shows_the_serving_cluster_head_first(served, lab, env, cluster_v
 
 
 def test_logs_prefix_every_line_with_its_host(served, lab):
-    command = [sys.executable, "-m", "invoke", "logs", "-i", lab.inventory, "-n", "2000"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = invoke("logs", "-i", lab.inventory, "-n", "2000")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     hosts = [line.split(" | ", 1)[0].strip() for line in lines]
@@ -191,22 +185,19 @@ def test_logs_prefix_every_line_with_its_host(served, lab):
     assert any(h == "head" and "model buffer size" in line for h, line in zip(hosts, lines, strict=True))
     for worker in ("w1", "w2"):
         assert any(h == worker and "rpc-server[" in line for h, line in zip(hosts, lines, strict=True)), worker
-    rpc_only = [*command[:6], "--unit", "rpc", "-n", "5"]
-    only = subprocess.run(rpc_only, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    only = invoke("logs", "-i", lab.inventory, "--unit", "rpc", "-n", "5")
     assert only.returncode == 0, only.stderr
     assert {line.split(" | ", 1)[0].strip() for line in only.stdout.splitlines()} == {"w1", "w2"}
 
 
 def test_bench_measures_keeps_a_history_and_compares(served, lab, tmp_path):
-    base = [sys.executable, "-m", "invoke", "bench", "-i", lab.inventory, "--prompt-tokens", "16", "--gen-tokens", "8"]
-    base += ["--concurrency", "1,2", "--rounds", "1"]
+    bench = ["bench", "-i", lab.inventory]
+    load = ["--prompt-tokens", "16", "--gen-tokens", "8", "--concurrency", "1,2", "--rounds", "1"]
     history = Path(lab.inventory).with_suffix(".bench.jsonl")
     history.unlink(missing_ok=True)
     for label in ("first", "second"):
         out = tmp_path / f"{label}.json"
-        result = subprocess.run(
-            [*base, "--label", label, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
-        )
+        result = invoke(*bench, *load, "--label", label, "--out", str(out), timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr
         run = json.loads(out.read_text())
         assert [level["concurrency"] for level in run["levels"]] == [1, 2]
@@ -214,13 +205,7 @@ def test_bench_measures_keeps_a_history_and_compares(served, lab, tmp_path):
         for level in run["levels"]:
             assert level["gen_tokens_per_s"] > 0 and level["prompt_tokens_per_s"] > 0 and level["ttft_max_s"] > 0
         assert api_key(lab) not in result.stdout + result.stderr + out.read_text()
-    compared = subprocess.run(
-        [*base[:6], "--compare", "--plot", str(tmp_path / "b.png")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    compared = invoke(*bench, "--compare", "--plot", str(tmp_path / "b.png"))
     assert compared.returncode == 0, compared.stderr
     assert "#1 GEN t/s" in compared.stdout and "#2 GEN t/s" in compared.stdout
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
@@ -234,7 +219,7 @@ BIG_SEED = 11
 
 
 def deploy_argv(inventory: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "invoke", "deploy", "-i", inventory, "--json", *extra]
+    return invoke_argv("deploy", "-i", inventory, "--json", *extra)
 
 
 def host_sha256(lab, path: str) -> str:
@@ -262,7 +247,7 @@ def test_not_gguf_or_a_wrong_sha256_is_refused_and_changes_no_host(served, lab, 
         (["--model", str(text)], "is not a GGUF file"),
         (["--model", str(model), "--sha256", "0" * 64], "not the --sha256 given"),
     ):
-        done = subprocess.run(deploy_argv(lab.inventory, *extra), cwd=ROOT, env=env, capture_output=True, text=True)
+        done = invoke("deploy", "-i", lab.inventory, "--json", *extra, env=env, timeout=600)
         assert done.returncode == 2 and message in done.stderr and "nothing was sent" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     assert listing(lab) == before
@@ -273,15 +258,8 @@ def big_model_url(tmp_path_factory):
     """A 230 MB model served over loopback HTTP (with Range), as a model hub would serve it."""
     folder = tmp_path_factory.mktemp("served-models")
     make_gguf().make_model(folder / "big-test.gguf", size="200M", seed=BIG_SEED)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/big-test.gguf", folder / "big-test.gguf"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with served_folder(folder) as url:
+        yield f"{url}big-test.gguf", folder / "big-test.gguf"
 
 
 def partial_size(lab) -> int:
@@ -348,7 +326,7 @@ def test_a_cut_transfer_resumes_a_damaged_one_is_refused_then_the_head_switches(
     assert ssh(lab, "head", f"test -e {MODELS}/big-test.gguf").returncode == 1, "nothing at the final path"
     # A damaged partial file: refused on the host, removed, nothing restarted.
     ssh(lab, "head", f"printf XXXX | dd of=$(ls {MODELS}/.incoming/*.part) bs=1 seek=4096 conv=notrunc")
-    code, doc = invoke("deploy", lab.inventory, env, "--model", url, *cluster_vars)
+    code, doc = invoke_json("deploy", lab.inventory, env, "--model", url, *cluster_vars)
     assert code == 1 and "transfer damaged" in str(doc["results"])
     assert partial_size(lab) == 0 and started_at(lab, "head", "llama-server") == head_started
     assert api(lab, "/health").status_code == 200, "the previous model still serves"
@@ -359,7 +337,7 @@ def test_a_cut_transfer_resumes_a_damaged_one_is_refused_then_the_head_switches(
     assert noticed < 60, f"the cut link was noticed after {noticed:.0f} s"
     assert 0 < arrived < local.stat().st_size, "cut half-way"
     assert ssh(lab, "head", f"test -e {MODELS}/big-test.gguf").returncode == 1, "nothing at the final path"
-    code, doc = invoke("deploy", lab.inventory, env, "--model", url, "--alias", "big/test", *cluster_vars)
+    code, doc = invoke_json("deploy", lab.inventory, env, "--model", url, "--alias", "big/test", *cluster_vars)
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"]
     (sent,) = [s for r in doc["results"] for s in r.get("steps") or [] if s.startswith("transfer big-test.gguf")]
     # The host may still receive, once the link is back, what the controller's kernel had buffered at the cut.
@@ -387,7 +365,7 @@ def test_with_seeding_the_heads_first_start_sends_no_large_tensor(served, lab, e
     make_gguf().make_model(path, seed=12, **dims)  # every attention and feed-forward tensor is over 10 MiB
     before = {w: saved_by_rpc_server(lab, w) for w in ("w1", "w2")}
     seeding = ("-e", "rpc_cache_seed=true", "-e", "keep_models=3")  # the two earlier models stay
-    code, doc = invoke("deploy", lab.inventory, env, "--model", str(path), *seeding, *cluster_vars)
+    code, doc = invoke_json("deploy", lab.inventory, env, "--model", str(path), *seeding, *cluster_vars)
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"]
     seeded = {r["host"]: r["reason"] for r in doc["results"] if r["operation"].startswith("rpc cache seeded")}
     assert sorted(seeded) == ["w1", "w2"] and all(" of 14 entries missing" in v for v in seeded.values()), seeded
@@ -415,7 +393,7 @@ def ready(lab) -> bool:
 
 
 def test_switching_back_sends_nothing_and_keep_models_prunes(served, lab, env, model, cluster_vars):
-    code, doc = invoke("deploy", lab.inventory, env, "--model", str(model), "-e", "keep_models=1", *cluster_vars)
+    code, doc = invoke_json("deploy", lab.inventory, env, "--model", str(model), "-e", "keep_models=1", *cluster_vars)
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"]
     steps = [s for r in doc["results"] for s in r.get("steps") or []]
     assert not [s for s in steps if s.startswith("transfer")], steps
@@ -423,7 +401,7 @@ def test_switching_back_sends_nothing_and_keep_models_prunes(served, lab, env, m
         f"{MODELS}:", "tiny-test.gguf", f"{MODELS}/.sha256:", "tiny-test.gguf"
     ]  # fmt: skip
     assert "tiny-test.gguf" in api(lab, "/v1/models", api_key(lab)).text
-    again = invoke("deploy", lab.inventory, env, "--model", str(model), *cluster_vars)
+    again = invoke_json("deploy", lab.inventory, env, "--model", str(model), *cluster_vars)
     assert again[0] == 0 and changed(again[1]) == {}, changed(again[1])
 
 
@@ -440,12 +418,12 @@ def test_upgrade_switches_every_host_together_and_rollback_goes_back(served, lab
     hosts = ("head", "w1", "w2")
     before = {h: current_release(lab, h) for h in hosts}
     with served_folder(release_tarball(env, tmp_path)) as url:
-        code, doc = invoke("provision", lab.inventory, env, *release_vars(url))
+        code, doc = invoke_json("provision", lab.inventory, env, *release_vars(url))
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"] or doc["messages"]
     upgraded = {h: current_release(lab, h) for h in hosts}
     assert len(set(upgraded.values())) == 1 and set(upgraded.values()).isdisjoint(before.values())
     assert serves(lab)
-    code, doc = invoke("rollback", lab.inventory, env)
+    code, doc = invoke_json("rollback", lab.inventory, env)
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"] or doc["messages"]
     assert {h: current_release(lab, h) for h in hosts} == before
     assert {h: ssh(lab, h, "readlink /opt/llama.cpp/previous").stdout.strip() for h in hosts} == upgraded
@@ -458,7 +436,7 @@ def test_a_failed_upgrade_puts_every_host_back_on_the_previous_release(served, l
     hosts = ("head", "w1", "w2")
     before = {h: current_release(lab, h) for h in hosts}
     with served_folder(release_tarball(env, tmp_path, broken=True)) as url:
-        code, doc = invoke("provision", lab.inventory, env, *release_vars(url))
+        code, doc = invoke_json("provision", lab.inventory, env, *release_vars(url))
     assert code != 0, "the head cannot serve on the broken release"
     messages = "\n".join(doc["messages"])
     assert "upgrade failed (head: head:" in messages and "rolling head, w1, w2 back" in messages, messages
@@ -466,7 +444,7 @@ def test_a_failed_upgrade_puts_every_host_back_on_the_previous_release(served, l
     assert {h: current_release(lab, h) for h in hosts} == before
     assert serves(lab)
     # The pinned build again: nothing to switch, nothing restarted.
-    code, doc = invoke("provision", lab.inventory, env, *cluster_vars)
+    code, doc = invoke_json("provision", lab.inventory, env, *cluster_vars)
     assert code == 0 and changed(doc) == {}, changed(doc)
 
 
@@ -491,7 +469,7 @@ def test_an_upgrade_between_two_real_builds_switches_every_host_and_back(served,
     build = int(VERSION[1:]) + 1
     newer = renumbered_source(source, build, tmp_path)
     pins = ["-e", f"llama_cpp_version=b{build}", "-e", f"llama_cpp_source_archive={newer}"]
-    code, doc = invoke("provision", lab.inventory, env, *pins)
+    code, doc = invoke_json("provision", lab.inventory, env, *pins)
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"] or doc["messages"]
     upgraded = {h: current_release(lab, h) for h in hosts}
     assert len(set(upgraded.values())) == 1 and set(upgraded.values()).isdisjoint(before.values()), upgraded
@@ -502,7 +480,7 @@ def test_an_upgrade_between_two_real_builds_switches_every_host_and_back(served,
         manifest = json.loads(ssh(lab, host, "cat /opt/llama.cpp/current/BUILD.json").stdout)
         assert manifest["version"] == f"b{build}", (host, manifest["version"])
     assert serves(lab), "the head loads the model over the workers of the new build"
-    code, doc = invoke("provision", lab.inventory, env, *cluster_vars)  # the pinned build again
+    code, doc = invoke_json("provision", lab.inventory, env, *cluster_vars)  # the pinned build again
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"] or doc["messages"]
     assert {h: current_release(lab, h) for h in hosts} == before
     assert serves(lab)

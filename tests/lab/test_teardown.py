@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lab.labtools import invoke, ssh
+from tests.lab.labtools import invoke_json, ssh
 
 pytestmark = pytest.mark.last  # the session lab is torn down here: after every other lab test
 
@@ -27,7 +27,7 @@ def changed(doc: dict) -> dict:
 
 
 def test_teardown_removes_services_and_rules_then_purge_removes_everything(lab, env):
-    code, doc = invoke("teardown", lab.inventory, env)
+    code, doc = invoke_json("teardown", lab.inventory, env)
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"] or doc["messages"]
     for host in HOSTS:
         units = ssh(lab, host, "systemctl show -p LoadState --value llama-rpc.service llama-server.service")
@@ -35,13 +35,13 @@ def test_teardown_removes_services_and_rules_then_purge_removes_everything(lab, 
         assert ssh(lab, host, RULES).stdout == "", (host, "llamafleet firewall rules left")
         assert ssh(lab, host, "test -d /opt/llama.cpp/current/bin").returncode == 0, "without --purge releases stay"
         assert ssh(lab, host, "ss -Htln | grep -c -e ':22 '").stdout.strip() != "0", "sshd still listens"
-    code, doc = invoke("teardown", lab.inventory, env)
+    code, doc = invoke_json("teardown", lab.inventory, env)
     assert code == 0 and set(changed(doc).values()) == {0}, changed(doc)
 
-    code, doc = invoke("teardown", lab.inventory, env, "--purge")
+    code, doc = invoke_json("teardown", lab.inventory, env, "--purge")
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"] or doc["messages"]
     for host in HOSTS:
         assert ssh(lab, host, LEFT).stdout == "", (host, "left after --purge")
         assert ssh(lab, host, RULES).stdout == "", host
-    code, doc = invoke("teardown", lab.inventory, env, "--purge")
+    code, doc = invoke_json("teardown", lab.inventory, env, "--purge")
     assert code == 0 and set(changed(doc).values()) == {0}, changed(doc)

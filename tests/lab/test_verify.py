@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.lab.labtools import invoke, source_vars, ssh
+from tests.lab.labtools import invoke_json, source_vars, ssh
 from tests.lab.test_serving import model  # noqa: F401 - the same generated model, as a fixture of this module
 
 WORKER_CHECKS = (
@@ -64,13 +64,13 @@ def cluster_vars(source) -> list[str]:
 def serving(lab, env, model, cluster_vars):  # noqa: F811 - `model` is the fixture imported above
     """The cluster served (provision and deploy change nothing when test_serving brought it up already)."""
     for task, extra in (("provision", ()), ("deploy", ("--model", str(model)))):
-        code, doc = invoke(task, lab.inventory, env, *extra, *cluster_vars)
+        code, doc = invoke_json(task, lab.inventory, env, *extra, *cluster_vars)
         assert code == 0, [r for r in doc["results"] if r["status"] in ("failed", "unreachable")] or doc["messages"]
     return model
 
 
 def verify(lab, env, cluster_vars, *extra: str, inventory: str | None = None) -> tuple[int, dict]:
-    return invoke("verify", inventory or lab.inventory, env, *extra, *cluster_vars)
+    return invoke_json("verify", inventory or lab.inventory, env, *extra, *cluster_vars)
 
 
 def key_of(lab) -> str:
@@ -168,11 +168,11 @@ def test_fault_is_caught_then_repaired(fault, serving, lab, env, cluster_vars):
             if check["status"] == "failed":  # host, check, expected, found and where to look, in every message
                 assert check["check"] and check["expected"] and check["found"] and check["look"], check
     if fault == "swap_worker_binary":  # deploy refuses mixed builds too (exit 4), provision converges them
-        code, refused = invoke("deploy", lab.inventory, env, "--model", str(serving), *cluster_vars)
+        code, refused = invoke_json("deploy", lab.inventory, env, "--model", str(serving), *cluster_vars)
         assert code == 4 and any("bin/ggml-rpc-server" in m for m in refused["messages"]), refused["messages"]
     for task in repairs:
         extra = ("--model", str(serving)) if task == "deploy" else ()
-        code, repaired = invoke(task, lab.inventory, env, *extra, *cluster_vars)
+        code, repaired = invoke_json(task, lab.inventory, env, *extra, *cluster_vars)
         assert code == 0, [r for r in repaired["results"] if r["status"] == "failed"] or repaired["messages"]
         if fault == "swap_worker_binary":
             reasons = [r["reason"] for r in repaired["results"] if r["status"] == "changed" and r["host"] == "w1"]
