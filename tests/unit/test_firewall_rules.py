@@ -1,10 +1,14 @@
-"""Each host's firewall plan from the cluster view: RPC from the head only, the API from its clients and loopback."""
+"""A host's firewall plan: malformed rules refused; from the cluster view, RPC from the head only, the API from its
+clients and loopback."""
 
 from __future__ import annotations
 
+import pytest
+from firewall_recordings import HEAD, P
 from inventory_tree import GOOD, write_tree
 
 from llamafleet import cluster, inventory
+from llamafleet.errors import OperationError
 from llamafleet.roles.firewall import rules as RULES
 
 
@@ -38,3 +42,30 @@ def test_ssh_port_is_the_host_s(tmp_path):
         tmp_path, GOOD.replace("{ansible_host: 10.0.0.2}", "{ansible_host: 10.0.0.2, ansible_port: 2222}")
     )
     assert plans["w1"].ssh_port == 2222 and plans["w2"].ssh_port == 22
+
+
+def test_rule_sources_are_canonical_and_sorted():
+    rule = P.Rule(50052, ("10.0.0.9", "10.1.0.0/16", "10.0.0.1/32", "fd00::1/128", "10.1.2.3/16"), "rpc")
+    assert rule.sources == ("10.0.0.1", "10.0.0.9", "10.1.0.0/16", "fd00::1")
+    assert rule.ipv4 == ("10.0.0.1", "10.0.0.9", "10.1.0.0/16") and rule.ipv6 == ("fd00::1",)
+    assert rule.tag == "llamafleet rpc"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"port": 50052, "sources": ("head.lan",), "comment": "rpc"}, "not an IP address"),
+        ({"port": 50052, "sources": (), "comment": "rpc"}, "no source"),
+        ({"port": 0, "sources": (HEAD,), "comment": "rpc"}, "not a port"),
+        ({"port": 50052, "sources": (HEAD,), "comment": "rpc", "proto": "icmp"}, "protocol"),
+        ({"port": 50052, "sources": (HEAD,), "comment": "x'; reboot"}, "comment"),
+    ],
+)
+def test_a_rule_with_a_bad_source_port_protocol_or_comment_is_refused(kwargs, message):
+    with pytest.raises(OperationError, match=message):
+        P.Rule(**kwargs)
+
+
+def test_a_rule_on_the_ssh_port_is_refused():
+    with pytest.raises(OperationError, match="SSH port"):
+        P.FirewallPlan((P.Rule(2222, (HEAD,), "rpc"),), ssh_port=2222)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from recordings import recorded_lines, words
-from test_firewall import FIREWALL, RECORDED, plan, recorded, shell_words
+from firewall_recordings import FIREWALL, plan, recorded, shell_words
+from recordings import words
 
 from llamafleet.errors import OperationError
 from llamafleet.operations import Facts, NoChange, Upload
@@ -93,7 +93,7 @@ def test_active_ufw_is_never_emptied():
 
 
 def test_clean_ufw_is_no_change():
-    assert recorded_lines(RECORDED / "ufw_leftovers_cleaned.txt") == []
+    assert recorded("ufw_leftovers_cleaned.txt") == []
     assert plan(UFW.removed(), "ufw_leftovers_cleaned.txt") == NoChange("ufw holds no llamafleet rule")
 
 
@@ -179,11 +179,11 @@ def test_nftables_cleaned_is_no_change():
         ('  include "/etc/nftables.d/llamafleet.nft"\nx', "x\n"),
     ],
 )
-def test_without_include(conf, kept):
+def test_without_include_drops_our_include_and_its_comment_only(conf, kept):
     assert NFT.without_include(conf) == kept
 
 
-def test_deb_conffile_parsed():
+def test_deb_conffile_gives_the_packaged_md5_of_that_file_only():
     fact = F.DebConffile("nftables", "/etc/nftables.conf")
     assert fact.process(recorded("leftover_nftables_conffile_left.txt")) == "4d4241fcd44b9a69b74f69d571f35a20"
     assert fact.process([]) is None

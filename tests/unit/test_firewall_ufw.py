@@ -1,0 +1,82 @@
+"""Role firewall with ufw: its status parsed from real ufw output, the rules planned from it."""
+
+from __future__ import annotations
+
+import pytest
+from firewall_recordings import HEAD, HEAD_PLAN, OLD_HEAD, UFW, W1, W2, F, plan, recorded, shell_words
+
+from llamafleet.errors import OperationError
+from llamafleet.operations import Facts, NoChange
+
+
+def test_ufw_status_reads_state_default_and_rules():
+    fresh = F.UfwStatus().process(recorded("ufw_status_fresh.txt"))
+    assert fresh == F.UfwState(False, None, (), True)
+    applied = F.UfwStatus().process(recorded("ufw_status_applied.txt"))
+    assert applied.active and applied.default_incoming == "deny"
+    assert ("allow", "22/tcp", "comment", "llamafleet ssh") in applied.rules
+    assert ("deny", "8080/tcp", "comment", "llamafleet api") in applied.rules
+    assert F.UfwStatus().process([]) is None
+
+
+def test_ufw_fresh_host_allows_ssh_first():
+    result = plan(UFW.rules(HEAD_PLAN), "ufw_status_fresh.txt")
+    assert shell_words(result) == [
+        ["ufw", "allow", "22/tcp", "comment", "llamafleet ssh"],
+        *[
+            [
+                "ufw",
+                "prepend",
+                "allow",
+                "from",
+                a,
+                "to",
+                "any",
+                "port",
+                "8080",
+                "proto",
+                "tcp",
+                "comment",
+                "llamafleet api",
+            ]
+            for a in (HEAD, W1, W2)
+        ],
+        ["ufw", "deny", "8080/tcp", "comment", "llamafleet api"],
+    ]
+    assert result.reason == "5 missing"
+    enable = plan(UFW.enabled(), "ufw_status_fresh.txt")
+    assert shell_words(enable) == [["ufw", "--force", "enable"]]
+
+
+def test_ufw_converged_needs_nothing():
+    assert plan(UFW.rules(HEAD_PLAN), "ufw_status_applied.txt") == NoChange("5 llamafleet rule(s) present, none stale")
+    assert plan(UFW.enabled(), "ufw_status_applied.txt") == NoChange("ufw active, ufw.service enabled")
+
+
+def test_ufw_stale_source_is_deleted_and_a_foreign_rule_kept():
+    result = plan(UFW.rules(HEAD_PLAN), "ufw_status_stale.txt")
+    assert shell_words(result) == [
+        ["ufw", "delete", "allow", "from", OLD_HEAD, "to", "any", "port", "8080", "proto", "tcp"],
+        [
+            "ufw",
+            "prepend",
+            "allow",
+            "from",
+            HEAD,
+            "to",
+            "any",
+            "port",
+            "8080",
+            "proto",
+            "tcp",
+            "comment",
+            "llamafleet api",
+        ],
+    ]
+    assert result.reason == "1 missing, 1 stale"
+    assert ("allow", "9999/tcp") in F.UfwStatus().process(recorded("ufw_status_stale.txt")).rules
+
+
+def test_ufw_without_a_status_is_an_error():
+    with pytest.raises(OperationError, match="ufw status"):
+        UFW.rules(HEAD_PLAN).plan(Facts({F.UfwStatus().key: None}))
