@@ -27,7 +27,7 @@ def refused(tmp_path, hosts_yml: str, **files: str) -> str:
     return str(caught.value)
 
 
-def test_two_workers_in_inventory_order(tmp_path):
+def test_two_workers_are_listed_in_inventory_order(tmp_path):
     found = view(tmp_path, TWO_WORKERS)
     assert (found.head, found.head_address) == ("h1", "10.0.0.1")
     assert found.workers == (
@@ -142,7 +142,7 @@ def test_api_allow_of_a_worker_is_not_the_head_s(tmp_path):
     assert found.api_allow == ("10.0.0.1", "10.0.0.2", "10.0.0.3")
 
 
-def test_a_head_without_workers(tmp_path):
+def test_a_head_without_workers_has_no_rpc_servers_and_allows_itself(tmp_path):
     found = view(tmp_path, "all:\n  children:\n    head:\n      hosts:\n        h1: {ansible_host: 10.0.0.1}\n")
     assert (found.workers, found.rpc_servers, found.api_allow) == ((), "", ("10.0.0.1",))
 

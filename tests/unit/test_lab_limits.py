@@ -36,7 +36,7 @@ def fake_proc(tmp_path: Path, recording: str, **sysctl: str) -> Path:
     return proc
 
 
-def test_three_host_lab_read(tmp_path):
+def test_a_three_host_lab_counts_only_root_s_inotify_instances_and_watches(tmp_path):
     machine = limits.read_machine(fake_proc(tmp_path, "proc_lab_3hosts.json"))
     # ufw, firewalld and nftables hosts: root's are systemd 5 each, logind and getty 1 each, firewalld 1;
     # dbus-daemon (messagebus) and polkitd (polkitd) are charged to their own users
@@ -44,7 +44,7 @@ def test_three_host_lab_read(tmp_path):
     assert machine.mem_total_mib == 24683656 // 1024
 
 
-def test_thirty_five_host_machine_read(tmp_path):
+def test_a_35_host_machine_reads_its_raised_limit_and_usage_below_the_estimate(tmp_path):
     machine = limits.read_machine(fake_proc(tmp_path, "proc_lab_35hosts.json"))
     assert machine.max_instances == 512  # raised by the first 32-host lab.up
     assert machine.used_instances > 128  # more than the default limit: the reason for the check
@@ -101,7 +101,7 @@ def test_too_many_instances_stops_with_the_command(tmp_path):
     assert "`sysctl -w fs.inotify.max_user_instances=" in problems[0]
 
 
-def test_memory_short_stops(tmp_path):
+def test_too_little_available_memory_stops_with_the_numbers(tmp_path):
     proc = fake_proc(tmp_path, "proc_lab_3hosts.json")
     meminfo = (proc / "meminfo").read_text().replace("MemAvailable:   23944960 kB", "MemAvailable:     900000 kB")
     (proc / "meminfo").write_text(meminfo)

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # The worker w1's cache after `deploy --model mid.gguf -e rpc_cache_seed=true` (make_gguf --size 200M --seed 8);
 # 6 of its 11 entries had been written by rpc-server itself when the head loaded that model unseeded.
 MID_SHA = "37ecdc0852700caf467df205926d7430850001f349bb07ff7cdfe57c46018106"
+pytestmark = pytest.mark.usefixtures("controller_cache")
 
 
 def make_gguf():
@@ -25,11 +26,6 @@ def make_gguf():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LLAMAFLEET_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +152,7 @@ def test_entries_of_an_earlier_kept_model_go_first_beyond_the_size_limit(tmp_pat
     assert sorted(gone) == sorted([f"{seed.CACHE}/{e.name}" for e in earlier] + [f"{seed.SEEDED_DIR}/{'e' * 64}"])
 
 
-def test_sizes_parse():
+def test_sizes_parse_as_bytes_with_m_and_g_suffixes():
     assert [seed.parse_size(v) for v in (None, "1024", "512M", "20G")] == [None, 1024, 512 << 20, 20 << 30]
 
 
