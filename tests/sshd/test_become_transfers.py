@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 import pytest
 from test_converge import converge, make_role, totals
 
 from llamafleet import inventory
 from llamafleet.errors import CommandError, OperationError
-from llamafleet.ssh import HostConnection
 
 FILES = {
     "small.txt": b"name=local\n",
@@ -21,11 +19,7 @@ FILES = {
 }
 
 
-def connect(path: Path) -> HostConnection:
-    return HostConnection(inventory.load(path).head)
-
-
-def test_put_writes_exactly_the_bytes_sent(become_inventory, tmp_path):
+def test_put_writes_exactly_the_bytes_sent(become_inventory, tmp_path, connect):
     conn = connect(become_inventory)
     for name, data in FILES.items():
         conn.put(data, str(tmp_path / name), mode="0640")
@@ -39,14 +33,14 @@ def test_put_writes_exactly_the_bytes_sent(become_inventory, tmp_path):
     assert oct((tmp_path / "small.txt").stat().st_mode & 0o777) == "0o640"
 
 
-def test_stdin_reaches_the_command_unchanged(become_inventory):
+def test_stdin_reaches_the_command_unchanged(become_inventory, connect):
     conn = connect(become_inventory)
     result = conn.check("id -u; cat", stdin=b"first line\nsecond\n")
     assert result.stdout == "0\nfirst line\nsecond\n"
     assert result.stderr == "", "sudo's prompt and the start marker are taken out of stderr"
 
 
-def test_converge_of_uploads_as_root(become_inventory, tmp_path):
+def test_a_role_converges_as_root_and_a_second_run_changes_nothing(become_inventory, tmp_path):
     inv = inventory.load(become_inventory)
     payload = tmp_path / "payload.bin"
     payload.write_bytes(os.urandom(3 * 1024 * 1024))
@@ -61,7 +55,7 @@ def test_converge_of_uploads_as_root(become_inventory, tmp_path):
     assert (code, totals(second)) == (0, {"ok": 6, "changed": 0, "failed": 0, "unreachable": 0})
 
 
-def test_get_reads_a_root_only_file(become_inventory, tmp_path):
+def test_get_reads_a_root_only_file(become_inventory, tmp_path, connect):
     secret = tmp_path / "root-only.bin"
     secret.write_bytes(os.urandom(700_000))
     secret.chmod(0o600)
@@ -72,7 +66,7 @@ def test_get_reads_a_root_only_file(become_inventory, tmp_path):
     assert sorted(p.name for p in local.parent.iterdir()) == ["copy.bin"], "no temporary file left"
 
 
-def test_get_with_the_wrong_sha256_leaves_nothing(become_inventory, tmp_path):
+def test_get_with_the_wrong_sha256_leaves_nothing(become_inventory, tmp_path, connect):
     secret = tmp_path / "root-only.bin"
     secret.write_bytes(b"root only\n")
     secret.chmod(0o600)
@@ -82,7 +76,7 @@ def test_get_with_the_wrong_sha256_leaves_nothing(become_inventory, tmp_path):
     assert list(local.parent.iterdir()) == []
 
 
-def test_get_of_a_missing_file_fails_and_leaves_nothing(become_inventory, tmp_path):
+def test_get_of_a_missing_file_fails_and_leaves_nothing(become_inventory, tmp_path, connect):
     local = tmp_path / "fetched" / "copy.bin"
     with pytest.raises(CommandError, match="No such file"):
         connect(become_inventory).get(str(tmp_path / "absent"), local)
