@@ -10,9 +10,8 @@ from typing import Any
 
 import jinja2
 
-from . import roles
-from .errors import InventoryError, LlamafleetError
-from .yamlfile import shorten
+from . import paths, templating
+from .errors import LlamafleetError
 
 # Words systemd takes as they are: no quotes, backslashes, whitespace, '%' specifiers or '$' variables.
 _PLAIN = re.compile(r"[A-Za-z0-9_./:,=+@-]+")
@@ -80,72 +79,21 @@ def sandbox(backend: str) -> Sandbox:
     return Sandbox(False, GPU_DEVICES[backend], GPU_GROUPS[backend], False, False, False)
 
 
+def service_context(command: list[str], user: str, backend: str, restart_seconds: int) -> dict[str, Any]:
+    """What every llamafleet unit template reads: the command line, the service user, the backend's sandbox."""
+    return {
+        "exec_start": exec_line(command),
+        "user": user,
+        "working_directory": paths.BIN_DIR,
+        "restart_seconds": restart_seconds,
+        "backend": backend,
+        "sandbox": sandbox(backend),
+    }
+
+
 def render(template_dir: Path, template: str, context: Mapping[str, Any]) -> str:
     """Render a role's template outside a run, with the roles' Jinja environment (StrictUndefined)."""
     try:
-        return roles._environment(template_dir).get_template(template).render(dict(context))
+        return templating.render(template_dir, template, dict(context))
     except jinja2.TemplateError as exc:
         raise LlamafleetError(f"template {template} in {template_dir}: {exc}") from None
-
-
-class HostVars:
-    """One host's variables read for a unit: each value checked, errors naming file, host and key."""
-
-    def __init__(self, name: str, values: Mapping[str, Any], file: str | None = None) -> None:
-        self.name, self.values, self.file = name, values, file
-
-    def error(self, key: str, message: str) -> InventoryError:
-        return InventoryError(message, file=self.file, where=f"host {self.name}", key=key)
-
-    def whole(self, key: str, minimum: int, optional: bool = False) -> int | None:
-        """A whole number of at least `minimum` (None allowed when `optional`)."""
-        value = self.values.get(key)
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.error(key, f"{shorten(repr(value))} is not a whole number >= {minimum}")
-        return value
-
-    def flag(self, key: str) -> bool:
-        value = self.values.get(key)
-        if not isinstance(value, bool):
-            raise self.error(key, f"{shorten(repr(value))} is not true or false")
-        return value
-
-    def text(self, key: str, optional: bool = False, pattern: re.Pattern | None = None) -> str | None:
-        """A string a unit file can carry (no control characters), matching `pattern` when given."""
-        value = self.values.get(key)
-        if value is None and optional:
-            return None
-        if not isinstance(value, str) or not value or not _printable(value):
-            raise self.error(key, f"{shorten(repr(value))} is not a non-empty single-line string")
-        if pattern is not None and not pattern.fullmatch(value):
-            raise self.error(key, f"{shorten(repr(value))} does not match {pattern.pattern}")
-        return value
-
-    def words(self, key: str, pattern: re.Pattern | None = None, numbers: bool = False) -> tuple[str, ...]:
-        """A list of single-line strings (and numbers, when `numbers`), each matching `pattern` when given."""
-        value = self.values.get(key)
-        value = [] if value is None else value
-        if not isinstance(value, list):
-            raise self.error(key, f"must be a list, not {shorten(repr(value))}")
-        found = []
-        for item in value:
-            kinds = (str, int, float) if numbers else (str,)
-            word = item if isinstance(item, str) else repr(item)
-            if isinstance(item, bool) or not isinstance(item, kinds) or not _printable(word):
-                raise self.error(key, f"item {shorten(repr(item))} is not a single-line string")
-            if pattern is not None and not pattern.fullmatch(word):
-                raise self.error(key, f"item {shorten(word)!r} does not match {pattern.pattern}")
-            found.append(word)
-        return tuple(found)
-
-    def choice(self, key: str, choices: Iterable[str]) -> str:
-        value, allowed = self.values.get(key), tuple(choices)
-        if value not in allowed:
-            raise self.error(key, f"{shorten(repr(value))} is not one of {', '.join(allowed)}")
-        return value
-
-
-def _printable(text: str) -> bool:
-    return bool(text) and not any(ord(c) < 32 or ord(c) == 127 for c in text)

@@ -29,7 +29,7 @@ def _found_rules(facts) -> list[str]:
 
 
 def test_firewall_rules(node, observed, expect):
-    if node.vars.get("firewall", "auto") == "none":
+    if firewall_role.frontend_choice(node) == "none":
         pytest.skip(f"{node.name}: firewall: none in the inventory")
     operations = expect.firewall_operations(node, observed.facts.get("frontends"))
     drift = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from llamafleet.cluster import Cluster
 from llamafleet.inventory import Inventory
+from llamafleet.roles.head import settings as head_settings
 
 from . import plan as _plan
 
@@ -20,6 +21,7 @@ def plans(view: Cluster, inventory: Inventory) -> dict[str, object]:
             rules.append(_plan.Rule(worker.port, (view.head_address,), "rpc"))
         if host.name == view.head:  # loopback too: the head probes its own /health
             sources = (*view.api_allow, *LOOPBACK)
-            rules.append(_plan.Rule(int(host.vars["api_port"]), sources, "api"))
-        found[host.name] = _plan.FirewallPlan(rules=tuple(rules), ssh_port=host.port)
+            api_port = head_settings.settings(host, str(inventory.path)).api_port
+            rules.append(_plan.Rule(api_port, sources, "api"))
+        found[host.name] = _plan.FirewallPlan(rules=tuple(rules), ssh_port=host.connection.port)
     return found

@@ -1,18 +1,41 @@
-"""Role head's variables (names as in its defaults.yml) read and checked for the head host."""
+"""Role head's settings: its knobs (names as in its defaults.yml) read for the head host."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from llamafleet import units, variables
+from llamafleet import rolesettings
 from llamafleet.inventory import Host
+from llamafleet.rolesettings import Refused, choice, flag, knob, line, whole, words
+from llamafleet.variables import Variable
 from llamafleet.yamlfile import shorten
 
 PROPORTION = re.compile(r"[0-9]+(\.[0-9]+)?")
 # Would put a key on the command line, where `ps` and the journal see it: api_key_file is the way.
 SECRET_FLAGS = ("--api-key",)
+_ONE_LINE = line()
+_ARGUMENTS = words(numbers=True)
+
+
+def _ip_address(value: Any, variable: Variable) -> str:
+    text = _ONE_LINE(value, variable)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise Refused(f"{shorten(text)!r} is not an IP address (0.0.0.0 listens on every one)") from None
+
+
+def _extra_args(value: Any, variable: Variable) -> tuple[str, ...]:
+    for arg in value if isinstance(value, list) else []:
+        option = str(arg).split("=", 1)[0]
+        if option in SECRET_FLAGS:  # checked first: no other message may quote the value that follows it
+            raise Refused(f"{option} would show the key to `ps` and the journal: set api_key_file instead")
+    return _ARGUMENTS(value, variable)
 
 
 @dataclass(frozen=True)
@@ -20,59 +43,37 @@ class HeadSettings:
     """What the head's unit is made of; the workers and who may connect come from cluster.view."""
 
     host: str
-    llamafleet_user: str
-    llama_cpp_backend: str
-    api_host: str
-    api_port: int
-    api_key_file: str | None  # on the controller; the head gets it as paths.API_KEY_FILE
-    n_gpu_layers: int
-    tensor_split: tuple[str, ...]
-    ctx_size: int
-    parallel: int
-    model_alias: str | None
-    metrics: bool
-    webui: bool
-    llama_server_extra_args: tuple[str, ...]
+    llamafleet_user: str = knob(_ONE_LINE)
+    llama_cpp_backend: str = knob(choice)
+    api_host: str = knob(_ip_address)
+    api_port: int = knob(whole(1))
+    api_key_file: str | None = knob(_ONE_LINE)  # on the controller (api_key_path); the head gets paths.API_KEY_FILE
+    n_gpu_layers: int = knob(whole(0))
+    tensor_split: tuple[str, ...] = knob(words(PROPORTION, numbers=True))
+    ctx_size: int = knob(whole(0))
+    parallel: int = knob(whole(1))
+    model_alias: str | None = knob(_ONE_LINE)
+    metrics: bool = knob(flag)
+    webui: bool = knob(flag)
+    llama_server_extra_args: tuple[str, ...] = knob(_extra_args)
 
 
 def settings(host: Host, file: str | None = None) -> HeadSettings:
-    """The head's settings from its resolved variables (role defaults already applied by the inventory)."""
-    read = units.HostVars(host.name, host.vars, file)
-    return HeadSettings(
-        host=host.name,
-        llamafleet_user=read.text("llamafleet_user"),
-        llama_cpp_backend=read.choice("llama_cpp_backend", variables.catalogue()["llama_cpp_backend"].choices),
-        api_host=_address(read),
-        api_port=read.whole("api_port", 1),
-        api_key_file=read.text("api_key_file", optional=True),
-        n_gpu_layers=read.whole("n_gpu_layers", 0),
-        tensor_split=read.words("tensor_split", PROPORTION, numbers=True),
-        ctx_size=read.whole("ctx_size", 0),
-        parallel=read.whole("parallel", 1),
-        model_alias=read.text("model_alias", optional=True),
-        metrics=read.flag("metrics"),
-        webui=read.flag("webui"),
-        llama_server_extra_args=_extra_args(read),
-    )
+    """The head's settings; given the inventory `file`, api_key_file is the key file's path on the controller."""
+    found = rolesettings.build(HeadSettings, host, file)
+    if file is None:
+        return found
+    return dataclasses.replace(found, api_key_file=str(_key_path(Path(file), found.api_key_file)))
 
 
-def _address(read: units.HostVars) -> str:
-    value = read.text("api_host")
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise read.error(
-            "api_host", f"{shorten(value)!r} is not an IP address (0.0.0.0 listens on every one)"
-        ) from None
+def api_key_path(inventory_file: Path, host: Host) -> Path:
+    """api_key_file (relative to the inventory), else <inventory name>.api-key beside the inventory."""
+    return Path(settings(host, str(inventory_file)).api_key_file)
 
 
-def _extra_args(read: units.HostVars) -> tuple[str, ...]:
-    raw = read.values.get("llama_server_extra_args")
-    for arg in raw if isinstance(raw, list) else []:
-        flag = str(arg).split("=", 1)[0]
-        if flag in SECRET_FLAGS:  # checked first: no other message may quote the value that follows it
-            raise read.error(
-                "llama_server_extra_args",
-                f"{flag} would show the key to `ps` and the journal: set api_key_file instead",
-            )
-    return read.words("llama_server_extra_args", numbers=True)
+def _key_path(inventory_file: Path, given: str | None) -> Path:
+    folder = inventory_file.parent
+    if not given:
+        return folder / f"{inventory_file.stem}.api-key"
+    path = Path(given).expanduser()
+    return path if path.is_absolute() else folder / path

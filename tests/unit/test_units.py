@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from inventory_tree import HEAD_AND_WORKERS, write_tree
 
-from llamafleet import cluster, inventory, roles, units
+from llamafleet import cluster, inventory, units
 from llamafleet.errors import InventoryError
+from llamafleet.roles.head import role as head_role
+from llamafleet.roles.rpc_worker import role as worker_role
 
 ROOT = Path(__file__).resolve().parents[2]
-worker_role = roles.load("rpc_worker")
-head_role = roles.load("head")
 
 TWO_WORKERS = HEAD_AND_WORKERS + (
     "        w1: {ansible_host: 10.0.0.2}\n"
@@ -69,7 +69,7 @@ def systemd_words(line: str) -> list[str]:
 # -- command lines ------------------------------------------------------------------------------
 
 
-def test_worker_command_lines(tmp_path):
+def test_workers_run_rpc_server_on_their_address_with_their_own_options(tmp_path):
     inv, view = load(tmp_path)
     w1, w2 = (worker_role.render_unit(worker_role.settings.settings(inv.hosts[n]), view) for n in ("w1", "w2"))
     rpc_server = "/opt/llama.cpp/current/bin/ggml-rpc-server"
@@ -95,7 +95,7 @@ def test_worker_bound_to_every_address_is_reached_at_its_ansible_host(tmp_path):
     assert "--rpc 10.0.0.2:50052,10.0.0.3:50053 " in values(unit, "ExecStart")[0]
 
 
-def test_head_command_line_with_defaults(tmp_path):
+def test_the_head_runs_llama_server_with_the_default_options(tmp_path):
     (line,) = values(head_unit(tmp_path, model="/var/lib/llamafleet/models/m.gguf"), "ExecStart")
     assert shlex.split(line) == [
         "/opt/llama.cpp/current/bin/llama-server",
@@ -107,7 +107,7 @@ def test_head_command_line_with_defaults(tmp_path):
     ]
 
 
-def test_head_command_line_with_every_option(tmp_path):
+def test_every_head_option_reaches_the_command_line_quoted_for_systemd(tmp_path):
     head_vars = """\
         api_host: 10.0.0.1
         api_port: 8443
@@ -183,7 +183,7 @@ def test_the_key_is_a_credential_never_a_value(tmp_path):
     assert SECRET not in unit and "key.txt" not in unit and "--api-key " not in unit
 
 
-def test_no_key_file_no_key(tmp_path):
+def test_without_a_key_file_the_api_asks_for_no_key(tmp_path):
     unit = head_unit(tmp_path)
     assert "--api-key" not in unit and values(unit, "LoadCredential") == []
 
@@ -304,7 +304,7 @@ def test_systemd_analyze_verify_accepts_the_units(tmp_path, backend):
 
 
 @needs_systemd_analyze
-def test_systemd_analyze_verify_does_complain(tmp_path):
+def test_systemd_analyze_verify_complains_about_an_unknown_key(tmp_path):
     unit = worker_unit(tmp_path).replace("Restart=always\n", "Restart=always\nRestartSecs=5\n")
     systemd_root(tmp_path, {"llama-rpc.service": unit})
     done = subprocess.run(
@@ -329,7 +329,7 @@ def exposure(path: Path) -> float:
 
 
 @needs_systemd_analyze
-def test_systemd_analyze_security_exposure(tmp_path):
+def test_units_stay_within_their_systemd_exposure_targets(tmp_path):
     worker, head = tmp_path / "llama-rpc.service", tmp_path / "llama-server.service"
     worker.write_text(worker_unit(tmp_path / "w"))
     head.write_text(head_unit(tmp_path / "h", extra={"api_key_file": "key.txt"}))
@@ -408,7 +408,10 @@ def test_invoke_render_writes_every_unit_per_host(tmp_path):
     assert done.stdout.split() == [str(out / host / _unit(host)) for host in ("w1", "w2", "h1")]
     assert done.stderr == ""  # --model given: no note
     head_text = (out / "h1/etc/systemd/system/llama-server.service").read_text()
-    assert head_text == head_unit(tmp_path / "same", model="/var/lib/llamafleet/models/tiny.gguf")
+    inv = inventory.load(inventory_file)  # the key provision would give the head, as a credential
+    head = head_role.settings.settings(inv.head, str(inventory_file))
+    assert head_text == head_role.render_unit(head, cluster.view(inv), "/var/lib/llamafleet/models/tiny.gguf")
+    assert values(head_text, "LoadCredential") == ["api-key:/etc/llamafleet/api-key"]
     assert (out / "w2/etc/systemd/system/llama-rpc.service").read_text() == worker_unit(tmp_path / "w", name="w2")
 
 
