@@ -15,7 +15,7 @@ def test_pinned_release_current(node, observed, expect):
     link = facts["current"]
     current = link.target if link is not None and link.type == "link" else None
     manifest = build_manifest(facts["identity"])
-    problems = identity.identity_problems({node.name: manifest}, {node.name: node.vars})
+    problems = identity.identity_problems({node.name: manifest}, {node.name: expect.llama_settings(node)})
     target = f"releases/{wanted}" if wanted else f"releases/{expect.llama_settings(node).version}-*"
     linked = current == target if wanted else bool(current) and current.startswith(target[:-1])
     require(
@@ -33,9 +33,8 @@ def test_builds_identical(suite):
         name: build_manifest(seen.facts["identity"]) for name, seen in suite.gathered.hosts.items() if not seen.error
     }
     head = suite.expect.view.head
-    problems = identity.identity_problems(
-        manifests, {h.name: h.vars for h in suite.hosts}, head if head in manifests else None
-    )
+    wanted = {h.name: suite.expect.llama_settings(h) for h in suite.hosts}
+    problems = identity.identity_problems(manifests, wanted, head if head in manifests else None)
     require(
         len(manifests) == len(suite.hosts) and not problems,
         "cluster",

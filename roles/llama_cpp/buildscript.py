@@ -3,13 +3,22 @@
 import json
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from llamafleet import paths
 from llamafleet.errors import OperationError
 
-from . import plan
+from . import cmake, dependencies, groups, sums
+from .groups import PlatformGroup
+from .settings import LlamaCppSettings
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+BUILD_TEMPLATE = "build.sh.j2"
+INSTALL_TEMPLATE = "install.sh.j2"
+MANIFEST_SCHEMA = 1
 
 # --------------------------------------------------------------------------- BUILD.json
 
@@ -20,12 +29,12 @@ def manifest_head(
     source_sha256: str | None,
     backend: str,
     configure_args: Sequence[str],
-    group: plan.PlatformGroup,
+    group: PlatformGroup,
     identifier: str,
 ) -> dict[str, Any]:
     """Everything in BUILD.json except the file checksums, in the order it is written."""
     return {
-        "schema": plan.MANIFEST_SCHEMA,
+        "schema": MANIFEST_SCHEMA,
         "version": version,
         "install": install,
         "source_sha256": source_sha256,
@@ -56,14 +65,14 @@ def _shell_words(values: Iterable[str]) -> str:
 
 
 def build_script_context(
-    settings: plan.LlamaCppSettings,
-    group: plan.PlatformGroup,
+    settings: LlamaCppSettings,
+    group: PlatformGroup,
     source_archive: str,
     source_sha256: str,
     work_dir: str,
 ) -> dict[str, str]:
     """Variables of build.sh.j2, each already a quoted shell word (or words), so no custom filter is needed."""
-    configure_args = plan.cmake_args(
+    configure_args = cmake.cmake_args(
         settings.version,
         source_sha256,
         settings.backend,
@@ -71,11 +80,11 @@ def build_script_context(
         settings.cmake_args,
         settings.gpu_targets,
     )
-    identifier = plan.release_id(
-        settings.version, settings.backend, plan.artifact_cache_key(source_sha256, configure_args, group)
+    identifier = groups.release_id(
+        settings.version, settings.backend, groups.artifact_cache_key(source_sha256, configure_args, group)
     )
     head = manifest_head(settings.version, "build", source_sha256, settings.backend, configure_args, group, identifier)
-    required = plan.build_tools(settings.backend)
+    required = dependencies.build_tools(settings.backend)
     return {
         "backend": shlex.quote(settings.backend),
         "group_name": shlex.quote(group.name),
@@ -84,8 +93,8 @@ def build_script_context(
         "source_sha256": shlex.quote(source_sha256),
         "work_dir": shlex.quote(work_dir),
         "cmake_args": _shell_words(configure_args),
-        "build_targets": _shell_words(plan.build_targets()),
-        "worker_targets": _shell_words(plan.WORKER_TARGETS),
+        "build_targets": _shell_words(cmake.build_targets()),
+        "worker_targets": _shell_words(cmake.WORKER_TARGETS),
         "required_tools": _shell_words(required),
         "manifest_head": shlex.quote(manifest_head_json(head)),
     }
@@ -94,7 +103,7 @@ def build_script_context(
 def render_template(name: str, context: Mapping[str, str]) -> str:
     """Render one of the role's templates; the engine's template environment gives the same text."""
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(plan.ROLE_DIR / "templates"),
+        loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # noqa: S701 -- shell scripts, not HTML
@@ -103,15 +112,15 @@ def render_template(name: str, context: Mapping[str, str]) -> str:
 
 
 def render_build_script(
-    settings: plan.LlamaCppSettings,
-    group: plan.PlatformGroup,
+    settings: LlamaCppSettings,
+    group: PlatformGroup,
     source_archive: str,
     source_sha256: str,
     work_dir: str,
 ) -> str:
     """build.sh for one platform group."""
     return render_template(
-        plan.BUILD_TEMPLATE, build_script_context(settings, group, source_archive, source_sha256, work_dir)
+        BUILD_TEMPLATE, build_script_context(settings, group, source_archive, source_sha256, work_dir)
     )
 
 
@@ -120,7 +129,7 @@ def install_script_context(
     artifact_sha256: str,
     identifier: str,
     keep_releases: int,
-    install_root: str = plan.INSTALL_ROOT,
+    install_root: str = paths.INSTALL_ROOT,
     mode: str = "stage",
 ) -> dict[str, str]:
     """Variables of install.sh.j2, quoted: mode stage unpacks to releases/<id>; mode switch points
@@ -134,9 +143,9 @@ def install_script_context(
         "release_id": shlex.quote(identifier),
         "install_root": shlex.quote(install_root),
         "keep_releases": shlex.quote(str(int(keep_releases))),
-        "sums_record": plan.SUMS_RECORD,
-        "sums_listing": plan.SUMS_LISTING,  # commands, not values: the same text role.IDENTITY compares with
-        "sums_hashes": plan.SUMS_HASHES,
+        "sums_record": sums.SUMS_RECORD,
+        "sums_listing": sums.SUMS_LISTING,  # commands, not values: the same text hostfacts.IDENTITY compares with
+        "sums_hashes": sums.SUMS_HASHES,
     }
 
 

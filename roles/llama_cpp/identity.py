@@ -8,7 +8,7 @@ from typing import Any
 
 from llamafleet.errors import OperationError
 
-from . import plan
+from .settings import LlamaCppSettings
 
 
 def with_measured_files(manifest: Mapping[str, Any], sha256sum_output: str) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def _reference_host(manifests: Mapping[str, Mapping[str, Any] | None], preferred
     )
 
 
-def _inventory_problems(host: str, manifest: Mapping[str, Any], settings: plan.LlamaCppSettings) -> list[str]:
+def _inventory_problems(host: str, manifest: Mapping[str, Any], settings: LlamaCppSettings) -> list[str]:
     wanted = {"version": settings.version, "install": settings.install, "backend": settings.backend}
     platform = manifest.get("platform", {})
     wanted_platform = {
@@ -133,21 +133,22 @@ def _group_reference_files(
 
 def identity_problems(
     manifests: Mapping[str, Mapping[str, Any] | None],
-    host_vars: Mapping[str, Mapping[str, Any]],
+    wanted: Mapping[str, LlamaCppSettings],
     reference_host: str | None = None,
     group_files: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
     """Every reason the cluster does not run one identical llama.cpp; [] when it does.
 
     manifests: host -> its BUILD.json (with "measured" from with_measured_files when known), None if
-    nothing is installed. group_files: platform group name -> the artifact's {path: sha256}.
+    nothing is installed. wanted: host -> its settings, what the inventory asks for. group_files: platform
+    group name -> the artifact's {path: sha256}.
     """
     problems = [f"{host}: llama.cpp is not installed" for host in sorted(manifests) if not manifests[host]]
     installed = {host: manifest for host, manifest in manifests.items() if manifest}
     reference = _reference_host(manifests, reference_host)
     for host in sorted(installed):
         manifest = installed[host]
-        problems += _inventory_problems(host, manifest, plan.settings_for_host(host, host_vars.get(host, {})))
+        problems += _inventory_problems(host, manifest, wanted[host])
         ref = installed[reference] if reference else manifest
         if (manifest.get("version"), manifest.get("source_sha256")) != (ref.get("version"), ref.get("source_sha256")):
             problems.append(f"{host}: llama.cpp {_identity(manifest)} but {reference} runs {_identity(ref)}")

@@ -16,24 +16,24 @@ from pathlib import Path
 
 from llamafleet.errors import InventoryError
 
-from . import artifacts, buildscript, plan
+from . import artifacts, assets, buildscript, groups
 
 _LOCK = threading.Lock()
 
 
 def fetch(settings, group, arch: str) -> tuple[str, str, artifacts.Artifact]:
     """(cache key, release id, artifact) for a host installing an official release."""
-    assets = plan.release_assets(settings, arch)
+    wanted = assets.release_assets(settings, arch)
     with _LOCK:  # hosts of one group ask at the same time: download once
-        downloads, shas = zip(*(_download(asset) for asset in assets), strict=True)
+        downloads, shas = zip(*(_download(asset) for asset in wanted), strict=True)
         if settings.release_sha256 and shas[0] != settings.release_sha256:
             raise InventoryError(
-                f"{assets[0].name} has sha256 {shas[0]}, not the pinned one",
+                f"{wanted[0].name} has sha256 {shas[0]}, not the pinned one",
                 where=f"host {settings.host}",
                 key="llama_cpp_release_sha256",
             )
-        key = plan.release_cache_key(assets, shas)
-        identifier = plan.release_id(settings.version, settings.backend, key)
+        key = assets.release_cache_key(wanted, shas)
+        identifier = groups.release_id(settings.version, settings.backend, key)
         found = artifacts.lookup(key, identifier)
         if found is None:
             found = _repack(settings, group, key, identifier, downloads)
@@ -44,7 +44,7 @@ def download_checked(url: str, sha256: str, host: str) -> Path:
     """A source archive the controller downloads once (download cache) and pushes; it must match sha256."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])[:120]
     with _LOCK:  # every build host of a run wants the same archive: download it once
-        path, actual = _download(plan.ReleaseAsset(name or "source.tar.gz", url, ""))
+        path, actual = _download(assets.ReleaseAsset(name or "source.tar.gz", url, ""))
     if actual != sha256:
         raise InventoryError(
             f"{url} has sha256 {actual}, not the pinned one (the download is kept in {path.parent}; "

