@@ -76,7 +76,7 @@ def test_known_hosts_holds_exactly_the_new_host_keys(lab):
 
 
 @pytest.mark.parametrize("host", HOSTS)
-def test_ssh_with_pinned_known_hosts(lab, host):
+def test_each_host_boots_and_answers_ssh_with_its_pinned_key(lab, host):
     proc = ssh(lab, host, "systemctl is-system-running")
     assert (proc.returncode, proc.stdout.strip()) == (0, "running"), proc.stderr
 
@@ -114,19 +114,19 @@ def test_firewall_frontend_preinstalled_as_asked(lab, host, present, absent):
         assert ssh(lab, host, f"command -v {command}").returncode == 1, f"{command} unexpected on {host}"
 
 
-def test_ufw_installed_but_not_blocking_ssh(lab):
+def test_preinstalled_ufw_is_inactive_so_ssh_stays_open(lab):
     proc = ssh(lab, "w1", "ufw status")
     assert proc.stdout.strip() == "Status: inactive", proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("host", HOSTS)
-def test_link_shaped_on_host_side_veth(lab, host):
+def test_each_host_s_link_is_shaped_to_the_asked_rate(lab, host):
     veth = lab.host(host).veth
     out = subprocess.run(["tc", "qdisc", "show", "dev", veth], capture_output=True, text=True, check=True).stdout
     assert "tbf" in out and "rate 1Gbit" in out, out
 
 
-def test_status_and_shell_command(lab):
+def test_status_lists_running_hosts_and_shell_command_reaches_one(lab):
     (info,) = lab_api.status(lab.name)
     assert [h.name for h in info.hosts if h.running] == HOSTS
     argv = lab_api.shell_command(lab.name, "w2")

@@ -182,7 +182,7 @@ def test_fault_is_caught_then_repaired(fault, serving, lab, env, cluster_vars):
     assert ids(doc, "passed") == EVERY_CHECK
 
 
-def test_verify_as_a_sudo_user(serving, lab, env, cluster_vars, admin_inventory):
+def test_verify_as_a_sudo_user_gives_the_same_verdict(serving, lab, env, cluster_vars, admin_inventory):
     """A non-root login with sudo that asks a password on the workers: the same checks, the same verdict."""
     code, doc = verify(lab, env, cluster_vars, inventory=admin_inventory)
     assert code == 0, ids(doc, "failed")
