@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from scripts import make_gguf
 from tests.command_line import ROOT, invoke, invoke_argv
 from tests.lab.labtools import (
     VERSION,
@@ -29,17 +29,10 @@ from tests.lab.labtools import (
 MODEL_SEED = 5
 
 
-def make_gguf():
-    spec = importlib.util.spec_from_file_location("make_gguf", ROOT / "scripts/make_gguf.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny-test.gguf"
-    make_gguf().make_model(path, size="1M", seed=MODEL_SEED)
+    make_gguf.make_model(path, size="1M", seed=MODEL_SEED)
     return path
 
 
@@ -257,7 +250,7 @@ def test_not_gguf_or_a_wrong_sha256_is_refused_and_changes_no_host(served, lab, 
 def big_model_url(tmp_path_factory):
     """A 230 MB model served over loopback HTTP (with Range), as a model hub would serve it."""
     folder = tmp_path_factory.mktemp("served-models")
-    make_gguf().make_model(folder / "big-test.gguf", size="200M", seed=BIG_SEED)
+    make_gguf.make_model(folder / "big-test.gguf", size="200M", seed=BIG_SEED)
     with served_folder(folder) as url:
         yield f"{url}big-test.gguf", folder / "big-test.gguf"
 
@@ -362,7 +355,7 @@ def received(lab, worker: str) -> int:
 def test_with_seeding_the_heads_first_start_sends_no_large_tensor(served, lab, env, tmp_path, cluster_vars):
     path = tmp_path / "seeded-test.gguf"
     dims = {"n_embd": 2048, "n_layer": 2, "n_ff": 4096, "n_head": 16, "n_vocab": 1024}
-    make_gguf().make_model(path, seed=12, **dims)  # every attention and feed-forward tensor is over 10 MiB
+    make_gguf.make_model(path, seed=12, **dims)  # every attention and feed-forward tensor is over 10 MiB
     before = {w: saved_by_rpc_server(lab, w) for w in ("w1", "w2")}
     seeding = ("-e", "rpc_cache_seed=true", "-e", "keep_models=3")  # the two earlier models stay
     code, doc = invoke_json("deploy", lab.inventory, env, "--model", str(path), *seeding, *cluster_vars)

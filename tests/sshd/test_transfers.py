@@ -49,6 +49,16 @@ class CutSource:
         return self.stream.read(min(count, self.limit - self.stream.tell()))
 
 
+def cut_after_a_mib(monkeypatch, cut) -> None:
+    """Every upload's source gives its first MiB of data, then calls `cut`."""
+
+    @contextlib.contextmanager
+    def source(data):
+        yield CutSource(data, 1024 * 1024, cut)
+
+    monkeypatch.setattr(ssh, "_source", source)
+
+
 def test_a_stream_shorter_than_announced_is_not_renamed(conn, target, monkeypatch):
     real = ssh._measure
     monkeypatch.setattr(ssh, "_measure", lambda data: (real(data)[0] + 1000, real(data)[1]))
@@ -68,11 +78,7 @@ def test_a_source_that_fails_midway_is_not_renamed(conn, target, monkeypatch):
     def fail():
         raise OSError("input/output error on the controller")
 
-    @contextlib.contextmanager
-    def failing_source(data):
-        yield CutSource(data, 1024 * 1024, fail)
-
-    monkeypatch.setattr(ssh, "_source", failing_source)
+    cut_after_a_mib(monkeypatch, fail)
     with pytest.raises(CommandError, match="reading the data to send failed: input/output error"):
         conn.put(NEW, str(target))
     assert_left_alone(target)
@@ -85,11 +91,7 @@ def test_a_connection_closed_mid_upload_is_not_renamed(conn, target, monkeypatch
         transport.close()
         return b""
 
-    @contextlib.contextmanager
-    def cut_source(data):
-        yield CutSource(data, 1024 * 1024, close_connection)
-
-    monkeypatch.setattr(ssh, "_source", cut_source)
+    cut_after_a_mib(monkeypatch, close_connection)
     with pytest.raises(ConnectError, match="connection lost during: set -e"):
         conn.put(NEW, str(target))
     assert_left_alone(target, wait=10)

@@ -9,6 +9,12 @@ from llamafleet.errors import OperationError
 from llamafleet.operations import Facts, NoChange
 
 
+def api_allowed_from(address: str) -> list[str]:
+    """The ufw command that lets `address` reach the API port (8080), before any other rule."""
+    return ["ufw", "prepend", "allow", "from", address, "to", "any", "port", "8080", "proto", "tcp",
+            "comment", "llamafleet api"]  # fmt: skip
+
+
 def test_ufw_status_reads_state_default_and_rules():
     fresh = F.UfwStatus().process(recorded("ufw_status_fresh.txt"))
     assert fresh == F.UfwState(False, None, (), True)
@@ -23,24 +29,7 @@ def test_ufw_fresh_host_allows_ssh_first():
     result = plan(UFW.rules(HEAD_PLAN), "ufw_status_fresh.txt")
     assert shell_words(result) == [
         ["ufw", "allow", "22/tcp", "comment", "llamafleet ssh"],
-        *[
-            [
-                "ufw",
-                "prepend",
-                "allow",
-                "from",
-                a,
-                "to",
-                "any",
-                "port",
-                "8080",
-                "proto",
-                "tcp",
-                "comment",
-                "llamafleet api",
-            ]
-            for a in (HEAD, W1, W2)
-        ],
+        *[api_allowed_from(address) for address in (HEAD, W1, W2)],
         ["ufw", "deny", "8080/tcp", "comment", "llamafleet api"],
     ]
     assert result.reason == "5 missing"
@@ -57,21 +46,7 @@ def test_ufw_stale_source_is_deleted_and_a_foreign_rule_kept():
     result = plan(UFW.rules(HEAD_PLAN), "ufw_status_stale.txt")
     assert shell_words(result) == [
         ["ufw", "delete", "allow", "from", OLD_HEAD, "to", "any", "port", "8080", "proto", "tcp"],
-        [
-            "ufw",
-            "prepend",
-            "allow",
-            "from",
-            HEAD,
-            "to",
-            "any",
-            "port",
-            "8080",
-            "proto",
-            "tcp",
-            "comment",
-            "llamafleet api",
-        ],
+        api_allowed_from(HEAD),
     ]
     assert result.reason == "1 missing, 1 stale"
     assert ("allow", "9999/tcp") in F.UfwStatus().process(recorded("ufw_status_stale.txt")).rules

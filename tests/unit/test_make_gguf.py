@@ -1,7 +1,6 @@
 """Unit tests of scripts/make_gguf.py: byte-identical seeded models that parse back as llama GGUF of the asked size."""
 
 import hashlib
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +8,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
+
+from scripts import make_gguf
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "make_gguf.py"
@@ -18,15 +19,6 @@ PINNED_SHA256 = "79b791ab918e76d7329f6ddc132c4ca86ca753ccc475b69e5502055c92bc412
 TINY = {"n_embd": 32, "n_layer": 2, "n_ff": 48, "n_head": 2, "n_vocab": 300, "ctx": 256}
 BLOCK_PARTS = ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down")
 
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_gguf = _load("make_gguf", SCRIPT)
 
 pytestmark = pytest.mark.unit
 

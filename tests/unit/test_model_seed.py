@@ -2,36 +2,28 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from pathlib import Path
 
 import gguf
 import pytest
-from recordings import RECORDED, recorded_lines, words
+from recordings import recorded_lines, words
 
 from llamafleet.channel import Ranges
 from llamafleet.operations import Change, Facts, Feed, NoChange
 from llamafleet.roles.model import layout, seed, source
+from scripts import make_gguf
 
-ROOT = Path(__file__).resolve().parents[2]
 # The worker w1's cache after `deploy --model mid.gguf -e rpc_cache_seed=true` (make_gguf --size 200M --seed 8);
 # 6 of its 11 entries had been written by rpc-server itself when the head loaded that model unseeded.
 MID_SHA = "37ecdc0852700caf467df205926d7430850001f349bb07ff7cdfe57c46018106"
 pytestmark = pytest.mark.usefixtures("controller_cache")
 
 
-def make_gguf():
-    spec = importlib.util.spec_from_file_location("make_gguf", ROOT / "scripts/make_gguf.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("m") / "small.gguf"
-    make_gguf().make_model(path, size="1M", seed=3)
+    make_gguf.make_model(path, size="1M", seed=3)
     return path
 
 
@@ -78,7 +70,7 @@ def test_entries_are_fnv1a_64_of_each_large_tensor_and_hashed_once(small, monkey
 
 
 def listing(name: str) -> list[str]:
-    return recorded_lines(RECORDED / "model" / name)
+    return recorded_lines(f"model/{name}")
 
 
 def entries_of_w1(source: Path) -> tuple:
