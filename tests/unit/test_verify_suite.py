@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 from inventory_tree import write_tree
-from recordings import RECORDED, recorded_lines
+from recordings import recorded_lines
 
 from llamafleet import inventory
 from llamafleet.ssh import HostConnection
@@ -37,7 +37,7 @@ all:
 
 
 def recorded(host: str, fact: str) -> list[str]:
-    return recorded_lines(RECORDED / "verify" / f"{host}_{fact}.txt")
+    return recorded_lines(f"verify/{host}_{fact}.txt")
 
 
 @pytest.fixture
@@ -57,10 +57,10 @@ def test_expected_release_is_the_one_provision_installed(expect, host):
 
 def test_recorded_builds_are_identical_and_intact(expect):
     manifests = {h: build_manifest(recorded(h, "identity")) for h in ("head", "w1", "w2")}
-    assert identity.identity_problems(manifests, {h.name: h.vars for h in expect.inventory.hosts.values()}) == []
+    assert identity.identity_problems(manifests, expect.llama) == []
     swapped = dict(manifests["w1"]["measured"], **{"bin/ggml-rpc-server": "0" * 64})
     manifests["w1"] = {**manifests["w1"], "measured": swapped}
-    problems = identity.identity_problems(manifests, {h.name: h.vars for h in expect.inventory.hosts.values()})
+    problems = identity.identity_problems(manifests, expect.llama)
     assert problems == ["w1: bin/ggml-rpc-server sha256 0000.. differs from the build of group "
                         "debian-12-x86_64-cpu-native (934e..)"]  # fmt: skip
 
@@ -84,7 +84,7 @@ def test_a_stopped_service_has_no_process_and_no_listener():
     assert ("10.213.85.3", 50052) not in ports and ("0.0.0.0", 22) in ports
 
 
-def test_sockets_listening_and_established():
+def test_sockets_parse_into_listening_and_established_endpoints():
     listening = probes.Listening().process(recorded("w1", "listening"))
     assert probes.Socket("10.213.85.3", 50052) in listening
     established = probes.Established().process(recorded("w1", "established"))
@@ -129,7 +129,7 @@ def test_parallel_batch_output_reads_like_a_batch():
     assert [values[f.key] for f in facts] == [["one", "two"], ["three"], []]
 
 
-def test_cache_model_and_load_log(expect):
+def test_cache_model_and_load_log_parse_from_recorded_output(expect):
     assert probes.RpcCache().process(recorded("w1", "cache")) == probes.CacheDir(True, 4096, 0)
     assert probes.RpcCache().process([]) == probes.CacheDir(False)
     model = probes.DeployedModel().process(recorded("head", "model"))
@@ -139,7 +139,7 @@ def test_cache_model_and_load_log(expect):
     assert held == {"10.213.85.3:50052": 0.61, "10.213.85.4:50052": 0.33}
 
 
-def test_head_api_answers(expect):
+def test_head_api_answers_parse_into_status_bodies_and_waited_time(expect):
     api = probes.HeadApi("127.0.0.1", 8080, 1).process(recorded("head", "api"))
     assert api["waited"] == 0
     assert (api["health"].status, api["models_without_key"].status, api["models"].status) == (200, 401, 200)
@@ -159,7 +159,7 @@ def test_the_key_travels_on_stdin_never_in_a_command(expect):
     assert "lf-secret-key" not in probes.HeadApi("127.0.0.1", 8080, 5).command()
 
 
-def test_sizes_and_addresses_normalised():
+def test_sizes_and_addresses_are_normalised_before_comparing():
     assert [size_bytes(v) for v in (None, "1024", "4K", "20G")] == [None, 1024, 4096, 20 << 30]
     assert normalise("IPAddressAllow", "10.0.0.1 localhost") == {"10.0.0.1/32", "127.0.0.0/8", "::1/128"}
     assert normalise("IPAddressDeny", "any") == {"0.0.0.0/0", "::/0"}
