@@ -7,13 +7,25 @@ import inspect
 from invoke import Collection, task
 from invoke.main import program
 
-from llamafleet import cli, lab_tasks
+from llamafleet import cli, cli_errors, lab_tasks
 
 # The interpreter's last collection would walk every object of a run that is over anyway.
 atexit.register(gc.freeze)
-cli.report_parse_errors(program)  # bad flags: one line and exit 2, as for every other bad input
+cli_errors.report_parse_errors(program)  # bad flags: one line and exit 2, as for every other bad input
 
-H = cli.COMMON_HELP
+# The help of the flags many tasks share.
+COMMON_HELP = {
+    "inventory": "Inventory file (default: $LLAMAFLEET_INVENTORY, else inventory/hosts.yml).",
+    "limit": "Only these hosts or groups (comma-separated names).",
+    "check": "Plan only: read the hosts' facts for real, change nothing, report what would change.",
+    "diff": "Show a unified diff of every file that changes (or would change with --check).",
+    "json": "Print one JSON document (recap + per-operation results) instead of lines.",
+    "forks": "How many hosts to work on at once (a whole number, default 10).",
+    "extra_vars": "KEY=VALUE (value read as YAML) or @file.yml; highest precedence; repeatable.",
+    "accept_new_host_keys": "Trust and record SSH host keys of hosts not yet in known_hosts (first contact).",
+}
+H = COMMON_HELP
+
 # The flags of the tasks that change hosts (provision, deploy).
 RUN_HELP = {
     k: H[k] for k in ("inventory", "limit", "check", "diff", "json", "forks", "extra_vars", "accept_new_host_keys")

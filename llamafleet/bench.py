@@ -14,11 +14,16 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
+from . import roles
 from .errors import LlamafleetError, UsageError
+from .flags import parse_whole
+
+if TYPE_CHECKING:
+    from .inventory import Inventory
 
 TIMEOUT = (10, 600)
 FILLER = "The quick brown fox jumps over the lazy dog. "
@@ -115,6 +120,48 @@ class Api:
         )
 
 
+def measure(
+    inv: Inventory,
+    runs: History,
+    *,
+    prompt_tokens: str | int,
+    gen_tokens: str | int,
+    concurrency: str,
+    rounds: str | int,
+    label: str | None,
+    out: str | None,
+) -> dict[str, Any]:
+    """Measure each --concurrency level through the head's API; the run, kept in `runs` (and written to `out`)."""
+    levels = levels_from(concurrency)
+    prompt_n = parse_whole("--prompt-tokens", prompt_tokens, 1, MAX_TOKENS)
+    gen_n = parse_whole("--gen-tokens", gen_tokens, 1, MAX_TOKENS)
+    round_n = parse_whole("--rounds", rounds, 1, 1000)
+    api = head_api(inv)
+    prompt = api.prompt(prompt_n)
+    print(f"bench: {api.base}, {prompt_n} prompt + {gen_n} generated tokens, {round_n} request(s) per client")
+    measured = []
+    for level in levels:
+        measured.append(run_level(api, prompt, gen_n, level, round_n))
+        print(f"  concurrency {level}: {measured[-1].gen_tokens_per_s:.1f} generated tokens/s", flush=True)
+    about = {"label": label, "head": inv.head.name, "workers": [h.name for h in inv.workers]}
+    run = runs.add(record(measured, prompt_tokens=prompt_n, gen_tokens=gen_n, rounds=round_n, **about))
+    if out:
+        Path(out).write_text(json.dumps(run, indent=2) + "\n")
+    print(f"run #{run['id']} kept in {runs.path}" + (f", written to {out}" if out else ""))
+    return run
+
+
+def head_api(inv: Inventory) -> Api:
+    """The head's API as a client on the controller reaches it, with the key from the controller's key file."""
+    head_role = roles.load("head")
+    head = head_role.settings.settings(inv.head, str(inv.path))
+    key_file = head_role.api_key_path(inv.path, inv.head)
+    key = head_role.read_key(key_file).decode().strip() if key_file.exists() else None
+    listens_everywhere = head.api_host in ("0.0.0.0", "::")  # noqa: S104 - a comparison, nothing is bound
+    address = inv.head.connection.address if listens_everywhere else head.api_host
+    return Api(f"http://{address}:{head.api_port}", key)
+
+
 def run_level(api: Api, prompt: list[int], gen: int, concurrency: int, rounds: int) -> Level:
     """`concurrency` clients at once, `rounds` requests each; the first error stops the level."""
     samples: list[Sample] = []
@@ -179,6 +226,11 @@ class History:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    @classmethod
+    def beside(cls, inventory_path: Path) -> History:
+        """The history of the inventory at `inventory_path`."""
+        return cls(inventory_path.with_name(f"{inventory_path.stem}.bench.jsonl"))
 
     def runs(self) -> list[dict[str, Any]]:
         if not self.path.is_file():
@@ -255,11 +307,17 @@ def compare(runs: list[dict[str, Any]]) -> str:
             found = next((x for x in run["levels"] if x["concurrency"] == level), None)
             row += [f"{found['gen_tokens_per_s']:.1f}", f"{found['ttft_p50_s']:.3f}"] if found else ["-", "-"]
         rows.append(row)
-    about = [f"#{run['id']}: {run['time']} {run.get('label') or ''} ({_shape(run)})".rstrip() for run in runs]
+    about = [f"#{run['id']}: {run['time']} {run.get('label') or ''} ({shape(run)})".rstrip() for run in runs]
     return "\n".join(about) + "\n" + _aligned([header, *rows])
 
 
-def _shape(run: dict[str, Any]) -> str:
+def listed(run: dict[str, Any]) -> str:
+    """One line of --list-runs: id, time, label and shape."""
+    return f"#{run['id']}  {run['time']}  {run.get('label') or '-'}  {shape(run)}"
+
+
+def shape(run: dict[str, Any]) -> str:
+    """What a run measured: how many workers, how many prompt and generated tokens per request."""
     workers = run.get("workers") or []
     return f"{len(workers)} worker(s), {run.get('prompt_tokens')} prompt + {run.get('gen_tokens')} generated tokens"
 

@@ -7,7 +7,7 @@ import shlex
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from .cli import reports_errors
+from .cli_errors import reports_errors
 
 NAME_HELP = "Lab name: 1-10 lowercase letters/digits (default: lab); labs with different names coexist."
 

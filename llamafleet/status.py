@@ -9,11 +9,16 @@ its root-only file by the shell that sends the request: it never appears in an a
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import paths
+from . import cluster, paths, roles
 from .shell import quote
+
+if TYPE_CHECKING:
+    from .inventory import Host, Inventory
+    from .runner import Runner
 
 MARK = "@lf "  # every line of the status script starts with it; anything else (a login banner) is ignored
 
@@ -49,6 +54,39 @@ class Row:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def read(inv: Inventory, connect: Callable[[], Runner]) -> tuple[list[Row], int]:
+    """One row per host, head first then the workers in inventory order, read in parallel; and the exit code.
+
+    The cluster's addresses and the head's settings are checked before `connect` makes the runner.
+    """
+    view = cluster.view(inv)
+    head_role = roles.load("head")
+    head = head_role.settings.settings(inv.head, str(inv.path))
+    runner = connect()
+    order = [inv.head.name, *(w.name for w in view.workers)]
+    hosts = sorted(runner.hosts, key=lambda h: order.index(h.name) if h.name in order else len(order))
+    rows: dict[str, Row] = {}
+
+    def probe(host: Host) -> None:
+        part, port, api = "-", None, None
+        if host.name == view.head:
+            part, port, api = "head", head.api_port, (head_role.probe_address(head), head.api_port)
+        elif host.name in {w.name for w in view.workers}:
+            part, port = "worker", view.worker(host.name).port
+        text = runner.remote(host, script(part, port, api)).stdout
+        rows[host.name] = parse(host.name, part, port, text)
+
+    try:
+        runner.each_host(hosts, probe)
+    finally:
+        runner.close()
+    for result in runner.output.results:  # unreachable (or failed) hosts still get their row
+        if result.host not in rows:
+            part = "head" if result.host == view.head else "worker" if result.host in order else "-"
+            rows[result.host] = Row(result.host, part, reachable=False, error=result.reason)
+    return [rows[h.name] for h in hosts if h.name in rows], runner.exit_code()
 
 
 def script(part: str, port: int | None, api: tuple[str, int] | None) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 
 import pytest
 
-from llamafleet import bench
+from llamafleet import bench, inventory
 from llamafleet.errors import UsageError
 
 
@@ -72,3 +74,80 @@ def test_plot_writes_a_png(tmp_path):
     runs = [{"id": 1, **run([1, 2])}, {"id": 2, **run([1, 2, 4])}]
     bench.plot(runs, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class FakeHead(http.server.BaseHTTPRequestHandler):
+    """llama-server's /tokenize and streamed /completion, with fixed server timings; keeps each request's headers."""
+
+    seen: list[tuple[str, str | None]] = []
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeHead.seen.append((self.path, self.headers.get("Authorization")))
+        if self.path == "/tokenize":
+            self.reply(json.dumps({"tokens": [1, 2, 3]}).encode())
+            return
+        timings = {
+            "prompt_n": len(body["prompt"]),
+            "prompt_ms": 10.0,
+            "predicted_n": body["n_predict"],
+            "predicted_ms": 20.0,
+        }
+        chunks = [{"content": "x"}, {"content": "", "timings": timings}]
+        self.reply(b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks))
+
+    def reply(self, data: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def fake_head():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeHead)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    FakeHead.seen = []
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_measure_asks_the_heads_api_and_keeps_the_run(tmp_path, fake_head, capsys):
+    path = tmp_path / "hosts.yml"
+    path.write_text(
+        "all:\n  children:\n    head: {hosts: {h1: {ansible_host: 127.0.0.1}}}\n"
+        "    workers: {hosts: {w1: {ansible_host: 127.0.0.2}}}\n"
+    )
+    inv = inventory.load(path, {"api_port": fake_head, "api_key_file": str(tmp_path / "key")})
+    (tmp_path / "key").write_text("sekrit\n")
+    runs = bench.History.beside(path)
+    flags = {"prompt_tokens": "5", "gen_tokens": 4, "concurrency": "1,2", "rounds": 2, "label": "one"}
+    run = bench.measure(inv, runs, **flags, out=str(tmp_path / "run.json"))
+    assert runs.path == tmp_path / "hosts.bench.jsonl" and runs.runs() == [run]
+    assert json.loads((tmp_path / "run.json").read_text()) == run
+    assert (run["id"], run["label"], run["head"], run["workers"], run["prompt_tokens"]) == (1, "one", "h1", ["w1"], 5)
+    assert [(level["concurrency"], level["requests"]) for level in run["levels"]] == [(1, 2), (2, 4)]
+    assert set(FakeHead.seen) == {("/tokenize", "Bearer sekrit"), ("/completion", "Bearer sekrit")}
+    printed = capsys.readouterr().out
+    assert f"bench: http://127.0.0.1:{fake_head}, 5 prompt + 4 generated tokens, 2 request(s) per client" in printed
+    assert f"run #1 kept in {runs.path}, written to {tmp_path / 'run.json'}" in printed
+    assert bench.listed(run).startswith("#1  ") and bench.listed(run).endswith(
+        "  one  1 worker(s), 5 prompt + 4 generated tokens"
+    )
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--prompt-tokens", "0"), ("--gen-tokens", "x"), ("--rounds", "1001")])
+def test_measure_refuses_a_bad_size_before_asking_the_api(tmp_path, flag, value):
+    path = tmp_path / "hosts.yml"
+    path.write_text("all:\n  children:\n    head: {hosts: {h1: {ansible_host: 127.0.0.1, api_port: 1}}}\n")
+    flags = {"prompt_tokens": 1, "gen_tokens": 1, "concurrency": "1", "rounds": 1, "label": None, "out": None}
+    flags[flag.lstrip("-").replace("-", "_")] = value
+    with pytest.raises(UsageError, match=flag):
+        bench.measure(inventory.load(path), bench.History.beside(path), **flags)

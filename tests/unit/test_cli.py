@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from invoke.exceptions import Exit
 
-from llamafleet import cli
+from llamafleet import cli_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 # Loopback with a port nothing listens on: a test that got past validation would fail to connect (exit 3).
@@ -138,7 +138,7 @@ def test_inventory_hides_every_secret_in_text_and_json(tmp_path, inventory):
 def test_an_unexpected_error_is_one_line_and_a_report_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LLAMAFLEET_CACHE", str(tmp_path))
 
-    @cli.reports_errors
+    @cli_errors.reports_errors
     def task_with_a_bug() -> None:
         {}["missing-key"]  # noqa: B018 - the bug
 
@@ -154,7 +154,7 @@ def test_an_unexpected_error_is_one_line_and_a_report_file(tmp_path, monkeypatch
 
 
 def test_exit_from_a_task_passes_through_the_error_reporting():
-    @cli.reports_errors
+    @cli_errors.reports_errors
     def task_that_exits() -> None:
         raise Exit(code=4)
 

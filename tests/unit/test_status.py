@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
+from inventory_tree import GOOD, write_tree
 from recordings import RECORDED
 
-from llamafleet import status
+from llamafleet import inventory, status
+from llamafleet.output import OpResult, Output
 from llamafleet.shell import quote
 
 STATUS = RECORDED / "status"
@@ -105,3 +109,43 @@ def test_the_key_never_appears_in_the_script():
     assert quote("%s", "/etc/llamafleet/api-key") in script and "read -r key" in script
     assert "Bearer %s" in script  # filled by the host's printf builtin, not by an argument
     assert status.script("worker", 50052, None).count("http") == 0
+
+
+class RecordedRunner:
+    """Answers each host's status script with a recording (or as an unreachable host) and keeps what it was sent."""
+
+    def __init__(self, inv, answers: dict[str, str | None]) -> None:
+        self.hosts = [inv.hosts[name] for name in answers]  # in the order given, not the inventory's
+        self.answers, self.sent, self.closed = answers, {}, False
+        self.output = Output(json_mode=True)
+
+    def each_host(self, hosts, work) -> None:
+        for host in hosts:
+            if self.answers[host.name] is None:
+                self.output.record(OpResult(host.name, "connect", "connect", "unreachable", f"{host.name}: refused"))
+            else:
+                work(host)
+
+    def remote(self, host, command: str) -> SimpleNamespace:
+        self.sent[host.name] = command
+        return SimpleNamespace(stdout=(STATUS / self.answers[host.name]).read_text())
+
+    def close(self) -> None:
+        self.closed = True
+
+    def exit_code(self) -> int:
+        return 3 if self.output.results else 0
+
+
+def test_read_gives_the_head_first_then_the_workers_in_inventory_order(tmp_path):
+    inv = inventory.load(write_tree(tmp_path, {"hosts.yml": GOOD}))
+    runner = RecordedRunner(inv, {"w2": "worker_active.txt", "w1": None, "h1": "head_serving.txt"})
+    rows, code = status.read(inv, lambda: runner)
+    assert [(r.host, r.part, r.reachable) for r in rows] == [
+        ("h1", "head", True),
+        ("w1", "worker", False),
+        ("w2", "worker", True),
+    ]
+    assert (rows[0].health, rows[2].state, rows[1].error) == ("200 ok", "active (running)", "w1: refused")
+    assert "/health" in runner.sent["h1"] and "/health" not in runner.sent["w2"]  # only the head's API is asked
+    assert code == 3 and runner.closed

@@ -1,0 +1,53 @@
+"""`invoke render`: every file the service roles would install, written as OUT/<host>/<path>, with no connection."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from . import cluster, paths, roles
+from .errors import UsageError
+from .inventory import Inventory
+
+
+def model_on_head(model: str | None) -> str:
+    """Where the head unit finds the model: deploy installs --model under its file name in the models folder."""
+    if model is None:
+        return roles.load("head").MODEL_PLACEHOLDER
+    name = Path(model).name
+    if name in ("", ".", "..") or not name.isprintable():
+        raise UsageError(f"--model: {model!r} does not name a file")
+    return f"{paths.MODELS_DIR}/{name}"
+
+
+def write(inv: Inventory, out: Path, model: str) -> list[Path]:
+    """Every host's service files under `out` (the head's unit loading `model`); the paths written."""
+    roles.load("base").validate(None, list(inv.hosts.values()))  # the service user provision would refuse
+    return write_tree(out, service_files(inv, model))
+
+
+def service_files(inv: Inventory, model: str) -> dict[str, dict[str, str]]:
+    """host -> {path on the host: content} for the rpc_worker role on the workers and the head role on the head."""
+    view = cluster.view(inv)
+    for warning in view.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    file = str(inv.path)
+    worker_role, head_role = roles.load("rpc_worker"), roles.load("head")
+    rendered = {host.name: worker_role.files(host, view, file) for host in inv.workers}
+    rendered[inv.head.name] = head_role.files(inv.head, view, file, model=model)
+    return rendered
+
+
+def write_tree(out: Path, rendered: dict[str, dict[str, str]]) -> list[Path]:
+    """Each host's files as out/<host>/<path>; the paths written."""
+    written = []
+    for host, host_files in rendered.items():
+        for path, content in host_files.items():
+            target = out / host / path.lstrip("/")
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content, encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"--out: cannot write {target}: {exc.strerror or exc}") from None
+            written.append(target)
+    return written
