@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from . import roles
 from .errors import LlamafleetError, UsageError
 from .flags import parse_whole
 
@@ -153,9 +152,10 @@ def measure(
 
 def head_api(inv: Inventory) -> Api:
     """The head's API as a client on the controller reaches it, with the key from the controller's key file."""
-    head_role = roles.load("head")
+    from .roles.head import role as head_role  # role modules load with the task that uses them
+
     head = head_role.settings.settings(inv.head, str(inv.path))
-    key_file = head_role.api_key_path(inv.path, inv.head)
+    key_file = Path(head.api_key_file)
     key = head_role.read_key(key_file).decode().strip() if key_file.exists() else None
     listens_everywhere = head.api_host in ("0.0.0.0", "::")  # noqa: S104 - a comparison, nothing is bound
     address = inv.head.connection.address if listens_everywhere else head.api_host

@@ -11,7 +11,7 @@ from typing import Any
 
 from invoke.exceptions import Exit
 
-from . import converge, roles
+from . import converge
 from . import inventory as inventory_mod
 from . import logs as logs_mod
 from . import status as status_mod
@@ -101,7 +101,9 @@ def deploy(
         raise UsageError("--model is required: a GGUF file, an http(s) URL or hf://owner/repo/file.gguf")
     connect = _changing_hosts(inventory, extra_vars, json_mode, flags)
     # Downloaded, checked (GGUF, --sha256) and hashed here, before any connection: refused, nothing is sent.
-    source = roles.load("model").resolve(model, sha256=sha256, alias=alias, progress=not json_mode)
+    from .roles.model.source import resolve  # role modules load with the task that uses them
+
+    source = resolve(model, sha256=sha256, alias=alias, progress=not json_mode)
     _exit_with(converge.deploy(connect, source))
 
 

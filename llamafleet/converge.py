@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from . import paths, playbooks, roles
+from . import paths, playbooks
 from .errors import LlamafleetError
 from .output import Output
 from .runner import Runner
@@ -15,18 +15,19 @@ from .shell import quote
 if TYPE_CHECKING:  # role modules load with the run that uses them
     from .roles.model.source import Model
 
-# Each call gives a new runner over the task's inventory, options, output and the process's connections.
-Connect = Callable[[], Runner]
+# Each call gives a new runner over the task's inventory, options, output and the process's connections;
+# `given=(...)` hands the roles the task's parameters (see run.Handoffs).
+Connect = Callable[..., Runner]
 
 
 def provision(connect: Connect) -> int:
     """Bring every host to the provisioned state; when it fails after hosts switched release, switch them back."""
     runner = connect()
-    code = runner.run(playbooks.PROVISION)
+    code = runner.run(playbooks.provision())
     show_worker_journals(runner, runner.output)
-    from .roles.release.role import SWITCHED  # role modules load with the run that uses them
+    from .roles.release.role import Switched  # role modules load with the run that uses them
 
-    switched = sorted(runner.shared.get(SWITCHED, ()))
+    switched = sorted(runner.handoffs(Switched).hosts)
     if code and switched and not runner.options.check:
         roll_back_upgrade(connect, runner.output, switched)
     return finish(runner, code)
@@ -37,11 +38,10 @@ def roll_back_upgrade(connect: Connect, output: Output, hosts: list[str]) -> Non
     failed = [r for r in output.results if r.status in ("failed", "unreachable")]
     what = "; ".join(f"{r.host}: {r.role}: {r.operation}: {r.reason}" for r in failed[:5]) or "see above"
     output.say(f"\nupgrade failed ({what}); rolling {', '.join(hosts)} back to the previous release")
-    runner = connect()
-    from .roles.rollback.role import ONLY as ROLLBACK_ONLY
+    from .roles.rollback.role import Only
 
-    runner.params[ROLLBACK_ONLY] = set(hosts)
-    back = runner.run(playbooks.ROLLBACK)
+    runner = connect(given=(Only(frozenset(hosts)),))
+    back = runner.run(playbooks.rollback())
     show_worker_journals(runner, output)
     output.say(
         "rollback: every switched host is back on its previous release and serving"
@@ -52,13 +52,15 @@ def roll_back_upgrade(connect: Connect, output: Output, hosts: list[str]) -> Non
 
 def deploy(connect: Connect, source: Model) -> int:
     """Put the resolved model on the head and (re)start llama-server on it; say when it served."""
-    runner = connect()
-    runner.params["model"] = source
+    from .roles.head.role import Serving
+    from .roles.model.source import Deploying
+
+    runner = connect(given=(Deploying(source),))
     started = time.monotonic()
-    code = runner.run(playbooks.DEPLOY)
+    code = runner.run(playbooks.deploy())
     show_worker_journals(runner, runner.output)
     if code == 0 and not runner.options.check:
-        ready = runner.shared.get(roles.load("head").READY_SECONDS_KEY, {})
+        ready = runner.handoffs(Serving).ready_seconds
         serving = "".join(f"; {host} served it {seconds:.1f} s after its restart" for host, seconds in ready.items())
         runner.output.say(
             f"deployed {source.name} (sha256 {source.sha256[:12]}) in {time.monotonic() - started:.1f} s{serving}"
@@ -69,18 +71,17 @@ def deploy(connect: Connect, source: Model) -> int:
 def rollback(connect: Connect) -> int:
     """Every host back to its previous llama.cpp release together, then workers and head restarted."""
     runner = connect()
-    code = runner.run(playbooks.ROLLBACK)
+    code = runner.run(playbooks.rollback())
     show_worker_journals(runner, runner.output)
     return finish(runner, code)
 
 
 def teardown(connect: Connect, purge: bool) -> int:
     """Units and firewall rules removed on every host; with purge, everything llamafleet put there."""
-    runner = connect()
-    from .roles.teardown.role import PURGE as TEARDOWN_PURGE
+    from .roles.teardown.role import Purge
 
-    runner.params[TEARDOWN_PURGE] = purge
-    return finish(runner, runner.run(playbooks.TEARDOWN))
+    runner = connect(given=(Purge(purge),))
+    return finish(runner, runner.run(playbooks.teardown()))
 
 
 def show_worker_journals(runner: Runner, output: Output) -> None:

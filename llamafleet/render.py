@@ -5,15 +5,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import cluster, paths, roles
+from . import cluster, paths
 from .errors import UsageError
 from .inventory import Inventory
+from .roles.base import role as base_role
+from .roles.head import role as head_role
+from .roles.rpc_worker import role as worker_role
 
 
 def model_on_head(model: str | None) -> str:
     """Where the head unit finds the model: deploy installs --model under its file name in the models folder."""
     if model is None:
-        return roles.load("head").MODEL_PLACEHOLDER
+        return head_role.MODEL_PLACEHOLDER
     name = Path(model).name
     if name in ("", ".", "..") or not name.isprintable():
         raise UsageError(f"--model: {model!r} does not name a file")
@@ -22,7 +25,7 @@ def model_on_head(model: str | None) -> str:
 
 def write(inv: Inventory, out: Path, model: str) -> list[Path]:
     """Every host's service files under `out` (the head's unit loading `model`); the paths written."""
-    roles.load("base").validate(None, list(inv.hosts.values()))  # the service user provision would refuse
+    base_role.validate(None, list(inv.hosts.values()))  # the service user provision would refuse
     return write_tree(out, service_files(inv, model))
 
 
@@ -32,7 +35,6 @@ def service_files(inv: Inventory, model: str) -> dict[str, dict[str, str]]:
     for warning in view.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     file = str(inv.path)
-    worker_role, head_role = roles.load("rpc_worker"), roles.load("head")
     rendered = {host.name: worker_role.files(host, view, file) for host in inv.workers}
     rendered[inv.head.name] = head_role.files(inv.head, view, file, model=model)
     return rendered

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import cluster, paths, roles
+from . import cluster, paths
 from .shell import quote
 
 if TYPE_CHECKING:
@@ -61,8 +61,9 @@ def read(inv: Inventory, connect: Callable[[], Runner]) -> tuple[list[Row], int]
 
     The cluster's addresses and the head's settings are checked before `connect` makes the runner.
     """
+    from .roles.head import role as head_role  # role modules load with the task that uses them
+
     view = cluster.view(inv)
-    head_role = roles.load("head")
     head = head_role.settings.settings(inv.head, str(inv.path))
     runner = connect()
     order = [inv.head.name, *(w.name for w in view.workers)]

@@ -11,22 +11,34 @@ from inventory_tree import GOOD, write_tree
 
 from llamafleet import converge, inventory, playbooks
 from llamafleet.output import OpResult, Output
+from llamafleet.roles.head.role import Serving
+from llamafleet.roles.model.source import Deploying
+from llamafleet.roles.release.role import Switched
+from llamafleet.roles.rollback.role import Only
+from llamafleet.roles.teardown.role import Purge
+from llamafleet.run import Handoffs
 from llamafleet.runner import RunOptions
 
 
 class RecordedRunner:
-    """A runner whose run() ends with `code` after recording `failures` and leaving `shared` behind."""
+    """A runner whose run() ends with `code` after recording `failures`, its roles having handed over `left`."""
 
-    def __init__(self, inv, output, code=0, shared=None, failures=(), check=False) -> None:
+    def __init__(self, inv, output, code=0, left=(), failures=(), check=False) -> None:
         self.inventory, self.output, self.code = inv, output, code
         self.options = RunOptions(check=check)
         self.hosts = list(inv.hosts.values())
-        self.shared, self.params, self.failures = shared or {}, {}, failures
+        self.left, self.failures = left, failures
+        self.handoffs = Handoffs(*left)
         self.round_trips = {host.name: 2 for host in self.hosts}
         self.ran, self.sent = [], []
 
+    def given(self, given) -> RecordedRunner:
+        """Made by the task's connect(given=...): the task's parameters beside what the roles will hand over."""
+        self.handoffs = Handoffs(*self.left, *given)
+        return self
+
     def run(self, phases) -> int:
-        self.ran.append(phases)
+        self.ran.append([phase.name for phase in phases])
         for failure in self.failures:
             self.output.record(failure)
         return self.code
@@ -49,7 +61,11 @@ def inv(tmp_path):
 
 def connector(*runners: RecordedRunner):
     made = iter(runners)
-    return lambda: next(made)
+    return lambda given=(): next(made).given(given)
+
+
+def names(playbook) -> list[str]:
+    return [phase.name for phase in playbook()]
 
 
 def printed(output: Output) -> dict:
@@ -60,14 +76,12 @@ HEAD_FAILED = OpResult("h1", "head", "llama-server ready", "failed", "no /health
 
 
 def test_a_failed_upgrade_rolls_the_switched_hosts_back(inv):
-    from llamafleet.roles.release.role import SWITCHED
-    from llamafleet.roles.rollback.role import ONLY
-
     output = Output(json_mode=True, stream=io.StringIO())
-    upgrade = RecordedRunner(inv, output, code=1, shared={SWITCHED: {"w1", "h1"}}, failures=[HEAD_FAILED])
+    upgrade = RecordedRunner(inv, output, code=1, left=(Switched({"w1", "h1"}),), failures=[HEAD_FAILED])
     back = RecordedRunner(inv, output)
     assert converge.provision(connector(upgrade, back)) == 1
-    assert (upgrade.ran, back.ran, back.params) == ([playbooks.PROVISION], [playbooks.ROLLBACK], {ONLY: {"h1", "w1"}})
+    assert (upgrade.ran, back.ran) == ([names(playbooks.provision)], [names(playbooks.rollback)])
+    assert back.handoffs(Only).hosts == {"h1", "w1"}
     doc = printed(output)
     assert doc["messages"][-2:] == [
         "\nupgrade failed (h1: head: llama-server ready: no /health 200); rolling h1, w1 back to the previous release",
@@ -78,11 +92,9 @@ def test_a_failed_upgrade_rolls_the_switched_hosts_back(inv):
 
 @pytest.mark.parametrize("check", [True, False])
 def test_no_rollback_under_check_or_when_nothing_switched(inv, check):
-    from llamafleet.roles.release.role import SWITCHED
-
     output = Output(json_mode=True, stream=io.StringIO())
-    switched = {SWITCHED: {"w1"}} if check else {}
-    upgrade = RecordedRunner(inv, output, code=1, shared=switched, failures=[HEAD_FAILED], check=check)
+    switched = (Switched({"w1"}),) if check else ()
+    upgrade = RecordedRunner(inv, output, code=1, left=switched, failures=[HEAD_FAILED], check=check)
     assert converge.provision(connector(upgrade)) == 1  # a second runner would stop the iterator
     assert not any("rolling" in message for message in printed(output)["messages"])
 
@@ -97,14 +109,11 @@ def test_a_failed_head_shows_the_end_of_each_healthy_workers_journal(inv):
 
 
 def test_deploy_hands_the_model_over_and_says_when_the_head_served_it(inv):
-    from llamafleet import roles
-
     output = Output(json_mode=True, stream=io.StringIO())
-    ready = {roles.load("head").READY_SECONDS_KEY: {"h1": 2.25}}
-    runner = RecordedRunner(inv, output, shared=ready)
+    runner = RecordedRunner(inv, output, left=(Serving(ready_seconds={"h1": 2.25}),))
     source = SimpleNamespace(name="tiny.gguf", sha256="0123456789abcdef" * 4)
     assert converge.deploy(connector(runner), source) == 0
-    assert (runner.ran, runner.params) == ([playbooks.DEPLOY], {"model": source})
+    assert runner.ran == [names(playbooks.deploy)] and runner.handoffs(Deploying).model is source
     (message,) = printed(output)["messages"]
     assert message.startswith("deployed tiny.gguf (sha256 0123456789ab) in ")
     assert message.endswith(" s; h1 served it 2.2 s after its restart")
@@ -112,8 +121,6 @@ def test_deploy_hands_the_model_over_and_says_when_the_head_served_it(inv):
 
 @pytest.mark.parametrize("purge", [True, False])
 def test_teardown_hands_over_purge(inv, purge):
-    from llamafleet.roles.teardown.role import PURGE
-
     runner = RecordedRunner(inv, Output(json_mode=True, stream=io.StringIO()))
     assert converge.teardown(connector(runner), purge) == 0
-    assert (runner.ran, runner.params) == ([playbooks.TEARDOWN], {PURGE: purge})
+    assert runner.ran == [names(playbooks.teardown)] and runner.handoffs(Purge).purge is purge
