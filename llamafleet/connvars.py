@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import variables
 from .errors import InventoryError
-
-if TYPE_CHECKING:  # inventory.py calls review() while it loads: no import of it at run time
-    from .inventory import Host
 
 SSH_CONNECTIONS = ("ssh", "smart", "paramiko", "paramiko_ssh")
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -118,14 +116,13 @@ class Settings:
     become_password: str | None = field(default=None, repr=False)
 
 
-def review(host: Host, file: str) -> list[str]:
-    """Warnings for `host`'s connection variables; raises InventoryError for one that would act wrongly."""
-    return _Reader(host, file).read()[1]
+def read(host: str, host_vars: Mapping[str, Any], file: str | None = None) -> tuple[Settings, list[str]]:
+    """How to reach `host` given its resolved variables, and warnings about them (each naming `file` and the host).
 
-
-def settings(host: Host, file: str | None = None) -> Settings:
-    """What ssh.py needs to reach `host` (raises InventoryError as review() does)."""
-    return _Reader(host, file).read()[0]
+    Raises InventoryError for a variable that would make llamafleet act wrongly. inventory.load() calls it once
+    per host and keeps the settings on the host.
+    """
+    return _Reader(host, host_vars, file).read()
 
 
 def parse_jumps(value: str) -> tuple[Hop, ...]:
@@ -152,16 +149,15 @@ def _hop(text: str) -> Hop:
 class _Reader:
     """One host's connection variables read once: the settings, plus warnings; refusals raise."""
 
-    def __init__(self, host: Host, file: str | None) -> None:
-        self.host, self.file = host, file
-        self.vars = host.vars
+    def __init__(self, host: str, host_vars: Mapping[str, Any], file: str | None) -> None:
+        self.host, self.vars, self.file = host, host_vars, file
         self.warnings: list[str] = []
 
     def warn(self, name: str, text: str) -> None:
-        self.warnings.append(f"{self.file or 'inventory'}: host {self.host.name}: {name}: {text}")
+        self.warnings.append(f"{self.file or 'inventory'}: host {self.host}: {name}: {text}")
 
     def refuse(self, name: str, text: str) -> InventoryError:
-        return InventoryError(text, file=self.file, where=f"host {self.host.name}", key=name)
+        return InventoryError(text, file=self.file, where=f"host {self.host}", key=name)
 
     def read(self) -> tuple[Settings, list[str]]:
         self.check_connection()
@@ -175,7 +171,7 @@ class _Reader:
         self.check_key_checking(options)
         self.warn_ignored()
         result = Settings(
-            address=str(values["ansible_host"] or self.host.name),
+            address=str(values["ansible_host"] or self.host),
             port=int(values["ansible_port"] or 22),
             user=str(values["ansible_user"] or "root"),
             key_file=values["ansible_ssh_private_key_file"],

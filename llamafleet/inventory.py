@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import variables, yamlfile
+from . import connvars, variables, yamlfile
 from .errors import InventoryError
 from .hostranges import MAX_HOSTS, expand_range, range_problem
 from .varsfiles import VarsFiles, check_vars, shown
@@ -39,20 +39,16 @@ class Group:
 
 @dataclass
 class Host:
-    """A host with its groups and every variable resolved by precedence."""
+    """A host with its groups, every variable resolved by precedence, and how SSH reaches it.
+
+    `connection` is read from the variables once, when the inventory is loaded (connvars.read): the address
+    is ansible_host (or Ansible's older ansible_ssh_host), else the name.
+    """
 
     name: str
     groups: list[str]
     vars: dict[str, Any]
-
-    @property
-    def address(self) -> str:
-        """Where SSH connects: ansible_host (or Ansible's older ansible_ssh_host), else the name."""
-        return _connection(self).address
-
-    @property
-    def port(self) -> int:
-        return _connection(self).port
+    connection: connvars.Settings
 
     def __repr__(self) -> str:
         return f"Host({self.name!r})"
@@ -95,12 +91,6 @@ class Inventory:
         return {"hosts": hosts, "groups": self.groups}
 
 
-def _connection(host: Host):
-    from . import connvars  # connvars reads Host objects: imported here, not at the top
-
-    return connvars.settings(host)
-
-
 def default_path() -> str:
     """The inventory used when -i is not given: $LLAMAFLEET_INVENTORY, else inventory/hosts.yml."""
     return os.environ.get("LLAMAFLEET_INVENTORY") or DEFAULT_INVENTORY
@@ -118,15 +108,15 @@ def load(path: str | Path, extra_vars: dict[str, Any] | None = None) -> Inventor
     _set_depths(groups, file)
     members = _members(groups, _group_order(groups), file)
     vars_files = VarsFiles(path.parent)
-    hosts = {name: Host(name, [], {}) for name in host_order}
+    groups_of: dict[str, list[str]] = {name: [] for name in host_order}
     for group, names in members.items():
         for name in names:
-            hosts[name].groups.append(group)
-    for host in hosts.values():
-        host.vars = _resolve(host, groups, host_vars, vars_files, extra_vars or {})
-        host.groups.remove("all")
-    inventory = Inventory(path=path, hosts=hosts, groups=members)
-    inventory.warnings = _review(inventory)  # first: the address checks below read the connection settings
+            groups_of[name].append(group)
+    resolved = {
+        name: _resolve(name, groups_of[name], groups, host_vars, vars_files, extra_vars or {}) for name in host_order
+    }
+    hosts, warnings = _hosts(groups_of, resolved, str(path))
+    inventory = Inventory(path=path, hosts=hosts, groups=members, warnings=warnings)
     _check_cluster(inventory)
     return inventory
 
@@ -289,24 +279,41 @@ def _members(groups: dict[str, Group], order: list[str], file: str) -> dict[str,
 
 
 def _resolve(
-    host: Host,
+    host: str,
+    member_of: list[str],
     groups: dict[str, Group],
     host_vars: dict[str, dict[str, Any]],
     vars_files: VarsFiles,
     extra_vars: dict[str, Any],
 ) -> dict[str, Any]:
-    """Combine variables in Ansible's order (later wins, top-level keys replace); host.groups includes all."""
+    """Combine variables in Ansible's order (later wins, top-level keys replace); `member_of` includes all."""
     resolved = {k: copy.deepcopy(v) if isinstance(v, (list, dict)) else v for k, v in variables.defaults().items()}
-    for name in host.groups:
+    for name in member_of:
         # ansible_group_priority orders groups; it is not a variable of their hosts.
         resolved.update({k: v for k, v in groups[name].vars.items() if k != "ansible_group_priority"})
-    for name in host.groups:
+    for name in member_of:
         resolved.update(vars_files.read("group_vars", name, f"group {name}"))
-    resolved.update(host_vars.get(host.name, {}))
-    resolved.update(vars_files.read("host_vars", host.name, f"host {host.name}"))
+    resolved.update(host_vars.get(host, {}))
+    resolved.update(vars_files.read("host_vars", host, f"host {host}"))
     resolved.update(extra_vars)
-    resolved.setdefault("inventory_hostname", host.name)
+    resolved.setdefault("inventory_hostname", host)
     return dict(sorted(resolved.items()))
+
+
+def _hosts(
+    groups_of: dict[str, list[str]], resolved: dict[str, dict[str, Any]], file: str
+) -> tuple[dict[str, Host], list[str]]:
+    """The hosts, each with its connection settings read once, and the warnings of those reads, each once, in order.
+
+    A refused connection variable stops here, host by host in file order, before the cross-host rules.
+    """
+    hosts: dict[str, Host] = {}
+    warnings: dict[str, None] = {}
+    for name, host_vars in resolved.items():
+        connection, found = connvars.read(name, host_vars, file)
+        warnings.update(dict.fromkeys(found))
+        hosts[name] = Host(name, [g for g in groups_of[name] if g != "all"], host_vars, connection)
+    return hosts, list(warnings)
 
 
 def _check_cluster(inventory: Inventory) -> None:
@@ -321,25 +328,15 @@ def _check_cluster(inventory: Inventory) -> None:
             raise InventoryError("is in both head and workers", file=file, where=f"host {name}")
     seen: dict[tuple[str, int], str] = {}
     for host in inventory.hosts.values():
-        key = (host.address, host.port)
+        key = (host.connection.address, host.connection.port)
         if key in seen:
             raise InventoryError(
-                f"same address {host.address}:{host.port} as host {seen[key]}",
+                f"same address {host.connection.address}:{host.connection.port} as host {seen[key]}",
                 file=file,
                 where=f"host {host.name}",
                 key="ansible_host",
             )
         seen[key] = host.name
-
-
-def _review(inventory: Inventory) -> list[str]:
-    """Every host's warnings from connvars.review, each once, in order."""
-    from . import connvars  # connvars imports this module
-
-    warnings: dict[str, None] = {}
-    for host in inventory.hosts.values():
-        warnings.update(dict.fromkeys(connvars.review(host, str(inventory.path))))
-    return list(warnings)
 
 
 def parse_extra_vars(items: list[str] | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ CURRENT_LINK = f"{INSTALL_ROOT}/current"
 PREVIOUS_LINK = f"{INSTALL_ROOT}/previous"  # the release before current: what rollback goes back to
 BIN_DIR = f"{CURRENT_LINK}/bin"
 
-# State: checksummed models (read-only to the services), transfers land in .incoming first.
+# State: checksummed models (read-only to the services), transfers land in .incoming first; llama.cpp builds.
 STATE_DIR = "/var/lib/llamafleet"
 MODELS_DIR = f"{STATE_DIR}/models"
 INCOMING_DIR = f"{MODELS_DIR}/.incoming"
@@ -18,7 +18,10 @@ BUILD_DIR = f"{STATE_DIR}/build"
 # Configuration, the API key among it; never world-readable.
 CONFIG_DIR = "/etc/llamafleet"
 HOST_CONFIG = f"{CONFIG_DIR}/host.yml"
-DEPLOYED_MODEL = f"{CONFIG_DIR}/model.json"  # on the head: the model deploy installed ({"name", "sha256"})
+# On the head, written by deploy (roles/model): the model it installed ("name", "sha256", "size", "alias", and
+# "parts": its file names) and "earlier": the parts of the models deployed before it, newest first (pruning keeps
+# keep_models - 1 of them).
+DEPLOYED_MODEL = f"{CONFIG_DIR}/model.json"
 API_KEY_FILE = f"{CONFIG_DIR}/api-key"  # on the head: root-only, handed to llama-server by systemd
 
 # Units, and where systemd finds the ones llamafleet writes.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -19,10 +20,10 @@ from typing import BinaryIO
 import paramiko
 from fabric import Config, Connection
 
-from . import connvars, hostscripts, openssh
+from . import hostscripts, openssh
 from .channel import CHUNK, Exchange, HashingWriter, Limited, Ranges, Wrapped
 from .connvars import Hop
-from .errors import CommandError, ConnectError, OperationError
+from .errors import CommandError, ConnectError, LlamafleetError, OperationError
 from .inventory import Host
 from .known_hosts import HostKeyPolicy, KnownHosts, changed_key_message, read_known_hosts
 from .operations.base import Transfer
@@ -59,7 +60,7 @@ class HostConnection:
     def __init__(self, host: Host, *, accept_new_host_keys: bool = False, base_dir: Path | None = None) -> None:
         self.host = host
         self.name = host.name
-        self.settings = connvars.settings(host)
+        self.settings = host.connection
         self.accept_new = accept_new_host_keys
         self.base_dir = base_dir or Path.cwd()
         self.connect_timeout = int(host.vars.get("ssh_connect_timeout") or 10)
@@ -231,41 +232,57 @@ class HostConnection:
             raise ConnectError(self.name, f"SSH session failed: {exc}") from None
         captured = io.BytesIO() if stdout is None else None
         exchange = Exchange(channel, wrapped, stdout if stdout is not None else captured, on_sent)
-        expired = threading.Event()
-        backstop = threading.Timer(limit + KILL_GRACE + 5, _expire, (channel, expired))  # if `timeout` did not
-        started = time.monotonic()
-        backstop.start()
+        deadline = _Deadline(limit, channel.close)
         try:
-            channel.exec_command(wrapped.line)
-            exchange.run(stdin)
-            status = channel.recv_exit_status()
+            with deadline:
+                channel.exec_command(wrapped.line)
+                exchange.run(stdin)
+                status = channel.recv_exit_status()
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._failed_channel(command, transport, exc) from None
         finally:
-            backstop.cancel()
             channel.close()
-        if expired.is_set() or (status in TIMED_OUT and time.monotonic() - started >= limit):
-            raise CommandError(self.name, command, -1, f"timed out after {limit:g} s\n{exchange.stderr.text()}")
-        return self._result(command, status, exchange, transport, captured)
+        no_status = functools.partial(self._no_status, command, status, transport)
+        stderr = self._ending(command, status, exchange, deadline, no_status)
+        if exchange.sink_error is not None:
+            raise OperationError(f"{self.name}: writing the output of {_short(command)} failed: {exchange.sink_error}")
+        out = captured.getvalue().decode(errors="replace") if captured is not None else ""
+        return Result(command, status, out, stderr + exchange.note)
 
-    def _result(
-        self, command: str, status: int, exchange: Exchange, transport: paramiko.Transport, captured: io.BytesIO | None
-    ) -> Result:
+    def _ending(
+        self,
+        command: str,
+        status: int,
+        exchange: Exchange,
+        deadline: _Deadline,
+        no_status: Callable[[str], LlamafleetError | None],
+    ) -> str:
+        """The stderr of a command that ended, once the checks run() and stream() share have passed.
+
+        In this order: out of time; the command's own status never came (`no_status(stderr)` returns the error
+        to raise, or None when it came); the data to send could not be read.
+        """
         stderr = exchange.stderr.text()
-        if status == -1:
-            if _transport_gone(transport):
-                self._discard()
-                raise ConnectError(self.name, f"connection lost during: {_short(command)}")
-            raise CommandError(self.name, command, -1, f"ended without an exit status (killed by a signal?)\n{stderr}")
+        if deadline.passed(status):
+            raise CommandError(self.name, command, -1, f"timed out after {deadline.limit:g} s\n{stderr}")
+        error = no_status(stderr)
+        if error is not None:
+            raise error
         if exchange.source_error is not None:
             sent = exchange.source_error
             raise CommandError(self.name, command, status, f"reading the data to send failed: {sent}\n{stderr}")
-        if exchange.sink_error is not None:
-            raise OperationError(f"{self.name}: writing the output of {_short(command)} failed: {exchange.sink_error}")
-        if exchange.note:
-            stderr += exchange.note
-        out = captured.getvalue().decode(errors="replace") if captured is not None else ""
-        return Result(command, status, out, stderr)
+        return stderr
+
+    def _no_status(
+        self, command: str, status: int, transport: paramiko.Transport, stderr: str
+    ) -> LlamafleetError | None:
+        """Why a channel closed without the command's exit status (-1): the connection died, or a signal."""
+        if status != -1:
+            return None
+        if _transport_gone(transport):
+            self._discard()
+            return ConnectError(self.name, f"connection lost during: {_short(command)}")
+        return CommandError(self.name, command, -1, f"ended without an exit status (killed by a signal?)\n{stderr}")
 
     def _failed_channel(self, command: str, transport: paramiko.Transport, exc: Exception) -> ConnectError:
         if _transport_gone(transport):
@@ -338,33 +355,29 @@ class HostConnection:
         client = self._bulk_client()
         if client is None:
             return self.check(command, stdin=stdin, on_sent=on_sent)
-        limit = self.command_timeout
-        wrapped = self._wrap(command, limit, announce=True)
+        wrapped = self._wrap(command, self.command_timeout, announce=True)
         stream = openssh.Stream(client.argv(wrapped.line))
         exchange = Exchange(stream, wrapped, io.BytesIO(), on_sent)
-        backstop = threading.Timer(limit + KILL_GRACE + 5, stream.kill)
-        started = time.monotonic()
-        backstop.start()
+        deadline = _Deadline(self.command_timeout, stream.kill)
         try:
-            exchange.run(stdin)
-            status = stream.wait()
+            with deadline:
+                exchange.run(stdin)
+                status = stream.wait()
         finally:
-            backstop.cancel()
             stream.close()
-        stderr = exchange.stderr.text()
         if status == openssh.FAILED and not exchange.stderr.started:
-            self.bulk_fallback = f"ssh could not run the command: {_short(stderr.strip(), 200)}"
+            self.bulk_fallback = f"ssh could not run the command: {_short(exchange.stderr.text().strip(), 200)}"
             return self.check(command, stdin=stdin, on_sent=on_sent)
-        if status == openssh.FAILED:
-            raise ConnectError(self.name, f"connection lost during: {_short(command)} ({_short(stderr.strip(), 200)})")
-        if status in TIMED_OUT and time.monotonic() - started >= limit:
-            raise CommandError(self.name, command, -1, f"timed out after {limit:g} s\n{stderr}")
-        if exchange.source_error is not None:
-            sent = exchange.source_error
-            raise CommandError(self.name, command, status, f"reading the data to send failed: {sent}\n{stderr}")
+        stderr = self._ending(command, status, exchange, deadline, functools.partial(self._ssh_lost, command, status))
         if status != 0:
             raise CommandError(self.name, command, status, stderr + exchange.note)
         return Result(command, status, "", stderr)
+
+    def _ssh_lost(self, command: str, status: int, stderr: str) -> ConnectError | None:
+        """ssh's own failure (255) once the command had started: the connection was lost."""
+        if status != openssh.FAILED:
+            return None
+        return ConnectError(self.name, f"connection lost during: {_short(command)} ({_short(stderr.strip(), 200)})")
 
     def _bulk_client(self) -> openssh.Client | None:
         """The ssh client of this connection (made once it is open and its keys verified), or None."""
@@ -482,9 +495,31 @@ def _short(command: str, limit: int = 80) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _expire(channel: paramiko.Channel, expired: threading.Event) -> None:
-    expired.set()
-    channel.close()
+class _Deadline:
+    """A command's time limit: `timeout` on the host stops it at `limit`; should that fail, the backstop here
+    calls `stop` (closes the channel, kills ssh) KILL_GRACE + 5 s later."""
+
+    def __init__(self, limit: float, stop: Callable[[], None]) -> None:
+        self.limit = limit
+        self.fired = threading.Event()
+        self._timer = threading.Timer(limit + KILL_GRACE + 5, self._stop, (stop,))
+        self._started = 0.0
+
+    def __enter__(self) -> _Deadline:
+        self._started = time.monotonic()
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def _stop(self, stop: Callable[[], None]) -> None:
+        self.fired.set()
+        stop()
+
+    def passed(self, status: int) -> bool:
+        """Whether the command was stopped for its time: by the backstop, or by `timeout` (its exit status)."""
+        return self.fired.is_set() or (status in TIMED_OUT and time.monotonic() - self._started >= self.limit)
 
 
 def _transport_gone(transport: paramiko.Transport) -> bool:

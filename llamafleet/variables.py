@@ -18,7 +18,7 @@ from .yamlfile import shorten
 
 ROLES_DIR = Path(__file__).resolve().parent.parent / "roles"
 
-# Ansible's connection variables, with their types: connvars.review() says which llamafleet honours (older
+# Ansible's connection variables, with their types: connvars.read() says which llamafleet honours (older
 # spellings included), warns about or refuses. "enum" without choices is any single value: Ansible reads
 # these as strings or booleans, and llamafleet only warns that it ignores them.
 CONNECTION_VARS: dict[str, str] = {

@@ -67,7 +67,7 @@ def test_a_host_key_not_pinned_is_refused(lab, tmp_path):
     host = inventory.load(lab.inventory).hosts["w2"]
     pinned = Path(host.vars["known_hosts_file"]).read_text().splitlines()
     others = tmp_path / "known_hosts"
-    others.write_text("\n".join(line for line in pinned if not line.startswith(host.address + " ")) + "\n")
-    host.vars["known_hosts_file"] = str(others)
+    others.write_text("\n".join(line for line in pinned if not line.startswith(host.connection.address + " ")) + "\n")
+    host = inventory.load(lab.inventory, {"known_hosts_file": str(others)}).hosts["w2"]
     with pytest.raises(ConnectError, match="unknown SSH host key"):
         HostConnection(host).run("true")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from llamafleet import connvars, variables
 from llamafleet.inventory import Host
 from llamafleet.ssh import ConnectionPool
 
@@ -14,7 +15,8 @@ BASE = {"ansible_host": "127.0.0.1", "ansible_port": 9, "ansible_user": "root"}
 
 
 def host(name: str = "w1", **changes) -> Host:
-    return Host(name, [], {**BASE, **changes})
+    values = {**variables.defaults(), **BASE, **changes}  # as the inventory resolves them
+    return Host(name, [], values, connvars.read(name, values)[0])
 
 
 def test_the_same_host_in_a_later_task_gets_the_same_connection(tmp_path):

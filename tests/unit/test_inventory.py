@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from inventory_tree import HEAD_AND_WORKERS, write_tree
 
-from llamafleet import inventory, variables
+from llamafleet import connvars, inventory, variables
 from llamafleet.errors import InventoryError
+from llamafleet.ssh import HostConnection
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDED = ROOT / "tests" / "fixtures" / "recorded"
@@ -180,11 +181,24 @@ def test_expand_range_ansible_forms(pattern, names):
     assert inventory.expand_range(pattern) == names
 
 
-def test_host_address_and_port(tmp_path):
+def test_each_host_gets_its_address_and_port_at_load(tmp_path):
     inv = inventory.load(write_tree(tmp_path, {"hosts.yml": MINIMAL + "    other:\n      hosts:\n        bare:\n"}))
-    assert (inv.hosts["w1"].address, inv.hosts["w1"].port) == ("10.0.0.2", 22)
-    assert (inv.hosts["w2"].address, inv.hosts["w2"].port) == ("10.0.0.3", 2222)
-    assert (inv.hosts["bare"].address, inv.hosts["bare"].port) == ("bare", 22)
+    found = {name: (host.connection.address, host.connection.port) for name, host in inv.hosts.items()}
+    assert found == {"h1": ("10.0.0.1", 22), "w1": ("10.0.0.2", 22), "w2": ("10.0.0.3", 2222), "bare": ("bare", 22)}
+
+
+def test_connection_variables_are_read_once_per_host(tmp_path, monkeypatch):
+    read, seen = connvars.read, []
+
+    def counted(host, host_vars, file):
+        seen.append(host)
+        return read(host, host_vars, file)
+
+    monkeypatch.setattr(connvars, "read", counted)
+    inv = inventory.load(write_tree(tmp_path, {"hosts.yml": MINIMAL}))
+    assert [host.connection.address for host in inv.hosts.values()] == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    HostConnection(inv.hosts["w2"])
+    assert seen == ["h1", "w1", "w2"], "read at load, in file order; reading the addresses reads nothing again"
 
 
 @pytest.mark.parametrize("name", ["head.json", "head.yaml", "head", "head/10-vars.yml"])
@@ -230,10 +244,8 @@ SECRETS = {
 
 
 def test_to_json_hides_every_secret(tmp_path, monkeypatch):
-    from llamafleet import connvars
-
-    monkeypatch.setattr(connvars, "review", lambda host, file: [])  # its rules about these spellings are its own
-    monkeypatch.setattr(inventory, "_check_cluster", lambda inv: None)  # reads addresses through connvars
+    read = connvars.read  # it refuses two spellings of one password that disagree: its own rule, tested there
+    monkeypatch.setattr(connvars, "read", lambda host, host_vars, file: read(host, {}, file))
     secrets = ", ".join(f"{k}: {v}" for k, v in SECRETS.items())
     text = MINIMAL.replace("{ansible_host: 10.0.0.2}", f"{{ansible_host: 10.0.0.2, {secrets}}}")
     inv = inventory.load(write_tree(tmp_path, {"hosts.yml": text}))
@@ -252,31 +264,26 @@ def test_redact_is_the_one_list_of_secrets():
     assert {"ansible_password", "ansible_become_password"} <= variables.SECRET_VARS
 
 
-def test_warnings_start_empty_and_collect_connvars_reviews_once_in_order(tmp_path, monkeypatch):
-    from llamafleet import connvars
-
+def test_warnings_start_empty_and_collect_the_connection_warnings_once_in_order(tmp_path, monkeypatch):
     path = write_tree(tmp_path, {"hosts.yml": MINIMAL})
     assert inventory.load(path).warnings == []
-    seen = []
+    read, seen = connvars.read, []
 
-    def review(host, file):
-        seen.append((host.name, file))
-        return {"h1": ["a", "b"], "w1": ["b", "c"], "w2": ["a"]}[host.name]
+    def warning(host, host_vars, file):
+        seen.append((host, host_vars["ansible_host"], file))
+        return read(host, host_vars, file)[0], {"h1": ["a", "b"], "w1": ["b", "c"], "w2": ["a"]}[host]
 
-    monkeypatch.setattr(connvars, "review", review)
+    monkeypatch.setattr(connvars, "read", warning)
     inv = inventory.load(path)
     assert inv.warnings == ["a", "b", "c"]
-    assert seen == [("h1", str(path)), ("w1", str(path)), ("w2", str(path))]
-    assert inv.hosts["w1"].vars["ansible_host"] == "10.0.0.2", "review sees resolved hosts"
+    assert seen == [("h1", "10.0.0.1", str(path)), ("w1", "10.0.0.2", str(path)), ("w2", "10.0.0.3", str(path))]
 
 
-def test_connvars_review_errors_stop_the_load(tmp_path, monkeypatch):
-    from llamafleet import connvars
+def test_connection_variable_errors_stop_the_load(tmp_path, monkeypatch):
+    def read(host, host_vars, file):
+        raise InventoryError("refused", file=file, where=f"host {host}", key="ansible_connection")
 
-    def review(host, file):
-        raise InventoryError("refused", file=file, where=f"host {host.name}", key="ansible_connection")
-
-    monkeypatch.setattr(connvars, "review", review)
+    monkeypatch.setattr(connvars, "read", read)
     with pytest.raises(InventoryError, match="host h1: ansible_connection: refused"):
         inventory.load(write_tree(tmp_path, {"hosts.yml": MINIMAL}))
 

@@ -156,7 +156,7 @@ def test_same_address_and_port_on_two_hosts(tmp_path):
 def test_same_address_with_another_ansible_port_is_fine(tmp_path):
     text = GOOD.replace("ansible_host: 10.0.0.3", "ansible_host: 10.0.0.2\n          ansible_port: 2222")
     inv = inventory.load(write_tree(tmp_path, {"hosts.yml": text}))
-    assert [(h.address, h.port) for h in inv.workers] == [("10.0.0.2", 22), ("10.0.0.2", 2222)]
+    assert [(h.connection.address, h.connection.port) for h in inv.workers] == [("10.0.0.2", 22), ("10.0.0.2", 2222)]
 
 
 def test_host_name_used_as_another_hosts_address(tmp_path):

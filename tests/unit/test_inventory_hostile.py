@@ -185,7 +185,7 @@ def test_ten_thousand_hosts_load_in_reasonable_time(tmp_path):
     path = write_tree(tmp_path, {"hosts.yml": hosts_with("        w[0001:9999]:\n")})
     started = time.monotonic()
     inv = inventory.load(path)
-    assert len(inv.workers) == 9999 and inv.hosts["w0500"].port == 22
+    assert len(inv.workers) == 9999 and inv.hosts["w0500"].connection.port == 22
     assert time.monotonic() - started < 60, "quadratic in the number of hosts"  # a hang guard, not a speed target
 
 

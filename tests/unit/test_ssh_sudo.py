@@ -6,6 +6,7 @@ import shlex
 
 import pytest
 
+from llamafleet import connvars, variables
 from llamafleet.channel import _Stderr
 from llamafleet.inventory import Host
 from llamafleet.ssh import HostConnection
@@ -14,7 +15,8 @@ PROMPT, READY = b"[llamafleet sudo 0a1b]", b"[llamafleet started 0a1b]\n"
 
 
 def connection(**host_vars) -> HostConnection:
-    return HostConnection(Host("w1", [], {"ansible_host": "10.0.0.5", **host_vars}))
+    values = {**variables.defaults(), "ansible_host": "10.0.0.5", **host_vars}  # as the inventory resolves them
+    return HostConnection(Host("w1", [], values, connvars.read("w1", values)[0]))
 
 
 def test_a_plain_command_is_bounded_by_timeout_on_the_host():
