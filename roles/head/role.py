@@ -215,8 +215,7 @@ def operations(ctx):
     serving = ctx.run.handoff(Serving)
     model, alias = serving.models.get(ctx.name), serving.aliases.get(ctx.name)
     head = dataclasses.replace(head, model_alias=alias) if alias else head
-    key = read_key(Path(head.api_key_file))
-    yield file_ops.file(paths.API_KEY_FILE, key, mode="0600", secret=True, notify=(RESTART, READY))
+    yield _key_copied(Path(head.api_key_file), ctx.run.check)
     unit = render_unit(head, view, model_path(model) if model else MODEL_PLACEHOLDER)
     yield systemd.unit_file(UNIT, unit, notify=(RESTART, READY))
     if model is None:  # nothing to serve yet: installed, not started (`invoke deploy --model` starts it)
@@ -227,6 +226,15 @@ def operations(ctx):
     restarted = sorted(ctx.run.handoff(Restarted).workers)
     if restarted:  # llama-server's sessions to them broke: reconnect now rather than abort on the next request
         yield _reconnect(restarted)
+
+
+def _key_copied(key_file: Path, check: bool) -> Operation:
+    """The head holds the controller's key; under --check a key setup has not made yet is planned, not read."""
+    if check and not key_file.exists():
+        why = f"{key_file} does not exist yet: provision generates it and copies it here"
+        return Operation(f"file {paths.API_KEY_FILE}", [], lambda facts: Change((), why), (RESTART, READY))
+    key = read_key(key_file)
+    return file_ops.file(paths.API_KEY_FILE, key, mode="0600", secret=True, notify=(RESTART, READY))
 
 
 def _reconnect(workers: list[str]) -> Operation:

@@ -6,7 +6,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 import sshd_server
 from command_line import invoke
 
@@ -50,11 +49,6 @@ def test_provision_check_plans_every_role_and_changes_nothing(sshd, tmp_path):
     assert "lf-made-by-an-earlier-provision" not in json.dumps(doc), "the key is never shown"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product: under --check the head role reads an API key file only a real provision makes "
-    "(roles/head/role.py operations -> read_key): the check fails with exit 1",
-)
 def test_provision_check_before_any_api_key_plans_it_and_makes_none(sshd, tmp_path):
     code, doc = check_provision(sshd.write_inventory(tmp_path / "hosts.yml"))
     assert not (tmp_path / "hosts.api-key").exists(), "--check made the API key"
