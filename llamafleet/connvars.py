@@ -13,7 +13,7 @@ from . import variables
 from .errors import InventoryError
 
 SSH_CONNECTIONS = ("ssh", "smart", "paramiko", "paramiko_ssh")
-DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+DEFAULT_KNOWN_HOSTS = variables.catalogue()["known_hosts_file"].default  # role base's defaults.yml
 
 # Older spellings Ansible still reads, honoured under the name llamafleet reads; two different values are refused.
 ALIASES: dict[str, tuple[str, ...]] = {

@@ -27,6 +27,7 @@ from .errors import CommandError, ConnectError, LlamafleetError, OperationError
 from .inventory import Host
 from .known_hosts import HostKeyPolicy, KnownHosts, changed_key_message, read_known_hosts
 from .operations.base import Transfer
+from .rolesettings import build, knob
 from .shell import quote
 
 KILL_GRACE = 10  # seconds between the TERM and the KILL that end a command past its time limit
@@ -54,6 +55,14 @@ def _fabric_config() -> Config:
     return Config(lazy=True, ssh_config=paramiko.SSHConfig())
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds to wait for a host's SSH connection and authentication, and for one remote command."""
+
+    connect_timeout: int = knob(variable="ssh_connect_timeout")
+    command_timeout: int = knob(variable="ssh_command_timeout")
+
+
 class HostConnection:
     """One SSH connection to a host, opened lazily and reused for every command of a run."""
 
@@ -63,8 +72,8 @@ class HostConnection:
         self.settings = host.connection
         self.accept_new = accept_new_host_keys
         self.base_dir = base_dir or Path.cwd()
-        self.connect_timeout = int(host.vars.get("ssh_connect_timeout") or 10)
-        self.command_timeout = int(host.vars.get("ssh_command_timeout") or 3600)
+        timeouts = build(Timeouts, host)
+        self.connect_timeout, self.command_timeout = timeouts.connect_timeout, timeouts.command_timeout
         self._conn: Connection | None = None
         self._hops: list[Connection] = []
         self.static_facts: dict[tuple, object] = {}  # facts nothing we apply changes (the OS), read once

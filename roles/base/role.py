@@ -16,7 +16,7 @@ ROOT_DIRS = (paths.INSTALL_ROOT, paths.RELEASES_DIR, paths.STATE_DIR)
 def validate(run, hosts) -> None:
     """Before any connection: the service user is never root or the account llamafleet logs in with."""
     for host in hosts:
-        user = settings.settings(host, run.inventory_file).user
+        user = settings.settings(host).user
         logins = {"root", host.connection.user}
         if user in logins:
             raise InventoryError(

@@ -17,17 +17,5 @@ class BaseSettings:
     packages: tuple[str, ...] = knob(variable="base_packages")
 
 
-@dataclass(frozen=True)
-class SshSettings:
-    """Seconds to wait for a host's SSH connection and authentication, and for one remote command."""
-
-    connect_timeout: int = knob(variable="ssh_connect_timeout")
-    command_timeout: int = knob(variable="ssh_command_timeout")
-
-
 def settings(host: Host, file: str | None = None) -> BaseSettings:
     return rolesettings.build(BaseSettings, host, file)
-
-
-def ssh(host: Host, file: str | None = None) -> SshSettings:
-    return rolesettings.build(SshSettings, host, file)
