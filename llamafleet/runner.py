@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import progress
+from . import factmemory, progress
 from .errors import CommandError, ConnectError, GateError, InventoryError, LlamafleetError, OperationError
-from .facts import Fact, OsRelease, batch_script, parse_batch
+from .facts import CommandOutput, Fact, OsRelease, batch_script, parse_batch
 from .inventory import Host, Inventory
 from .operations.base import Change, Facts, Feed, Operation, Shell, Step, Transfer, Upload
 from .output import OpResult, Output
@@ -78,6 +78,7 @@ class Runner:
         self.round_trips: dict[str, int] = {h.name: 0 for h in self.hosts}
         self._count_lock = threading.Lock()
         self.view = Run(self)  # what roles see of this run
+        self._memory = factmemory.location(inventory.path, "")
         for host in self.hosts:
             output.add_host(host.name)
 
@@ -106,17 +107,21 @@ class Runner:
         session = self._sessions[host.name]
         todo = session.missing(facts)
         if todo:
-            script, token = batch_script(todo)
-            result = self._run(host, script)
-            try:
-                found = parse_batch(todo, result.stdout, token)
-            except ValueError as exc:
-                raise CommandError(host.name, "gather facts", result.status, f"{exc}\n{result.stderr}") from None
-            session.learned(todo, found)
+            session.learned(todo, self._batch(host, todo))
         return Facts(session.known())
 
+    def _batch(self, host: Host, facts: list[Fact]) -> dict[tuple, Any]:
+        """Read `facts` on a host in one round trip: key -> parsed value."""
+        script, token = batch_script(facts)
+        result = self._run(host, script)
+        try:
+            return parse_batch(facts, result.stdout, token)
+        except ValueError as exc:
+            raise CommandError(host.name, "gather facts", result.status, f"{exc}\n{result.stderr}") from None
+
     def prefetch(self, phases: list[Phase]) -> None:
-        """First contact with every host: the OS and the facts the run's roles will ask for (prefetch), one batch.
+        """First contact with every host, one batch: the OS, the facts the run's roles name (prefetch), and
+        every fact the previous run of these phases read there (factmemory).
 
         They serve later phases for as long as nothing changed on the host.
         """
@@ -127,7 +132,24 @@ class Runner:
             for role in phase.roles:
                 wanted.update({f.key: f for f in role.prefetch})
         hosts = [h for h in self.hosts if h.name in involved]  # deploy touches the head only
-        self.each_host(hosts, lambda host: self.gather(host, list(wanted.values())))
+        remembered = factmemory.recall(self._memory)
+        self.each_host(hosts, lambda host: self._first_batch(host, list(wanted.values()), remembered.get(host.name)))
+
+    def _first_batch(self, host: Host, wanted: list[Fact], remembered: list[str] | None) -> None:
+        session = self._sessions[host.name]
+        todo = session.missing(wanted)
+        commands = {f.command() for f in todo}
+        ahead = [CommandOutput(c) for c in dict.fromkeys(remembered or ()) if c not in commands]
+        if not todo and not ahead:
+            return
+        found = self._batch(host, todo + ahead)
+        session.learned(todo, {f.key: found[f.key] for f in todo})
+        session.read_ahead({f.args[0]: found[f.key] for f in ahead})
+
+    def remember_facts(self) -> None:
+        """The commands of the facts this run asked for on each host, for the next run's first batch."""
+        asked = {name: list(session.asked) for name, session in self._sessions.items() if session.asked}
+        factmemory.remember(self._memory, asked)
 
     def settled_facts(self, host: Host, role: str) -> Facts | None:
         """The facts a role read on a host, if it then changed nothing there (so they are still true)."""
@@ -154,12 +176,14 @@ class Runner:
             for phase in phases:
                 for role in phase.roles:
                     self._before_connecting(role, phase, hook)
+        self._memory = factmemory.location(self.inventory.path, playbook_signature(phases))
         try:
             self.prefetch(phases)
             for phase in phases:
                 if not self.run_phase(phase):
                     break
         finally:
+            self.remember_facts()
             self.close()
         return self.exit_code()
 
@@ -390,6 +414,11 @@ class Runner:
             return  # the pool's connections serve the process's next run, and the pool closes them
         for session in self._sessions.values():
             session.connection.close()
+
+
+def playbook_signature(phases: list[Phase]) -> str:
+    """What makes two runs the same playbook: their phases, in order, with their roles and hosts' group."""
+    return " ".join(f"{p.name}:{p.group}:{'+'.join(r.name for r in p.roles)}" for p in phases)
 
 
 def _describe(step: Step) -> str:

@@ -19,6 +19,8 @@ class HostSession:
     failed: bool = False
     unreachable: bool = False
     _read: dict[tuple, Any] = field(default_factory=dict)  # read since the host last changed
+    _ahead: dict[str, list[str]] = field(default_factory=dict)  # command -> output, read ahead (factmemory)
+    asked: dict[str, None] = field(default_factory=dict)  # the command of every fact asked for, in order
     _settled: dict[str, Facts] = field(default_factory=dict)  # role -> its facts, when it changed nothing
     _notified: list[str] = field(default_factory=list)  # handlers notified on this host, not yet run
 
@@ -37,9 +39,30 @@ class HostSession:
         return {**self._read, **self._static}
 
     def missing(self, facts: Iterable[Fact]) -> list[Fact]:
-        """The facts not known yet, each once."""
+        """The facts not known yet, each once; a fact whose command was read ahead is known from its output."""
         known = self.known()
-        return list({f.key: f for f in facts if f.key not in known}.values())
+        todo: dict[tuple, Fact] = {}
+        for fact in facts:
+            command = fact.command()
+            self.asked[command] = None
+            if fact.key in known or fact.key in todo:
+                continue
+            if command in self._ahead and self._parsed_ahead(fact, command):
+                continue
+            todo[fact.key] = fact
+        return list(todo.values())
+
+    def _parsed_ahead(self, fact: Fact, command: str) -> bool:
+        try:
+            value = fact.process(self._ahead[command])
+        except Exception:  # noqa: BLE001 - output the fact cannot parse: it is read again, as if never read ahead
+            return False
+        self.learned([fact], {fact.key: value})
+        return True
+
+    def read_ahead(self, outputs: Mapping[str, list[str]]) -> None:
+        """Output of remembered commands, read with the first batch: facts asked later are parsed from it."""
+        self._ahead.update(outputs)
 
     def learned(self, facts: list[Fact], values: Mapping[tuple, Any]) -> None:
         """Facts just read: true until the host changes (static ones for the whole run)."""
@@ -49,6 +72,7 @@ class HostSession:
     def changed(self) -> None:
         """Something may have changed on the host: what was read about it must be read again."""
         self._read.clear()
+        self._ahead.clear()
 
     def settle(self, role: str, facts: Facts) -> None:
         """A role read these facts; they stay true for as long as it changes nothing."""

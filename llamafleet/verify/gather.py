@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import socket
 import threading
 import time
@@ -12,7 +11,7 @@ from typing import Any
 
 from llamafleet import paths
 from llamafleet.errors import LlamafleetError
-from llamafleet.facts import Fact, OsRelease, PathInfo, parse_batch
+from llamafleet.facts import Fact, OsRelease, PathInfo, batch_script, parse_batch
 from llamafleet.inventory import Host
 from llamafleet.operations.base import Facts
 from llamafleet.roles.llama_cpp import hostfacts as llama_facts
@@ -66,29 +65,13 @@ def named_facts(expect: Expectations, host: Host) -> dict[str, Fact]:
     return facts
 
 
-def parallel_batch(facts: list[Fact]) -> tuple[str, str]:
-    """Like facts.batch_script (same markers, same parser), but every fact runs at once: the batch takes as
-    long as its slowest fact (a dropped probe's wait, ufw's start-up), not their sum."""
-    token = secrets.token_hex(6)
-    lines = ["LC_ALL=C; export LC_ALL", "d=$(mktemp -d) || exit 1; trap 'rm -rf \"$d\"' EXIT"]
-    for index, fact in enumerate(facts):
-        # A subshell each: a fact's `exit` ends that fact only.
-        lines.append(f'{{ ( {fact.command()}\n) </dev/null >"$d/{index}" 2>/dev/null; echo $? >"$d/{index}.rc"; }} &')
-    lines.append("wait")
-    for index in range(len(facts)):
-        lines.append(
-            f'echo \'@{token} {index}\'; cat "$d/{index}"; printf \'\\n@{token} end %s\\n\' "$(cat "$d/{index}.rc")"'
-        )
-    return "\n".join(lines) + "\n", token
-
-
 def observe(connection: HostConnection, expect: Expectations) -> Observed:
     """One SSH command: every fact of the host plus its firewall role's facts; the key (head only) on stdin."""
     host = connection.host
     named = named_facts(expect, host)
     firewall = [f for op in expect.firewall_operations(host) for f in op.facts]
     todo = list({f.key: f for f in [*named.values(), *firewall]}.values())
-    script, token = parallel_batch(todo)
+    script, token = batch_script(todo, at_once=True)  # as long as the slowest probe, not their sum
     head = expect.role_of(host) == "head"
     stdin = (expect.key or b"\n") if head else None
     if head:

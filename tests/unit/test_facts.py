@@ -278,7 +278,34 @@ def test_batch_token_is_fresh_unless_given():
     assert facts.batch_script(fact)[1] != facts.batch_script(fact)[1]
     script, token = facts.batch_script(fact, token="cafe01")
     assert token == "cafe01"
-    assert "echo '@cafe01 0'" in script
+    assert run_batch("sh", script) == "@cafe01 0\n\n@cafe01 end 0\n"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_batch_facts_asked_to_run_at_once_do_so_each_ending_only_itself(shell, tmp_path):
+    """The first fact sees a file only the second one makes: one after another it would give up (after 10 s)."""
+    flag = tmp_path / "made-by-the-second-fact"
+    waits = facts.CommandOutput(
+        shlex.join(["sh", "-c", f"for i in $(seq 100); do [ -e {flag} ] && echo seen && exit 3; sleep 0.1; done"])
+    )
+    batch = [waits, facts.CommandOutput(f"touch {shlex.quote(str(flag))}; exit 5"), facts.CommandOutput("echo last")]
+    script, token = facts.batch_script(batch, at_once=True)
+    out = run_batch(shell, script)
+    assert [facts.parse_batch(batch, out, token)[f.key] for f in batch] == [["seen"], [], ["last"]]
+    assert f"@{token} end 3\n" in out and f"@{token} end 5\n" in out
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_batch_at_once_gives_what_one_after_another_gives_also_without_a_temporary_folder(shell, batch_facts, tmp_path):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "mktemp").write_text("#!/bin/sh\nexit 1\n")
+    (tools / "mktemp").chmod(0o755)
+    script, token = facts.batch_script(batch_facts, at_once=True)
+    fallback = f"PATH={shlex.quote(str(tools))}:$PATH; export PATH\n{script}"
+    in_turn = facts.parse_batch(batch_facts, run_batch(shell, facts.batch_script(batch_facts, token)[0]), token)
+    assert facts.parse_batch(batch_facts, run_batch(shell, script), token) == in_turn
+    assert facts.parse_batch(batch_facts, run_batch(shell, fallback), token) == in_turn
 
 
 def test_batch_output_that_looks_like_a_marker_stays_output(tmp_path):

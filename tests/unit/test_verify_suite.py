@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 
 import pytest
 from inventory_tree import write_tree
@@ -116,17 +115,6 @@ def test_reach_commands_quote_endpoints_and_probe_at_once():
     assert fact.command().startswith("for e in 10.0.0.2:50052 10.0.0.3:50052; do sh -c ")
     assert fact.command().endswith(" & done; wait")
     assert probes.Reachable(()).command() == "true"
-
-
-def test_parallel_batch_output_reads_like_a_batch():
-    from llamafleet.facts import CommandOutput, parse_batch
-    from llamafleet.verify.gather import parallel_batch
-
-    facts = [CommandOutput("echo one; echo two"), CommandOutput("sleep 0.2; echo three; exit 3"), CommandOutput("true")]
-    script, token = parallel_batch(facts)
-    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30).stdout
-    values = parse_batch(facts, out, token)
-    assert [values[f.key] for f in facts] == [["one", "two"], ["three"], []]
 
 
 def test_cache_model_and_load_log_parse_from_recorded_output(expect):
