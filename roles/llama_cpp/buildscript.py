@@ -6,9 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
-from llamafleet import paths
+from llamafleet import paths, templating
 from llamafleet.errors import OperationError
 
 from . import cmake, dependencies, groups, sums
@@ -101,14 +99,8 @@ def build_script_context(
 
 
 def render_template(name: str, context: Mapping[str, str]) -> str:
-    """Render one of the role's templates; the engine's template environment gives the same text."""
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,  # noqa: S701 -- shell scripts, not HTML
-    )
-    return environment.get_template(name).render(context)
+    """Render one of the role's templates with the engine's template environment."""
+    return templating.render(TEMPLATES, name, dict(context))
 
 
 def render_build_script(
