@@ -99,8 +99,8 @@ def _worker(host: Host, file: str, warnings: list[str]) -> Worker:
         bind = _ipv4(host.connection.address)
         if bind is None or bind.is_unspecified:
             raise error(
-                f"not set, and ansible_host {shorten(host.connection.address)!r} is not a usable numeric IPv4 address: set "
-                "rpc_host to the worker's IPv4 address on the cluster network (rpc-server takes no names, no IPv6)"
+                f"not set, and ansible_host {shorten(host.connection.address)!r} is not a usable numeric IPv4 address: "
+                "set rpc_host to the worker's IPv4 address on the cluster network (rpc-server takes no names, no IPv6)"
             )
         return Worker(host.name, str(bind), str(bind), port)
     bind = _ipv4(explicit)
@@ -113,8 +113,8 @@ def _worker(host: Host, file: str, warnings: list[str]) -> Worker:
     address = _ipv4(host.connection.address)
     if address is None or address.is_unspecified:
         raise error(
-            f"is {ANY_IPV4}, so the head would connect to ansible_host, but {shorten(host.connection.address)!r} is not a "
-            "numeric IPv4 address: set rpc_host to the worker's cluster address instead"
+            f"is {ANY_IPV4}, so the head would connect to ansible_host, but {shorten(host.connection.address)!r} is "
+            "not a numeric IPv4 address: set rpc_host to the worker's cluster address instead"
         )
     warnings.append(
         f"{file}: host {host.name}: rpc_host: {ANY_IPV4} binds every interface of {host.name}: its RPC port "

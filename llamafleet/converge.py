@@ -23,7 +23,7 @@ Connect = Callable[..., Runner]
 def provision(connect: Connect) -> int:
     """Bring every host to the provisioned state; when it fails after hosts switched release, switch them back."""
     runner = connect()
-    code = runner.run(playbooks.provision())
+    code = runner.play(playbooks.provision())
     show_worker_journals(runner, runner.output)
     from .roles.release.role import Switched  # role modules load with the run that uses them
 
@@ -41,7 +41,7 @@ def roll_back_upgrade(connect: Connect, output: Output, hosts: list[str]) -> Non
     from .roles.rollback.role import Only
 
     runner = connect(given=(Only(frozenset(hosts)),))
-    back = runner.run(playbooks.rollback())
+    back = runner.play(playbooks.rollback())
     show_worker_journals(runner, output)
     output.say(
         "rollback: every switched host is back on its previous release and serving"
@@ -57,7 +57,7 @@ def deploy(connect: Connect, source: Model) -> int:
 
     runner = connect(given=(Deploying(source),))
     started = time.monotonic()
-    code = runner.run(playbooks.deploy())
+    code = runner.play(playbooks.deploy())
     show_worker_journals(runner, runner.output)
     if code == 0 and not runner.options.check:
         ready = runner.handoffs(Serving).ready_seconds
@@ -71,7 +71,7 @@ def deploy(connect: Connect, source: Model) -> int:
 def rollback(connect: Connect) -> int:
     """Every host back to its previous llama.cpp release together, then workers and head restarted."""
     runner = connect()
-    code = runner.run(playbooks.rollback())
+    code = runner.play(playbooks.rollback())
     show_worker_journals(runner, runner.output)
     return finish(runner, code)
 
@@ -81,7 +81,7 @@ def teardown(connect: Connect, purge: bool) -> int:
     from .roles.teardown.role import Purge
 
     runner = connect(given=(Purge(purge),))
-    return finish(runner, runner.run(playbooks.teardown()))
+    return finish(runner, runner.play(playbooks.teardown()))
 
 
 def show_worker_journals(runner: Runner, output: Output) -> None:

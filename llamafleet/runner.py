@@ -77,7 +77,7 @@ class Runner:
         self.handler_names: set[str] = set()  # every handler of the roles of this run
         self.round_trips: dict[str, int] = {h.name: 0 for h in self.hosts}
         self._count_lock = threading.Lock()
-        self.view = Run(self)  # what roles see of this run
+        self.run = Run(self)  # this run, as its roles see it
         self._memory = factmemory.location(inventory.path, "")
         for host in self.hosts:
             output.add_host(host.name)
@@ -89,9 +89,9 @@ class Runner:
     def remote(self, host: Host, command: str, **kwargs) -> Any:
         """Run one command on a host, counting the round trip; it may change the host, so facts are read anew."""
         self._sessions[host.name].changed()
-        return self._run(host, command, **kwargs)
+        return self._command(host, command, **kwargs)
 
-    def _run(self, host: Host, command: str, **kwargs) -> Any:
+    def _command(self, host: Host, command: str, **kwargs) -> Any:
         self._count(host)
         return self.connection(host).run(command, **kwargs)
 
@@ -113,7 +113,7 @@ class Runner:
     def _batch(self, host: Host, facts: list[Fact]) -> dict[tuple, Any]:
         """Read `facts` on a host in one round trip: key -> parsed value."""
         script, token = batch_script(facts)
-        result = self._run(host, script)
+        result = self._command(host, script)
         try:
             return parse_batch(facts, result.stdout, token)
         except ValueError as exc:
@@ -167,7 +167,7 @@ class Runner:
         members = set(self.inventory.groups.get(phase.group, []))
         return [h for h in self.hosts if h.name in members]
 
-    def run(self, phases: list[Phase]) -> int:
+    def play(self, phases: list[Phase]) -> int:
         """Check every role's settings, then its controller-side setup (no connection yet), then the phases."""
         for phase in phases:
             for role in phase.roles:
@@ -192,7 +192,7 @@ class Runner:
         if call is None:
             return
         try:
-            call(self.view, self.phase_hosts(phase))
+            call(self.run, self.phase_hosts(phase))
         except InventoryError as exc:
             if exc.file:
                 raise
@@ -220,7 +220,7 @@ class Runner:
     def _prepare(self, role: Role, hosts: list[Host]) -> bool:
         name = role.name
         try:
-            role.prepare(self.view, hosts)
+            role.prepare(self.run, hosts)
         except GateError as exc:
             self.output.say(f"gate {name}: {exc}")
             self.gate_failed = True
@@ -238,7 +238,7 @@ class Runner:
         return True
 
     def _gate(self, role: Role, hosts: list[Host]) -> bool:
-        problems = role.gate(self.view, hosts)
+        problems = role.gate(self.run, hosts)
         for problem in problems:
             self.output.say(f"gate {role.name}: {problem}")
         self.gate_failed = self.gate_failed or bool(problems)
@@ -268,7 +268,7 @@ class Runner:
 
     # -- one role on one host --------------------------------------------------
     def context(self, host: Host, role: Role) -> HostContext:
-        return HostContext(host=host, os=self.os(host), run=self.view, role=role.name, template_dir=role.template_dir)
+        return HostContext(host=host, os=self.os(host), run=self.run, role=role.name, template_dir=role.template_dir)
 
     def apply_role(self, host: Host, role: Role) -> None:
         """Converge a role's operations, then the handlers of this role that anything notified.

@@ -31,7 +31,7 @@ def provision_once(inv: inventory.Inventory) -> tuple[float, Output, Runner]:
     output = Output(json_mode=True, stream=io.StringIO())
     runner = Runner(inv, RunOptions(forks=10), output)
     start = time.perf_counter()
-    code = runner.run([Phase("sample", (SAMPLE,))])
+    code = runner.play([Phase("sample", (SAMPLE,))])
     elapsed = time.perf_counter() - start
     if code:
         failed = [r for r in output.results if r.status in ("failed", "unreachable")]

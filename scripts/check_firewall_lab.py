@@ -34,7 +34,7 @@ from llamafleet.roles import Role  # noqa: E402
 from llamafleet.roles.firewall import role as FIREWALL  # noqa: E402
 from llamafleet.runner import Phase, Runner, RunOptions  # noqa: E402
 
-PLAN = FIREWALL._plan
+PLAN = FIREWALL._ruleset
 FRONTEND = {"head": "ufw", "w1": "firewalld", "w2": "nftables"}  # what lab.up --firewall installed
 SERVICES = {"ufw": "ufw.service", "firewalld": "firewalld.service", "nftables": "nftables.service"}
 DUMPS = {  # llamafleet's configuration in each frontend, saved and live (the facts' own commands)
@@ -48,12 +48,12 @@ DUMPS = {  # llamafleet's configuration in each frontend, saved and live (the fa
 RPC_PORT, API_PORT = (variables.catalogue()[name].default for name in ("rpc_port", "api_port"))  # the lab leaves both
 
 
-def plans(inv, head_address: str) -> dict:
+def rulesets(inv, head_address: str) -> dict:
     workers = [h for h in inv.hosts.values() if h.name != "head"]
     cluster = [head_address, *(h.connection.address for h in workers)]
-    result = {"head": PLAN.FirewallPlan((PLAN.Rule(API_PORT, tuple(cluster), "api"),))}
+    result = {"head": PLAN.Ruleset((PLAN.Rule(API_PORT, tuple(cluster), "api"),))}
     for host in workers:
-        result[host.name] = PLAN.FirewallPlan((PLAN.Rule(RPC_PORT, (head_address,), "rpc"),))
+        result[host.name] = PLAN.Ruleset((PLAN.Rule(RPC_PORT, (head_address,), "rpc"),))
     return result
 
 
@@ -63,13 +63,13 @@ def wrapper(plan_by_host: dict) -> Role:
         "firewall",
         FIREWALL.operations,
         template_dir=FIREWALL.ROLE.template_dir,
-        prepare=lambda run, hosts: run.handoff(FIREWALL.Plans).by_host.update(plan_by_host),
+        prepare=lambda run, hosts: run.handoff(FIREWALL.Rulesets).by_host.update(plan_by_host),
     )
 
 
 def converge(inv, role, limit) -> tuple[int, Output]:
     output = Output(json_mode=True, stream=io.StringIO())
-    code = Runner(inv, RunOptions(limit=limit), output).run([Phase("firewall", (role,))])
+    code = Runner(inv, RunOptions(limit=limit), output).play([Phase("firewall", (role,))])
     return code, output
 
 
@@ -91,7 +91,9 @@ def listen(inv, host: str, port: int) -> None:
 
 
 def reaches(inv, source: str, target: str, port: int) -> bool:
-    probe = f"timeout 3 bash -c 'exec 3<>/dev/tcp/{inv.hosts[target].connection.address}/{port}' 2>/dev/null && echo open"
+    probe = (
+        f"timeout 3 bash -c 'exec 3<>/dev/tcp/{inv.hosts[target].connection.address}/{port}' 2>/dev/null && echo open"
+    )
     return ssh(inv, source, probe).stdout.strip() == "open"
 
 
@@ -155,11 +157,11 @@ def moved(address: str) -> str:
 def scenario(inv, limit: str | None, head: str) -> bool:
     """Converged, moved head (stale source), back (the stale source removed), restart (rules kept)."""
     hosts, moved_head = inv.select(limit), moved(head)
-    ok = converge_twice(inv, wrapper(plans(inv, head)), limit) & probe(inv, hosts, head)
+    ok = converge_twice(inv, wrapper(rulesets(inv, head)), limit) & probe(inv, hosts, head)
     print(f"-- the head moves to {moved_head}: the workers must stop admitting {head}")
-    ok &= converge_twice(inv, wrapper(plans(inv, moved_head)), limit) & probe(inv, hosts, moved_head)
+    ok &= converge_twice(inv, wrapper(rulesets(inv, moved_head)), limit) & probe(inv, hosts, moved_head)
     print(f"-- the head is back at {head}: {moved_head} must be gone everywhere")
-    role = wrapper(plans(inv, head))
+    role = wrapper(rulesets(inv, head))
     ok &= converge_twice(inv, role, limit) & probe(inv, hosts, head) & absent(inv, hosts, moved_head)
     print("-- every frontend's service restarted: the rules must survive")
     restart_frontends(inv, hosts)
@@ -264,7 +266,7 @@ def none_warns(inv, role) -> bool:
 
 def switch(inv, head: str) -> bool:
     """Every host changes frontend and back; see the module's docstring."""
-    role = wrapper(plans(inv, head))
+    role = wrapper(rulesets(inv, head))
     hosts = list(inv.hosts.values())
     ok = converge_twice(inv, role, None) & probe(inv, hosts, head)
     ok &= refused_while_in_charge(inv, role) & none_warns(inv, role)
@@ -290,7 +292,7 @@ def main() -> int:
     elif args.full:
         ok = scenario(inv, args.limit, head)
     else:
-        ok = converge_twice(inv, wrapper(plans(inv, head)), args.limit) & probe(inv, inv.select(args.limit), head)
+        ok = converge_twice(inv, wrapper(rulesets(inv, head)), args.limit) & probe(inv, inv.select(args.limit), head)
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
 

@@ -35,7 +35,7 @@ def forwarding_marker() -> Path:
     return state_root() / ".ip_forward_was_0"
 
 
-def firewall_plan(spec: str, hosts: list[str]) -> dict[str, str]:
+def firewall_frontends(spec: str, hosts: list[str]) -> dict[str, str]:
     """`ufw,nftables` -> head ufw, w1.. nftables: a list is spread over hosts, the last repeats."""
     items = [item.strip() for item in str(spec).split(",")]
     bad = [item for item in items if item not in FRONTENDS]
@@ -53,7 +53,7 @@ def _check_workers(workers: object) -> int:
     return workers
 
 
-def _new_info(name: str, plan: dict[str, str], rate: str | None, delay: str | None) -> LabInfo:
+def _new_info(name: str, frontends: dict[str, str], rate: str | None, delay: str | None) -> LabInfo:
     reserved = [info.subnet for info in status() if info.name != name]
     subnet = network.pick_subnet(name, reserved)
     first = subnet.network_address + 2
@@ -63,10 +63,10 @@ def _new_info(name: str, plan: dict[str, str], rate: str | None, delay: str | No
             group="head" if host == "head" else "workers",
             machine=machine_name(name, host),
             address=str(first + index),
-            firewall=plan[host],
+            firewall=frontends[host],
             dir=str(lab_dir(name) / host),
         )
-        for index, host in enumerate(plan)
+        for index, host in enumerate(frontends)
     ]
     files = inventory_dir()
     return LabInfo(
@@ -97,17 +97,17 @@ def up(
     kernel limit raised for the lab; a limit that cannot be raised stops it with a LabError.
     """
     check_name(name)
-    plan = firewall_plan(firewall, host_names(_check_workers(workers)))
+    frontends = firewall_frontends(firewall, host_names(_check_workers(workers)))
     network.check_shaping(link_rate, link_delay)
     require_root()
     ensure_host_tools()
     if link_delay:
         network.probe_delay_support(name)
     down(name)
-    limits.ensure(len(plan), say)
+    limits.ensure(len(frontends), say)
     base_root, _ = ensure_base()
-    layers = {fw: ensure_layer(base_root, fw) for fw in sorted(set(plan.values())) if fw in FIREWALL_PACKAGES}
-    info = _new_info(name, plan, link_rate, link_delay)
+    layers = {fw: ensure_layer(base_root, fw) for fw in sorted(set(frontends.values())) if fw in FIREWALL_PACKAGES}
+    info = _new_info(name, frontends, link_rate, link_delay)
     info.base = str(base_root)
     try:
         _create(info, base_root, layers)

@@ -130,18 +130,18 @@ class Expectations:
         return tuple(w.endpoint for w in self.view.workers if self.outsider_of(w.name) == host.name)
 
     @cached_property
-    def firewall_plans(self) -> dict[str, Any]:
-        return firewall_rules.plans(self.view, self.inventory)
+    def firewall_rulesets(self) -> dict[str, Any]:
+        return firewall_rules.rulesets(self.view, self.inventory)
 
     def firewall_operations(self, host: Host, found_frontends: Any = None) -> list:
         """The firewall role's operations for the host's frontend (for `auto`, every frontend's until known)."""
         choice = firewall_role.frontend_choice(host)
-        plan = self.firewall_plans[host.name]
+        ruleset = self.firewall_rulesets[host.name]
         if choice == "none":
             return []
         if choice == "auto" and found_frontends is None:
-            return [op for name in firewall_role.FRONTENDS for op in firewall_role.frontend_operations(name, plan)]
-        return firewall_role.frontend_operations(firewall_role.choose_frontend(choice, found_frontends), plan)
+            return [op for name in firewall_role.FRONTENDS for op in firewall_role.frontend_operations(name, ruleset)]
+        return firewall_role.frontend_operations(firewall_role.choose_frontend(choice, found_frontends), ruleset)
 
     # -- llama.cpp --------------------------------------------------------------------------------
     def llama_settings(self, host: Host):

@@ -12,9 +12,9 @@ from llamafleet.verify.plugin import require
 firewall_facts = firewall_role._facts
 
 
-def _rules(plan) -> str:
-    rules = [f"{r.proto}/{r.port} from {', '.join(r.sources)} only" for r in plan.rules]
-    return "; ".join([f"ssh {plan.ssh_port} open", *rules])
+def _rules(ruleset) -> str:
+    rules = [f"{r.proto}/{r.port} from {', '.join(r.sources)} only" for r in ruleset.rules]
+    return "; ".join([f"ssh {ruleset.ssh_port} open", *rules])
 
 
 def _found_rules(facts) -> list[str]:
@@ -41,7 +41,7 @@ def test_firewall_rules(node, observed, expect):
         not drift,
         node.name,
         "firewall active with llamafleet's rules",
-        _rules(expect.firewall_plans[node.name]),
+        _rules(expect.firewall_rulesets[node.name]),
         "; ".join(drift + _found_rules(observed.firewall_facts)),
         LOOK,
     )

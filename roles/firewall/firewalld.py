@@ -1,6 +1,6 @@
 """firewalld: one ipset per port and family (`llamafleet-<port>-<proto>[-v6]`) and rich rules that use them.
 
-For each rule of the plan, in the zone its sources arrive in (the zone bound to the interface the
+For each rule of the ruleset, in the zone its sources arrive in (the zone bound to the interface the
 host routes them through, else the default zone):
 
     rule family="ipv4" source ipset="llamafleet-50052-tcp" port port="50052" protocol="tcp" accept
@@ -16,7 +16,7 @@ rich rule naming a `llamafleet-` ipset is ours; any other rule, port, service or
 Permanent and runtime configuration are both changed explicitly, except that firewalld cannot
 create or delete an ipset at runtime: when the runtime needs one, the permanent configuration is
 changed and then reloaded (`firewall-cmd --reload`, which also drops others' runtime-only changes;
-it happens only when a port is added to or removed from the plan). With the daemon stopped, the
+it happens only when a port is added to or removed from the ruleset). With the daemon stopped, the
 files are changed with firewall-offline-cmd and the last operation starts it.
 
 Not handled: a zone bound to a source address (`--add-source`) takes that source's packets before
@@ -42,12 +42,12 @@ FAMILIES = {"ipv4": ("", "inet"), "ipv6": ("-v6", "inet6")}  # rich rule family 
 _OUR_IPSET = re.compile(r'ipset="' + re.escape(_facts.FIREWALLD_PREFIX))
 
 
-# --------------------------------------------------------------------------- what the plan asks for
+# --------------------------------------------------------------------------- what the ruleset asks for
 
 
 @dataclass(frozen=True)
 class Wanted:
-    """llamafleet's whole firewalld configuration for one plan: its ipsets and its (zone, rich rule) pairs."""
+    """llamafleet's whole firewalld configuration for one ruleset: its ipsets and its (zone, rich rule) pairs."""
 
     ipsets: dict[str, tuple[str, tuple[str, ...]]]  # name -> (ipset family, entries)
     rich_rules: frozenset[tuple[str, str]]
@@ -98,9 +98,9 @@ def route_address(source: str) -> str:
     return str(ipaddress.ip_network(source).network_address)
 
 
-def wanted(plan, routes: dict[str, str], zones: dict, default_zone: str) -> Wanted:
+def wanted(ruleset, routes: dict[str, str], zones: dict, default_zone: str) -> Wanted:
     ipsets, texts, used = {}, set(), {default_zone}
-    for rule in plan.rules:
+    for rule in ruleset.rules:
         for family, sources in (("ipv4", rule.ipv4), ("ipv6", rule.ipv6)):
             ipsets[ipset_name(rule, family)] = (FAMILIES[family][1], entries(sources))
         for zone in rule_zones(rule, routes, zones, default_zone):
@@ -125,11 +125,11 @@ class _Config:
 class FirewalldFacts:
     """The facts every firewalld operation reads (one object, so each operation lists the same ones)."""
 
-    def __init__(self, plan) -> None:
+    def __init__(self, ruleset) -> None:
         self.state = _facts.FirewalldState()
         self.zones = {mode: _facts.FirewalldZones(mode) for mode in ("permanent", "runtime")}
         self.ipsets = {mode: _facts.FirewalldIpsets(mode) for mode in ("permanent", "runtime")}
-        self.routes = _facts.RouteInterfaces(route_address(s) for rule in plan.rules for s in rule.sources)
+        self.routes = _facts.RouteInterfaces(route_address(s) for rule in ruleset.rules for s in rule.sources)
 
     def all(self) -> list:
         return [self.state, *self.zones.values(), *self.ipsets.values(), self.routes]
@@ -153,12 +153,12 @@ class FirewalldFacts:
             found.append(_Config(mode, tool, zones, ipsets))
         return found
 
-    def wanted(self, plan, facts: Facts) -> Wanted:
+    def wanted(self, ruleset, facts: Facts) -> Wanted:
         status, configs = self.status(facts), self.configs(facts)
         bound = configs[-1].zones  # the bindings in force: runtime while running
         if status.default_zone not in bound:
             raise OperationError(f"firewalld: default zone {status.default_zone!r} is not among the zones listed")
-        return wanted(plan, facts[self.routes], bound, status.default_zone)
+        return wanted(ruleset, facts[self.routes], bound, status.default_zone)
 
 
 def _command(tool: str, *args: str) -> Shell:
@@ -266,33 +266,33 @@ def ssh_open(zone, port: int) -> bool:
     return zone.target == "ACCEPT" or f"{port}/tcp" in zone.ports or (port == 22 and "ssh" in zone.services)
 
 
-def ssh_allowed(plan) -> Operation:
+def ssh_allowed(ruleset) -> Operation:
     """SSH is allowed in every zone llamafleet's rules use and the default zone, before any other change."""
-    read = FirewalldFacts(plan)
-    opening = "--add-service=ssh" if plan.ssh_port == 22 else f"--add-port={plan.ssh_port}/tcp"
+    read = FirewalldFacts(ruleset)
+    opening = "--add-service=ssh" if ruleset.ssh_port == 22 else f"--add-port={ruleset.ssh_port}/tcp"
 
     def planner(facts: Facts):
-        zones = read.wanted(plan, facts).zones
+        zones = read.wanted(ruleset, facts).zones
         found = []
         for config in read.configs(facts):
             for zone in zones:
                 if zone not in config.zones:
                     raise OperationError(f"firewalld: zone {zone!r} missing from {config.tool} --list-all-zones")
-                if not ssh_open(config.zones[zone], plan.ssh_port):
+                if not ssh_open(config.zones[zone], ruleset.ssh_port):
                     found.append(_command(config.tool, f"--zone={zone}", opening))
         if not found:
-            return NoChange(f"SSH ({plan.ssh_port}/tcp) allowed in zone(s) {', '.join(zones)}")
-        return Change(tuple(found), f"SSH ({plan.ssh_port}/tcp) not allowed in {len(found)} zone configuration(s)")
+            return NoChange(f"SSH ({ruleset.ssh_port}/tcp) allowed in zone(s) {', '.join(zones)}")
+        return Change(tuple(found), f"SSH ({ruleset.ssh_port}/tcp) not allowed in {len(found)} zone configuration(s)")
 
     return Operation("firewalld SSH allowed", read.all(), planner)
 
 
-def rules(plan) -> Operation:
-    """firewalld holds exactly `plan`'s llamafleet ipsets and rich rules, permanent and runtime."""
-    read = FirewalldFacts(plan)
+def rules(ruleset) -> Operation:
+    """firewalld holds exactly `ruleset`'s llamafleet ipsets and rich rules, permanent and runtime."""
+    read = FirewalldFacts(ruleset)
 
     def planner(facts: Facts):
-        want = read.wanted(plan, facts)
+        want = read.wanted(ruleset, facts)
         found, why = [], []
         for config in read.configs(facts):  # permanent first: a reload must find it complete
             change = diff(config, want)
@@ -374,6 +374,6 @@ def removed() -> Operation:
     return Operation("firewalld holds no llamafleet ipset or rich rule", found, planner)
 
 
-def firewalld_rules(plan) -> list[Operation]:
-    """Every operation that makes `plan` true with firewalld, in order."""
-    return [ssh_allowed(plan), rules(plan), running_and_enabled()]
+def firewalld_rules(ruleset) -> list[Operation]:
+    """Every operation that makes `ruleset` true with firewalld, in order."""
+    return [ssh_allowed(ruleset), rules(ruleset), running_and_enabled()]

@@ -14,7 +14,7 @@ from llamafleet.operations import Change, Facts, NoChange, Operation, Shell, Upl
 from llamafleet.shell import quote
 
 from . import facts as _facts
-from . import plan as _plan
+from . import ruleset as _ruleset
 
 TABLE_FILE = "/etc/nftables.d/llamafleet.nft"
 CONF = "/etc/nftables.conf"  # what Debian's nftables.service loads at boot
@@ -25,8 +25,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 _INCLUDE = re.compile(r'^\s*include\s+"([^"]+)"')
 
 
-def render_table(plan) -> str:
-    """The whole table file for `plan` (the text compared with the host's file)."""
+def render_table(ruleset) -> str:
+    """The whole table file for `ruleset` (the text compared with the host's file)."""
     environment = jinja2.Environment(  # noqa: S701 - nft syntax, not HTML
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,
@@ -34,13 +34,13 @@ def render_table(plan) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return environment.get_template("llamafleet.nft.j2").render(ssh_port=plan.ssh_port, rules=plan.rules)
+    return environment.get_template("llamafleet.nft.j2").render(ssh_port=ruleset.ssh_port, rules=ruleset.rules)
 
 
-def wanted_state(plan) -> tuple:
+def wanted_state(ruleset) -> tuple:
     """What `nft -j list table inet llamafleet` shows once the rendered file is loaded (NftTable's terms)."""
-    rules = [_facts.NftRule("tcp", plan.ssh_port, None, (), "accept", f"{_plan.TAG} ssh")]
-    for rule in plan.rules:
+    rules = [_facts.NftRule("tcp", ruleset.ssh_port, None, (), "accept", f"{_ruleset.TAG} ssh")]
+    for rule in ruleset.rules:
         for family, sources in (("ip", rule.ipv4), ("ip6", rule.ipv6)):
             if sources:
                 rules.append(_facts.NftRule(rule.proto, rule.port, family, sources, "accept", rule.tag))
@@ -55,9 +55,9 @@ def _comparable(state) -> tuple:
     return (state.chains, rules)
 
 
-def table(plan) -> Operation:
-    """Table inet llamafleet holds exactly `plan`'s rules, in the kernel and in TABLE_FILE."""
-    text = render_table(plan)
+def table(ruleset) -> Operation:
+    """Table inet llamafleet holds exactly `ruleset`'s rules, in the kernel and in TABLE_FILE."""
+    text = render_table(ruleset)
     saved, loaded = FileContent(TABLE_FILE), _facts.NftTable()
     load = Shell(quote("nft -f %s", TABLE_FILE))
 
@@ -69,9 +69,9 @@ def table(plan) -> Operation:
         state = facts[loaded]
         if state is None:
             return Change((load,), "table inet llamafleet not loaded")
-        if _comparable(state) != wanted_state(plan):
+        if _comparable(state) != wanted_state(ruleset):
             return Change((load,), "table inet llamafleet in the kernel differs from its file")
-        return NoChange(f"table inet llamafleet loaded and saved, {len(plan.rules)} guarded port(s)")
+        return NoChange(f"table inet llamafleet loaded and saved, {len(ruleset.rules)} guarded port(s)")
 
     return Operation(f"nftables table inet llamafleet ({TABLE_FILE})", [saved, loaded], planner)
 
@@ -112,9 +112,9 @@ def service_enabled() -> Operation:
     return Operation(f"service {SERVICE} enabled", [unit], planner)
 
 
-def nftables_rules(plan) -> list[Operation]:
-    """Every operation that makes `plan` true with nftables, in order."""
-    return [files.directory("/etc/nftables.d"), table(plan), loaded_at_boot(), service_enabled()]
+def nftables_rules(ruleset) -> list[Operation]:
+    """Every operation that makes `ruleset` true with nftables, in order."""
+    return [files.directory("/etc/nftables.d"), table(ruleset), loaded_at_boot(), service_enabled()]
 
 
 def _our_include(line: str) -> bool:

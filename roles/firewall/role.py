@@ -1,8 +1,8 @@
 """Role firewall: llamafleet's ports open to the cluster only, in ufw, firewalld or nftables.
 
-Contract: before the operations run, prepare() hands over `Plans`: a `FirewallPlan` per host, made
-from the cluster view (rules.py; plan.py: `FirewallPlan(rules=(Rule(port, sources, comment,
-proto="tcp"), ...), ssh_port=22)`). A host without an entry gets an empty plan: SSH allowed, no
+Contract: before the operations run, prepare() hands over `Rulesets`: a `Ruleset` per host, made
+from the cluster view (rules.py; ruleset.py: `Ruleset(rules=(Rule(port, sources, comment,
+proto="tcp"), ...), ssh_port=22)`). A host without an entry gets an empty ruleset: SSH allowed, no
 other rule, stale llamafleet rules removed. `frontend_choice(host)` (variable `firewall`) picks the
 frontend (defaults.yml): auto chooses, once per run, ufw if active, else firewalld if running, else nftables. The other
 frontends lose llamafleet's rules, and another one in charge stops the host (switch.py).
@@ -20,8 +20,8 @@ from llamafleet.run import HostContext
 from . import facts as _facts
 from . import firewalld as _firewalld
 from . import nftables as _nftables
-from . import plan as _plan
 from . import rules as _rules
+from . import ruleset as _ruleset
 from . import settings as _settings
 from . import switch as _switch
 from . import ufw as _ufw
@@ -35,20 +35,20 @@ PACKAGES = {"ufw": "ufw", "firewalld": "firewalld", "nftables": "nftables"}
 
 
 @dataclass
-class Plans:
-    """prepare's hand-off to the operations: host name -> its FirewallPlan."""
+class Rulesets:
+    """prepare's hand-off to the operations: host name -> its Ruleset."""
 
     by_host: dict = field(default_factory=dict)
 
 
 def validate(run, hosts) -> None:
     """Before any connection: the plans can be made (addresses hold together)."""
-    _rules.plans(run.cluster, run.inventory)
+    _rules.rulesets(run.cluster, run.inventory)
 
 
 def prepare(run, hosts) -> None:
-    """Each host's plan from the cluster view: a worker's RPC port from the head only, the API from its clients."""
-    run.handoff(Plans).by_host.update(_rules.plans(run.cluster, run.inventory))
+    """Each host's ruleset from the cluster view: a worker's RPC port from the head only, the API from its clients."""
+    run.handoff(Rulesets).by_host.update(_rules.rulesets(run.cluster, run.inventory))
 
 
 def choose_frontend(choice: str, found) -> str | None:
@@ -66,14 +66,14 @@ def choose_frontend(choice: str, found) -> str | None:
     return "nftables"
 
 
-def frontend_operations(frontend: str, plan) -> list:
-    """The operations that make `plan` true with one frontend."""
+def frontend_operations(frontend: str, ruleset) -> list:
+    """The operations that make `ruleset` true with one frontend."""
     if frontend == "ufw":
-        return _ufw.ufw_rules(plan)
+        return _ufw.ufw_rules(ruleset)
     if frontend == "firewalld":
-        return _firewalld.firewalld_rules(plan)
+        return _firewalld.firewalld_rules(ruleset)
     if frontend == "nftables":
-        return _nftables.nftables_rules(plan)
+        return _nftables.nftables_rules(ruleset)
     raise OperationError(f"firewall: no operations for frontend {frontend!r}")
 
 
@@ -87,7 +87,7 @@ def operations(ctx: HostContext):
     if choice == "none":
         yield _switch.left_alone()
         return
-    plan = ctx.run.handoff(Plans).by_host.get(ctx.name) or _plan.FirewallPlan(rules=())
+    ruleset = ctx.run.handoff(Rulesets).by_host.get(ctx.name) or _ruleset.Ruleset(rules=())
     if choice == "auto":
         fact = FRONTENDS_IN_CHARGE  # which frontend is in charge decides every operation
         choice_found = ctx.run.gather(ctx.host, [fact])[fact]
@@ -96,7 +96,7 @@ def operations(ctx: HostContext):
         frontend = choose_frontend(choice, None)
     yield _switch.alone(frontend)
     yield packages.present([PACKAGES[frontend]], ctx.os["family"])
-    yield from frontend_operations(frontend, plan)
+    yield from frontend_operations(frontend, ruleset)
     yield from _switch.removals(frontend)
 
 

@@ -2,7 +2,7 @@
 
 When a host's frontend changes (the inventory's `firewall`, what `auto` finds, a frontend
 removed), the old one would keep llamafleet's rules, which can still open or close ports. So each
-run, once the managed frontend holds the plan (SSH first), every other frontend found on the host
+run, once the managed frontend holds the ruleset (SSH first), every other frontend found on the host
 loses llamafleet's own rules, and nothing else: ufw rules commented `llamafleet ...`, firewalld
 ipsets `llamafleet-*` and the rich rules that use them, nftables' table `inet llamafleet` with
 its file and include. A frontend with nothing of ours costs a grep, not a Python start-up.

@@ -7,7 +7,7 @@ from llamafleet.operations import Change, Facts, NoChange, Operation, Shell
 from llamafleet.shell import quote
 
 from . import facts as _facts
-from . import plan as _plan
+from . import ruleset as _ruleset
 
 
 def _ours(words: tuple[str, ...]) -> bool:
@@ -15,24 +15,24 @@ def _ours(words: tuple[str, ...]) -> bool:
     if "comment" not in words:
         return False
     index = words.index("comment")
-    return index + 1 < len(words) and words[index + 1].split(" ")[0] == _plan.TAG
+    return index + 1 < len(words) and words[index + 1].split(" ")[0] == _ruleset.TAG
 
 
-def ssh_rule(plan) -> tuple[str, ...]:
-    return ("allow", f"{plan.ssh_port}/tcp", "comment", f"{_plan.TAG} ssh")
+def ssh_rule(ruleset) -> tuple[str, ...]:
+    return ("allow", f"{ruleset.ssh_port}/tcp", "comment", f"{_ruleset.TAG} ssh")
 
 
-def allow_rules(plan) -> list[tuple[str, ...]]:
+def allow_rules(ruleset) -> list[tuple[str, ...]]:
     """The allow rules in the words `ufw show added` prints them with."""
     return [
         ("allow", "from", source, "to", "any", "port", str(rule.port), "proto", rule.proto, "comment", rule.tag)
-        for rule in plan.rules
+        for rule in ruleset.rules
         for source in rule.sources
     ]
 
 
-def deny_rules(plan) -> list[tuple[str, ...]]:
-    return [("deny", f"{rule.port}/{rule.proto}", "comment", rule.tag) for rule in plan.rules]
+def deny_rules(ruleset) -> list[tuple[str, ...]]:
+    return [("deny", f"{rule.port}/{rule.proto}", "comment", rule.tag) for rule in ruleset.rules]
 
 
 def _command(verb: str, words: tuple[str, ...]) -> Shell:
@@ -46,21 +46,21 @@ def _status(facts: Facts, fact) -> object:
     return state
 
 
-def rules(plan) -> Operation:
-    """ufw has exactly `plan`'s llamafleet rules: SSH allowed, each port open to its sources, denied to others."""
+def rules(ruleset) -> Operation:
+    """ufw has exactly `ruleset`'s llamafleet rules: SSH allowed, each port open to its sources, denied to others."""
     status = _facts.UfwStatus()
 
     def planner(facts: Facts):
         present = set(_status(facts, status).rules)
         steps = []
-        if ssh_rule(plan) not in present:  # before anything else, so enabling never locks us out
-            steps.append(_command("", ssh_rule(plan)))
-        wanted = {ssh_rule(plan), *allow_rules(plan), *deny_rules(plan)}
+        if ssh_rule(ruleset) not in present:  # before anything else, so enabling never locks us out
+            steps.append(_command("", ssh_rule(ruleset)))
+        wanted = {ssh_rule(ruleset), *allow_rules(ruleset), *deny_rules(ruleset)}
         stale = [words for words in _status(facts, status).rules if _ours(words) and words not in wanted]
         steps += [_command("delete", words[: words.index("comment")]) for words in stale]
         # Allows go first in ufw's list (prepend), the deny last: the sources match before the deny.
-        steps += [_command("prepend", words) for words in allow_rules(plan) if words not in present]
-        steps += [_command("", words) for words in deny_rules(plan) if words not in present]
+        steps += [_command("prepend", words) for words in allow_rules(ruleset) if words not in present]
+        steps += [_command("", words) for words in deny_rules(ruleset) if words not in present]
         if not steps:
             return NoChange(f"{len(wanted)} llamafleet rule(s) present, none stale")
         why = [f"{len(steps) - len(stale)} missing"] if len(steps) > len(stale) else []
@@ -86,7 +86,7 @@ def enabled() -> Operation:
 
 
 # ufw keeps each rule's comment hex-encoded in its rule files: a grep finds ours without starting ufw.
-TRACE = quote("grep -qs -e %s /etc/ufw/user.rules /etc/ufw/user6.rules", "comment=" + _plan.TAG.encode().hex())
+TRACE = quote("grep -qs -e %s /etc/ufw/user.rules /etc/ufw/user6.rules", "comment=" + _ruleset.TAG.encode().hex())
 
 
 def leftovers() -> _facts.Traced:
@@ -116,9 +116,9 @@ def removed() -> Operation:
     return Operation("ufw holds no llamafleet rule", [found], planner)
 
 
-def ufw_rules(plan) -> list[Operation]:
-    """Every operation that makes `plan` true with ufw, in order."""
-    return [rules(plan), enabled()]
+def ufw_rules(ruleset) -> list[Operation]:
+    """Every operation that makes `ruleset` true with ufw, in order."""
+    return [rules(ruleset), enabled()]
 
 
 def handed_over() -> Operation:
@@ -132,7 +132,7 @@ def handed_over() -> Operation:
         rules = ours(facts[found])
         if not rules:
             return NoChange("ufw holds no llamafleet rule")
-        ssh = [words for words in rules if words[-1] == f"{_plan.TAG} ssh"]
+        ssh = [words for words in rules if words[-1] == f"{_ruleset.TAG} ssh"]
         steps = [_command("", words[: words.index("comment")]) for words in ssh]  # kept, without our comment
         steps += [_command("delete", words[: words.index("comment")]) for words in rules if words not in ssh]
         return Change(tuple(steps), f"{len(rules)} llamafleet rule(s); SSH stays allowed by a plain rule")

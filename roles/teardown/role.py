@@ -15,8 +15,8 @@ from llamafleet.operations import files, systemd, users
 from llamafleet.roles import Role
 from llamafleet.roles.base import settings as base_settings
 from llamafleet.roles.firewall import firewalld, nftables, switch, ufw
-from llamafleet.roles.firewall import plan as firewall_plan
 from llamafleet.roles.firewall import role as firewall
+from llamafleet.roles.firewall import ruleset as firewall_ruleset
 
 NAME = "teardown"
 PURGED = (paths.INSTALL_ROOT, paths.STATE_DIR, f"/var/cache/{paths.CACHE_NAME}", paths.CONFIG_DIR)
@@ -57,7 +57,7 @@ def firewall_rules_absent(ctx):
     frontend = firewall.choose_frontend(choice, found)
     managed = {
         "ufw": ufw.handed_over,
-        "firewalld": lambda: firewalld.rules(firewall_plan.FirewallPlan(rules=())),
+        "firewalld": lambda: firewalld.rules(firewall_ruleset.Ruleset(rules=())),
         "nftables": nftables.removed,
     }
     yield managed[frontend]()

@@ -20,7 +20,7 @@ SAMPLE = roles.load_path(ROOT / "scripts/sample_role/role.py", "llamafleet_sampl
 def converge(inv, **options) -> tuple[int, Output, Runner]:
     output = Output(json_mode=True, check=options.get("check", False), stream=io.StringIO())
     runner = Runner(inv, RunOptions(**options), output)
-    return runner.run([Phase("sample", (SAMPLE,))]), output, runner
+    return runner.play([Phase("sample", (SAMPLE,))]), output, runner
 
 
 def counts(output: Output, status: str) -> dict[str, int]:

@@ -80,7 +80,7 @@ def test_a_run_that_loses_its_connection_exits_3(sshd, tmp_path):
     client_port = runner.connection(inv.head).open().transport.sock.getsockname()[1]
     killer = threading.Timer(2.0, sshd.kill_session, (client_port,))
     killer.start()
-    code = runner.run([Phase("test", (role,))])
+    code = runner.play([Phase("test", (role,))])
     killer.join()
     assert code == EXIT_UNREACHABLE
     assert output.recap["local"]["unreachable"] == 1

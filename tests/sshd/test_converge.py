@@ -53,7 +53,7 @@ def setup(sshd, tmp_path):
 def converge(inv, role, **opts) -> tuple[int, Output]:
     output = Output(json_mode=True, check=opts.get("check", False), stream=io.StringIO())
     runner = Runner(inv, RunOptions(**opts), output)
-    code = runner.run([Phase("test", (role,))])
+    code = runner.play([Phase("test", (role,))])
     return code, output
 
 
@@ -208,7 +208,7 @@ def test_a_failing_host_leaves_the_others_running_but_stops_phases_that_need_all
         Phase("last", (make_role(base / "last", tmp_path / "payload.bin"),), group="head", needs_all=True),
     ]
     (tmp_path / "payload.bin").write_bytes(b"x")
-    code = Runner(inv, RunOptions(), output).run(phases)
+    code = Runner(inv, RunOptions(), output).play(phases)
     assert code == 1
     assert (base / "head/done").exists(), "the healthy host finished its phase"
     assert not (base / "w1/done").exists(), "the failed host stopped at its failure"

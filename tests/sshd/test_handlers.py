@@ -33,7 +33,7 @@ def run(sshd, tmp_path, phases) -> tuple[int, Output]:
     path = tmp_path / "hosts.yml"
     path.write_text(sshd.inventory_text())
     output = Output(json_mode=True, stream=io.StringIO())
-    return Runner(inventory.load(path), RunOptions(), output).run(phases), output
+    return Runner(inventory.load(path), RunOptions(), output).play(phases), output
 
 
 def test_a_notification_waits_for_the_role_that_handles_it(sshd, tmp_path):

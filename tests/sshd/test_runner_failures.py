@@ -52,7 +52,7 @@ def test_a_builder_lost_during_prepare_stops_the_phase_with_exit_3(sshd, tmp_pat
     stream = io.StringIO()
     output = Output(stream=stream)
     runner = Runner(inv, RunOptions(), output)
-    code = runner.run([Phase("prepare", (role_whose_builder_drops(),)), Phase("later", (role_whose_builder_drops(),))])
+    code = runner.play([Phase("prepare", (role_whose_builder_drops(),)), Phase("later", (role_whose_builder_drops(),))])
     assert code == EXIT_UNREACHABLE, stream.getvalue()
     assert output.recap["local"]["unreachable"] == 1, stream.getvalue()
     assert output.recap["other"]["failed"] == 0

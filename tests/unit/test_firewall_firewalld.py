@@ -142,7 +142,7 @@ def test_firewalld_stale_port_and_source_removed_foreign_rules_kept():
 def test_firewalld_stale_source_only_changes_runtime_without_reload():
     # The stale recording, planned for a plan that still has port 50099: only entries change, in both sides.
     keep = P.Rule(50099, (HEAD, "fd00:52::/64"), "old")
-    result = plan(FWD.rules(P.FirewallPlan((*WORKER_PLAN.rules, keep))), *firewalld("stale"))
+    result = plan(FWD.rules(P.Ruleset((*WORKER_PLAN.rules, keep))), *firewalld("stale"))
     assert shell_words(result) == [
         [*tool, f"--ipset=llamafleet-{port}-tcp", f"--{verb}-entry={address}"]
         for tool in (["firewall-cmd", "--permanent"], ["firewall-cmd"])
@@ -153,7 +153,7 @@ def test_firewalld_stale_source_only_changes_runtime_without_reload():
 
 
 def test_firewalld_empty_plan_removes_everything_of_ours():
-    result = plan(FWD.rules(P.FirewallPlan(())), *firewalld("applied"))
+    result = plan(FWD.rules(P.Ruleset(())), *firewalld("applied"))
     assert shell_words(result) == [
         ["firewall-cmd", "--permanent", "--zone=public", *(f"--remove-rich-rule={r}" for r in sorted(PUBLIC_RULES))],
         ["firewall-cmd", "--permanent", "--delete-ipset=llamafleet-50052-tcp"],
@@ -191,7 +191,7 @@ def test_firewalld_rules_follow_the_zone_of_the_interface():
 
 
 def test_firewalld_ssh_port_opened_in_both_sides_first():
-    result = plan(FWD.ssh_allowed(P.FirewallPlan((), ssh_port=2222)), *firewalld("applied"))
+    result = plan(FWD.ssh_allowed(P.Ruleset((), ssh_port=2222)), *firewalld("applied"))
     assert shell_words(result) == [
         ["firewall-cmd", "--permanent", "--zone=public", "--add-port=2222/tcp"],
         ["firewall-cmd", "--zone=public", "--add-port=2222/tcp"],

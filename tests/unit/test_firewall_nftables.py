@@ -50,7 +50,7 @@ def test_rendered_table_is_what_the_host_saved():
 
 
 def test_rendered_table_splits_ipv4_and_ipv6():
-    text = NFT.render_table(P.FirewallPlan((P.Rule(8080, ("fd00::/64", "10.0.0.0/8"), "api"),), ssh_port=2222))
+    text = NFT.render_table(P.Ruleset((P.Rule(8080, ("fd00::/64", "10.0.0.0/8"), "api"),), ssh_port=2222))
     lines = [line.strip() for line in text.splitlines() if "dport" in line]
     assert lines == [
         'tcp dport 2222 accept comment "llamafleet ssh"',

@@ -57,7 +57,7 @@ class _Run:
     """The part of a run the role's operations use: its hand-offs and the frontends fact."""
 
     def __init__(self, plans, frontends=None):
-        self.handoff = Handoffs(FIREWALL.Plans(plans))
+        self.handoff = Handoffs(FIREWALL.Rulesets(plans))
         self.frontends = frontends
 
     def gather(self, host, wanted):

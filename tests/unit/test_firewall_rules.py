@@ -14,7 +14,7 @@ from llamafleet.roles.firewall import rules as RULES
 
 def plans_for(tmp_path, text: str) -> dict:
     inv = inventory.load(write_tree(tmp_path, {"hosts.yml": text}))
-    return RULES.plans(cluster.view(inv), inv)
+    return RULES.rulesets(cluster.view(inv), inv)
 
 
 def test_workers_accept_rpc_from_the_head_only(tmp_path):
@@ -68,4 +68,4 @@ def test_a_rule_with_a_bad_source_port_protocol_or_comment_is_refused(kwargs, me
 
 def test_a_rule_on_the_ssh_port_is_refused():
     with pytest.raises(OperationError, match="SSH port"):
-        P.FirewallPlan((P.Rule(2222, (HEAD,), "rpc"),), ssh_port=2222)
+        P.Ruleset((P.Rule(2222, (HEAD,), "rpc"),), ssh_port=2222)

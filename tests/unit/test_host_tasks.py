@@ -21,7 +21,7 @@ from llamafleet.runner import RunOptions
 
 
 class RecordedRunner:
-    """A runner whose run() ends with `code` after recording `failures`, its roles having handed over `left`."""
+    """A runner whose play() ends with `code` after recording `failures`, its roles having handed over `left`."""
 
     def __init__(self, inv, output, code=0, left=(), failures=(), check=False) -> None:
         self.inventory, self.output, self.code = inv, output, code
@@ -37,7 +37,7 @@ class RecordedRunner:
         self.handoffs = Handoffs(*self.left, *given)
         return self
 
-    def run(self, phases) -> int:
+    def play(self, phases) -> int:
         self.ran.append([phase.name for phase in phases])
         for failure in self.failures:
             self.output.record(failure)

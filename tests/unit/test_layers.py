@@ -183,7 +183,7 @@ def test_the_cycle_probe_sees_the_real_imports():
     assert "llamafleet.facts" in graph["llamafleet.runner"]  # from .facts import ...
     assert "llamafleet.connvars" in graph["llamafleet.inventory"]  # from . import connvars
     assert "llamafleet.paths" in graph["llamafleet.roles.base.role"]  # a role: from llamafleet import paths
-    assert "llamafleet.roles.firewall.plan" in graph["llamafleet.roles.firewall.rules"]  # a role's own: from . import
+    assert "llamafleet.roles.firewall.ruleset" in graph["llamafleet.roles.firewall.rules"]  # from . import ruleset
     assert {"llamafleet.operations", "llamafleet.lab.lifecycle"} <= set(graph), "packages and subpackages"
 
 

@@ -100,7 +100,7 @@ def test_setup_runs_only_after_every_role_validated(tmp_path):
     acting, refusing = roles.Role("acting", setup=setup), roles.Role("refusing", validate=refuse)
     runner, _ = _runner(tmp_path)
     with pytest.raises(InventoryError, match="refused"):
-        runner.run([Phase("first", (acting,)), Phase("second", (refusing,))])
+        runner.play([Phase("first", (acting,)), Phase("second", (refusing,))])
     assert not made.exists(), "a later role's validate failed: no role may have acted"
 
 
@@ -108,13 +108,13 @@ def test_the_head_makes_its_api_key_in_setup_never_under_check(tmp_path):
     head = roles.load("head")
     runner, stream = _runner(tmp_path, check=True)
     key = tmp_path / "inv" / "hosts.api-key"
-    head.validate(runner.view, [runner.inventory.head])
-    head.setup(runner.view, [runner.inventory.head])
+    head.validate(runner.run, [runner.inventory.head])
+    head.setup(runner.run, [runner.inventory.head])
     assert not key.exists() and "api key" not in stream.getvalue()
     runner, stream = _runner(tmp_path)
-    head.validate(runner.view, [runner.inventory.head])
+    head.validate(runner.run, [runner.inventory.head])
     assert not key.exists(), "validate changes nothing"
-    head.setup(runner.view, [runner.inventory.head])
+    head.setup(runner.run, [runner.inventory.head])
     assert key.stat().st_mode & 0o777 == 0o600 and key.read_text().startswith("lf-")
     assert f"api key: generated {key}" in stream.getvalue()
     assert "api_key_file" not in runner.inventory.head.vars or runner.inventory.head.vars["api_key_file"] is None

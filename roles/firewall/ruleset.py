@@ -1,4 +1,4 @@
-"""What the firewall role is asked for: a FirewallPlan of rules, built by the caller from the cluster view."""
+"""What the firewall role is asked for: a Ruleset of rules, built by the caller from the cluster view."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def _sort_key(source: str) -> tuple:
 
 
 @dataclass(frozen=True)
-class FirewallPlan:
+class Ruleset:
     """Every llamafleet rule one host should have; `ssh_port` stays open to everyone, always."""
 
     rules: tuple[Rule, ...]
