@@ -66,17 +66,21 @@ def batch_script(facts: list[Fact], token: str | None = None, *, at_once: bool =
 
 def parse_batch(facts: list[Fact], stdout: str, token: str) -> dict[tuple, Any]:
     """Split a batch script's output by its markers and run each fact's parser on its part."""
+    return {fact.key: fact.process(lines) for fact, lines in split_batch(facts, stdout, token)}
+
+
+def split_batch(facts: list[Fact], stdout: str, token: str) -> list[tuple[Fact, list[str]]]:
+    """Each fact with its output lines, from a batch script's output; ValueError when one is missing."""
     pattern = re.compile(rf"^@{token} (\d+)\n(.*?)\n@{token} end (\d+)$", re.S | re.M)
-    values: dict[tuple, Any] = {}
+    found: dict[int, list[str]] = {}
     for match in pattern.finditer(stdout):
-        fact = facts[int(match.group(1))]
         text = match.group(2)
         text = text[:-1] if text.endswith("\n") else text
-        values[fact.key] = fact.process(text.split("\n") if text else [])
-    missing = [f for f in facts if f.key not in values]
+        found[int(match.group(1))] = text.split("\n") if text else []
+    missing = [fact for index, fact in enumerate(facts) if index not in found]
     if missing:
         raise ValueError(f"fact output incomplete, missing {missing[0]!r}")
-    return values
+    return [(fact, found[index]) for index, fact in enumerate(facts)]
 
 
 class OsRelease(Fact):

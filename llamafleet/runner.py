@@ -11,7 +11,7 @@ from typing import Any
 
 from . import factmemory, progress
 from .errors import CommandError, ConnectError, GateError, InventoryError, LlamafleetError, OperationError
-from .facts import CommandOutput, Fact, OsRelease, batch_script, parse_batch
+from .facts import CommandOutput, Fact, OsRelease, batch_script, split_batch
 from .inventory import Host, Inventory
 from .operations.base import Change, Facts, Feed, Operation, Shell, Step, Transfer, Upload
 from .output import OpResult, Output
@@ -111,13 +111,15 @@ class Runner:
         return Facts(session.known())
 
     def _batch(self, host: Host, facts: list[Fact]) -> dict[tuple, Any]:
-        """Read `facts` on a host in one round trip: key -> parsed value."""
+        """Read `facts` on a host in one round trip: key -> parsed value (their output is kept, see HostSession)."""
         script, token = batch_script(facts)
         result = self._command(host, script)
         try:
-            return parse_batch(facts, result.stdout, token)
+            outputs = split_batch(facts, result.stdout, token)
         except ValueError as exc:
             raise CommandError(host.name, "gather facts", result.status, f"{exc}\n{result.stderr}") from None
+        self._sessions[host.name].read({fact.command(): lines for fact, lines in outputs})
+        return {fact.key: fact.process(lines) for fact, lines in outputs}
 
     def prefetch(self, phases: list[Phase]) -> None:
         """First contact with every host, one batch: the OS, the facts the run's roles name (prefetch), and
@@ -140,11 +142,10 @@ class Runner:
         todo = session.missing(wanted)
         commands = {f.command() for f in todo}
         ahead = [CommandOutput(c) for c in dict.fromkeys(remembered or ()) if c not in commands]
-        if not todo and not ahead:
-            return
-        found = self._batch(host, todo + ahead)
-        session.learned(todo, {f.key: found[f.key] for f in todo})
-        session.read_ahead({f.args[0]: found[f.key] for f in ahead})
+        ahead = [fact for fact in ahead if not session.has_output(fact.args[0])]
+        if todo or ahead:
+            found = self._batch(host, todo + ahead)
+            session.learned(todo, {f.key: found[f.key] for f in todo})
 
     def remember_facts(self) -> None:
         """The commands of the facts this run asked for on each host, for the next run's first batch."""

@@ -19,7 +19,6 @@ class HostSession:
     failed: bool = False
     unreachable: bool = False
     _read: dict[tuple, Any] = field(default_factory=dict)  # read since the host last changed
-    _ahead: dict[str, list[str]] = field(default_factory=dict)  # command -> output, read ahead (factmemory)
     asked: dict[str, None] = field(default_factory=dict)  # the command of every fact asked for, in order
     _settled: dict[str, Facts] = field(default_factory=dict)  # role -> its facts, when it changed nothing
     _notified: list[str] = field(default_factory=list)  # handlers notified on this host, not yet run
@@ -28,6 +27,11 @@ class HostSession:
     def _static(self) -> dict[tuple, Any]:
         """Facts true for as long as the connection lives (the OS): shared with the process's later runs."""
         return self.connection.static_facts
+
+    @property
+    def _outputs(self) -> dict[str, list[str]]:
+        """Fact command -> output, read since the host last changed (ahead, or by this process's earlier runs)."""
+        return self.connection.fact_outputs
 
     @property
     def healthy(self) -> bool:
@@ -39,7 +43,7 @@ class HostSession:
         return {**self._read, **self._static}
 
     def missing(self, facts: Iterable[Fact]) -> list[Fact]:
-        """The facts not known yet, each once; a fact whose command was read ahead is known from its output."""
+        """The facts not known yet, each once; a fact whose command's output is at hand is parsed from it."""
         known = self.known()
         todo: dict[tuple, Fact] = {}
         for fact in facts:
@@ -47,22 +51,25 @@ class HostSession:
             self.asked[command] = None
             if fact.key in known or fact.key in todo:
                 continue
-            if command in self._ahead and self._parsed_ahead(fact, command):
+            if command in self._outputs and self._parsed(fact, command):
                 continue
             todo[fact.key] = fact
         return list(todo.values())
 
-    def _parsed_ahead(self, fact: Fact, command: str) -> bool:
+    def _parsed(self, fact: Fact, command: str) -> bool:
         try:
-            value = fact.process(self._ahead[command])
-        except Exception:  # noqa: BLE001 - output the fact cannot parse: it is read again, as if never read ahead
+            value = fact.process(self._outputs[command])
+        except Exception:  # noqa: BLE001 - output the fact cannot parse: it is read again, as if never read
             return False
         self.learned([fact], {fact.key: value})
         return True
 
-    def read_ahead(self, outputs: Mapping[str, list[str]]) -> None:
-        """Output of remembered commands, read with the first batch: facts asked later are parsed from it."""
-        self._ahead.update(outputs)
+    def read(self, outputs: Mapping[str, list[str]]) -> None:
+        """Output of fact commands just read (and of remembered ones, ahead): facts asked later are parsed from it."""
+        self._outputs.update(outputs)
+
+    def has_output(self, command: str) -> bool:
+        return command in self._outputs
 
     def learned(self, facts: list[Fact], values: Mapping[tuple, Any]) -> None:
         """Facts just read: true until the host changes (static ones for the whole run)."""
@@ -72,7 +79,7 @@ class HostSession:
     def changed(self) -> None:
         """Something may have changed on the host: what was read about it must be read again."""
         self._read.clear()
-        self._ahead.clear()
+        self._outputs.clear()
 
     def settle(self, role: str, facts: Facts) -> None:
         """A role read these facts; they stay true for as long as it changes nothing."""

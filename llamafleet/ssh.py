@@ -77,6 +77,8 @@ class HostConnection:
         self._conn: Connection | None = None
         self._hops: list[Connection] = []
         self.static_facts: dict[tuple, object] = {}  # facts nothing we apply changes (the OS), read once
+        # Fact command -> its output, read since llamafleet last changed the host: the process's runs share them.
+        self.fact_outputs: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._bulk: openssh.Client | None = None
         # Why bulk data takes paramiko on this host (None: the ssh program carries it, once it is tried).
