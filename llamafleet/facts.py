@@ -48,15 +48,17 @@ def batch_script(facts: list[Fact], token: str | None = None, *, at_once: bool =
     token = token or secrets.token_hex(6)
     lines = ["LC_ALL=C; export LC_ALL"]
     lines += [f"_lf_fact{index}() {{ {fact.command()}\n}}" for index, fact in enumerate(facts)]
-    each = f"for i in {' '.join(str(i) for i in range(len(facts)))}; do"
-    begin, end = f'echo "@{token} $i"', f"printf '\\n@{token} end %s\\n'"
-    one_after_another = f"{each} {begin}; {{ _lf_fact$i; }} </dev/null 2>/dev/null; {end} $?; done"
+    # The batch's own names start with _lf_: a fact's command runs in this shell and may set its own variables.
+    each = f"for _lf_i in {' '.join(str(i) for i in range(len(facts)))}; do"
+    begin, end = f'echo "@{token} $_lf_i"', f"printf '\\n@{token} end %s\\n'"
+    one_after_another = f"{each} {begin}; {{ _lf_fact$_lf_i; }} </dev/null 2>/dev/null; {end} $?; done"
     if not at_once:
         return "\n".join([*lines, one_after_another]) + "\n", token
     lines += [
-        "if d=$(mktemp -d 2>/dev/null); then trap 'rm -rf \"$d\"' EXIT",
-        f'{each} {{ (_lf_fact$i) </dev/null >"$d/$i" 2>/dev/null; echo $? >"$d/$i.rc"; }} & done; wait',
-        f'{each} {begin}; cat "$d/$i"; {end} "$(cat "$d/$i.rc")"; done',
+        "if _lf_d=$(mktemp -d 2>/dev/null); then trap 'rm -rf \"$_lf_d\"' EXIT",
+        f'{each} {{ (_lf_fact$_lf_i) </dev/null >"$_lf_d/$_lf_i" 2>/dev/null; echo $? >"$_lf_d/$_lf_i.rc"; }} & done',
+        "wait",
+        f'{each} {begin}; cat "$_lf_d/$_lf_i"; {end} "$(cat "$_lf_d/$_lf_i.rc")"; done',
         "else",
         one_after_another,
         "fi",
@@ -127,6 +129,9 @@ class FileState:
     target: str | None = None
 
 
+LARGE_FILE = 4 << 20  # bytes from which OpenSSL's faster hashing pays for its slower start
+
+
 class PathInfo(Fact):
     """stat of a path (not following links), with the content's sha256 for regular files."""
 
@@ -135,12 +140,16 @@ class PathInfo(Fact):
 
     def command(self) -> str:
         path, checksum = self.args
-        script = "stat -c '%%F|%%a|%%U|%%G|%%s' %s && if [ -L %s ]; then readlink %s; fi"
+        script = "s=$(stat -c '%%F|%%a|%%U|%%G|%%s' %s) && echo \"$s\" && if [ -L %s ]; then readlink %s; fi"
         text = quote(script, path, path, path)
         if checksum:
+            # sha256sum starts faster, OpenSSL hashes faster (SHA extensions): the one that wins for the size.
             text += quote(
-                " && if [ -f %s ] && [ ! -L %s ]; then openssl dgst -sha256 -r %s 2>/dev/null || sha256sum %s; fi",
+                " && if [ -f %s ] && [ ! -L %s ]; then if [ \"${s##*|}\" -lt %s ]; then sha256sum %s; "
+                "else openssl dgst -sha256 -r %s 2>/dev/null || sha256sum %s; fi; fi",
                 path,
+                path,
+                LARGE_FILE,
                 path,
                 path,
                 path,

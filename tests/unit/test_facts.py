@@ -66,7 +66,7 @@ def test_pathinfo_reads_the_checksum_sha256sum_prints_without_openssl():
 def test_pathinfo_command_quotes_the_path():
     path = f"{SCRATCH}/with space; and semicolon.conf"
     split = words(facts.PathInfo(path).command())
-    assert split.count(path) == 7, "stat, -L test, readlink, -f, ! -L, openssl, sha256sum"
+    assert split.count(path) == 8, "stat, -L test, readlink, -f, ! -L, sha256sum, openssl, sha256sum"
     assert "and" not in split and "semicolon.conf" not in split
     assert words(facts.PathInfo(path, False).command()).count(path) == 3
 
@@ -324,3 +324,11 @@ def test_batch_output_cut_before_a_marker_raises_value_error(batch_facts):
         facts.parse_batch(batch_facts, cut, token)
     with pytest.raises(ValueError, match="fact output incomplete"):
         facts.parse_batch(batch_facts, stdout, "ffffffffffff")
+
+
+@pytest.mark.parametrize("at_once", [False, True])
+def test_a_fact_setting_common_shell_variables_leaves_the_batch_whole(at_once):
+    batch = [facts.CommandOutput("i=99; d=/; s=x; echo first"), facts.CommandOutput("echo second")]
+    script, token = facts.batch_script(batch, at_once=at_once)
+    values = facts.parse_batch(batch, run_batch("sh", script), token)
+    assert [values[f.key] for f in batch] == [["first"], ["second"]]
