@@ -324,11 +324,3 @@ def test_batch_output_cut_before_a_marker_raises_value_error(batch_facts):
         facts.parse_batch(batch_facts, cut, token)
     with pytest.raises(ValueError, match="fact output incomplete"):
         facts.parse_batch(batch_facts, stdout, "ffffffffffff")
-
-
-@pytest.mark.parametrize("at_once", [False, True])
-def test_a_fact_setting_common_shell_variables_leaves_the_batch_whole(at_once):
-    batch = [facts.CommandOutput("i=99; d=/; s=x; echo first"), facts.CommandOutput("echo second")]
-    script, token = facts.batch_script(batch, at_once=at_once)
-    values = facts.parse_batch(batch, run_batch("sh", script), token)
-    assert [values[f.key] for f in batch] == [["first"], ["second"]]
