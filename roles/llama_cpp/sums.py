@@ -7,8 +7,10 @@ the record instead of hashing every file.
 
 from __future__ import annotations
 
+from llamafleet.shell import quote
+
 SUMS_RECORD = ".llamafleet-sums"  # in each release, beside BUILD.json
-_SUMS_FILES = f"find . -type f ! -name BUILD.json ! -name '{SUMS_RECORD}*'"
+_SUMS_FILES = quote("find . -type f ! -name BUILD.json ! -name %s", f"{SUMS_RECORD}*")
 # The files' stat listing: size, mtime, inode, ctime, path (a file written since moves its ctime).
 SUMS_LISTING = _SUMS_FILES + " -printf '%s %T@ %i %C@ %p\\n' | LC_ALL=C sort"
 # Their sha256, OpenSSL's when it is there (faster), else coreutils'.

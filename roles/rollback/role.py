@@ -17,13 +17,19 @@ from llamafleet.roles import Role
 from llamafleet.shell import quote
 
 NAME = "rollback"
-LINKS = CommandOutput(  # fixed paths of llamafleet's own, no value from the inventory
-    f"c=$(readlink {paths.CURRENT_LINK} 2>/dev/null); p=$(readlink {paths.PREVIOUS_LINK} 2>/dev/null); "
-    f'echo "$c"; echo "$p"; [ -n "$p" ] && [ -f "{paths.INSTALL_ROOT}/$p/BUILD.json" ] && echo staged; true'
+LINKS = CommandOutput(
+    quote(
+        'c=$(readlink %s 2>/dev/null); p=$(readlink %s 2>/dev/null); echo "$c"; echo "$p"; '
+        '[ -n "$p" ] && [ -f %s/"$p"/BUILD.json ] && echo staged; true',
+        paths.CURRENT_LINK,
+        paths.PREVIOUS_LINK,
+        paths.INSTALL_ROOT,
+    )
 )
-SWAP = (
-    "set -e; cd {root}; c=$(readlink current); p=$(readlink previous); "
-    'ln -sfn "$p" .current.tmp; mv -T .current.tmp current; ln -sfn "$c" .previous.tmp; mv -T .previous.tmp previous'
+SWAP = quote(
+    "set -e; cd %s; c=$(readlink current); p=$(readlink previous); "
+    'ln -sfn "$p" .current.tmp; mv -T .current.tmp current; ln -sfn "$c" .previous.tmp; mv -T .previous.tmp previous',
+    paths.INSTALL_ROOT,
 )
 
 
@@ -65,7 +71,7 @@ def operations(ctx):
 def rolled_back() -> Operation:
     def planner(facts: Facts):
         current, previous, _ = links(facts[LINKS])
-        swap = Shell(quote("sh -c %s", SWAP.format(root=paths.INSTALL_ROOT)))
+        swap = Shell(quote("sh -c %s", SWAP))
         return Change((swap,), f"{current or 'nothing'} -> {previous}")
 
     restarts = ("restart llama-rpc", "restart llama-server")
