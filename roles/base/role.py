@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llamafleet import paths
+from llamafleet import paths, variables
 from llamafleet.errors import InventoryError
 from llamafleet.operations import files, packages, users
 from llamafleet.roles import Role, templates_beside
@@ -21,7 +21,7 @@ def validate(run, hosts) -> None:
         if user in logins:
             raise InventoryError(
                 f"'{user}' is {'root' if user == 'root' else 'the SSH login user'}; the services need a system "
-                "account of their own (default: llama)",
+                f"account of their own (default: {variables.catalogue()['llamafleet_user'].default})",
                 where=f"host {host.name}",
                 key="llamafleet_user",
             )
