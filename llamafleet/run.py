@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import jinja2
 
@@ -22,10 +22,7 @@ from .errors import LlamafleetError
 from .facts import Fact
 from .inventory import Host, Inventory
 from .operations.base import Facts, Operation
-from .output import OpResult
-
-if TYPE_CHECKING:  # the runner builds this view; the view never builds a runner
-    from .runner import Runner
+from .output import OpResult, Output
 
 T = TypeVar("T")
 
@@ -50,10 +47,32 @@ class Handoffs:
             return self._values[kind]
 
 
+class Engine(Protocol):
+    """What a Run asks of the engine that plays it (runner.Runner): the seam between roles and execution."""
+
+    inventory: Inventory
+    hosts: list[Host]
+    options: _Options
+    handoffs: Handoffs
+    output: Output
+
+    def os(self, host: Host) -> dict[str, str]: ...
+    def gather(self, host: Host, facts: list[Fact]) -> Facts: ...
+    def settled_facts(self, host: Host, role: str) -> Facts | None: ...
+    def remote(self, host: Host, command: str, **kwargs: Any) -> Any: ...
+    def connection(self, host: Host) -> Any: ...
+    def converge(self, host: Host, role: str, operations: list[Operation]) -> list[str] | None: ...
+    def each_host(self, hosts: list[Host], work: Callable[[Host], None]) -> None: ...
+
+
+class _Options(Protocol):
+    check: bool  # --check: read facts, change nothing
+
+
 class Run:
     """One run's inputs and the controller-side calls a role may make."""
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Engine) -> None:
         self._runner = runner
         self._cluster: Cluster | None = None
 
