@@ -28,6 +28,7 @@ def assert_planned_and_left_alone(code: int, doc: dict) -> None:
     assert (code, doc["exit_code"], failed) == (0, 0, []), "a check of a host it can reach succeeds"
     assert doc["check"] is True
     recap = doc["recap"]["local"]
+    assert set(recap) == {"ok", "changed", "failed", "unreachable", "skipped"}
     assert (recap["failed"], recap["unreachable"]) == (0, 0) and recap["changed"] > 0, recap
     assert {r["role"] for r in doc["results"]} == ROLES
     built = [r for r in doc["results"] if r["operation"].startswith("llama.cpp b11434 built for ")]

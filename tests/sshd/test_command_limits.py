@@ -16,7 +16,6 @@ from llamafleet.operations import commands
 from llamafleet.output import Output
 from llamafleet.roles import Role
 from llamafleet.runner import EXIT_UNREACHABLE, Phase, Runner, RunOptions
-from llamafleet.ssh import HostConnection
 
 
 def running(args: str) -> bool:
@@ -34,10 +33,9 @@ def gone_within(args: str, seconds: float) -> bool:
 
 
 @pytest.mark.parametrize("login", ["root", "lfpasswd"])
-def test_a_timed_out_command_is_stopped_on_the_host(sshd, sudo_users, tmp_path, login):
+def test_a_timed_out_command_is_stopped_on_the_host(sshd, sudo_users, tmp_path, connect, login):
     become = {} if login == "root" else {"ansible_become": True, "ansible_become_password": sudo_users[login]}
-    path = sshd.write_inventory(tmp_path / "hosts.yml", ansible_user=login, **become)
-    conn = HostConnection(inventory.load(path).head)
+    conn = connect(sshd.write_inventory(tmp_path / "hosts.yml", ansible_user=login, **become))
     sleeper = f"sleep 300.{secrets.randbelow(10**9)}"  # unique in the process list
     started = time.monotonic()
     with pytest.raises(CommandError, match="timed out after 2 s") as failure:
@@ -48,16 +46,14 @@ def test_a_timed_out_command_is_stopped_on_the_host(sshd, sudo_users, tmp_path, 
     assert conn.run("true").ok, "the connection is still usable"
 
 
-def test_a_command_killed_by_a_signal_is_not_a_lost_connection(sshd, tmp_path):
-    conn = HostConnection(inventory.load(sshd.write_inventory(tmp_path / "hosts.yml")).head)
+def test_a_command_killed_by_a_signal_is_not_a_lost_connection(conn):
     with pytest.raises(CommandError, match="without an exit status") as failure:
         conn.run("kill -KILL $$")  # sshd reports exit-signal, not exit-status
     assert failure.value.status == -1
     assert conn.run("true").ok, "the same connection goes on"
 
 
-def test_a_connection_lost_mid_command_is_unreachable(sshd, tmp_path):
-    conn = HostConnection(inventory.load(sshd.write_inventory(tmp_path / "hosts.yml")).head)
+def test_a_connection_lost_mid_command_is_unreachable(sshd, conn):
     client_port = conn.open().transport.sock.getsockname()[1]
     killed: list[int] = []
     killer = threading.Timer(1.0, lambda: killed.extend(sshd.kill_session(client_port)))

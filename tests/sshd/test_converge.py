@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import sshd_server
 
 from llamafleet import inventory
 from llamafleet.errors import ConnectError
@@ -18,11 +15,9 @@ from llamafleet.operations import commands, files, packages
 from llamafleet.output import Output
 from llamafleet.roles import Role
 from llamafleet.runner import Phase, Runner, RunOptions
-from llamafleet.ssh import HostConnection, quote
+from llamafleet.ssh import quote
 
 ROOT = Path(__file__).resolve().parents[2]
-# A source the controller does not hold: the check plans a build without downloading anything.
-PINNED_SOURCE = ["-e", "llama_cpp_version=b11434", "-e", "llama_cpp_source_sha256=" + "ab" * 32]
 
 
 def make_role(base: Path, payload: Path) -> Role:
@@ -100,20 +95,19 @@ def test_drift_is_repaired_and_diffed(setup):
     assert (base / "handler.log").read_text() == "x\nx\n"
 
 
-def test_unknown_host_key_is_refused(sshd, tmp_path):
+def test_an_unknown_host_key_is_refused_unless_accepting_new_ones(sshd, tmp_path, connect):
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     inv_path = tmp_path / "hosts.yml"
     inv_path.write_text(sshd.inventory_text().replace(str(sshd.known_hosts), str(empty)))
-    host = inventory.load(inv_path).head
     with pytest.raises(ConnectError, match="unknown SSH host key"):
-        HostConnection(host).run("true")
-    assert HostConnection(host, accept_new_host_keys=True).run("true").ok
+        connect(inv_path).run("true")
+    assert connect(inv_path, accept_new_host_keys=True).run("true").ok
     assert f"[127.0.0.1]:{sshd.port} ssh-ed25519" in empty.read_text()
-    assert HostConnection(host).run("true").ok, "the recorded key is trusted next time"
+    assert connect(inv_path).run("true").ok, "the recorded key is trusted next time"
 
 
-def test_changed_host_key_is_refused_even_in_accept_new_mode(sshd, tmp_path):
+def test_a_changed_host_key_is_refused_even_in_accept_new_mode(sshd, tmp_path, connect):
     other = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     known = tmp_path / "known_hosts"
@@ -121,63 +115,9 @@ def test_changed_host_key_is_refused_even_in_accept_new_mode(sshd, tmp_path):
     known.write_text(f"[127.0.0.1]:{sshd.port} {kind} {key}\n")
     inv_path = tmp_path / "hosts.yml"
     inv_path.write_text(sshd.inventory_text().replace(str(sshd.known_hosts), str(known)))
-    host = inventory.load(inv_path).head
     for accept_new in (False, True):
         with pytest.raises(ConnectError, match="CHANGED"):
-            HostConnection(host, accept_new_host_keys=accept_new).run("true")
-
-
-def test_cli_provision_check_json_over_ssh(sshd, tmp_path):
-    inv_path = tmp_path / "hosts.yml"
-    inv_path.write_text(sshd.inventory_text())
-    result = subprocess.run(
-        [sys.executable, "-m", "invoke", "provision", "-i", str(inv_path), "--check", "--json", *PINNED_SOURCE],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    doc = json.loads(result.stdout)
-    assert set(doc["recap"]["local"]) == {"ok", "changed", "failed", "unreachable", "skipped"}
-    assert doc["check"] is True
-    assert result.returncode == doc["exit_code"]
-
-
-def test_cli_status_reports_each_host(sshd, tmp_path):
-    inv_path = tmp_path / "hosts.yml"
-    inv_path.write_text(sshd.inventory_text())
-    result = subprocess.run(
-        [sys.executable, "-m", "invoke", "status", "-i", str(inv_path), "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    host = json.loads(result.stdout)["hosts"]["local"]
-    os_release = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
-    assert host["os"].split()[0] == os_release["ID"].strip('"') and host["os"].split()[-1] == os.uname().machine
-    assert host["release"] == (
-        Path("/opt/llama.cpp/current").resolve().name if Path("/opt/llama.cpp/current").exists() else None
-    )
-    # Nothing of llamafleet runs on this host: the service is absent, the API does not answer.
-    assert (host["state"], host["health"], host["reachable"]) == ("absent", "not answering", True)
-
-
-def test_unreachable_host_is_reported_with_exit_3(sshd, tmp_path):
-    closed = sshd_server.free_port()
-    inv_path = tmp_path / "hosts.yml"
-    inv_path.write_text(sshd.inventory_text().replace(f"ansible_port: {sshd.port}", f"ansible_port: {closed}"))
-    result = subprocess.run(
-        [sys.executable, "-m", "invoke", "provision", "-i", str(inv_path), "--check", *PINNED_SOURCE],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 3
-    assert f"cannot connect to 127.0.0.1:{closed}" in result.stdout
-    assert "Traceback" not in result.stdout + result.stderr
+            connect(inv_path, accept_new_host_keys=accept_new).run("true")
 
 
 def two_hosts(sshd, tmp_path) -> inventory.Inventory:
