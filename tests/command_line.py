@@ -1,4 +1,5 @@
-"""The command line as a user runs it: `python -m invoke ...` in a child process started from the repository root."""
+"""The command line as a user runs it: `python -m invoke ...` in a child process started from the repository root,
+and the one-line error it gives for a user's mistake."""
 
 from __future__ import annotations
 
@@ -49,3 +50,15 @@ def invoke_all(
         stdout, stderr = process.communicate(timeout=timeout)
         results[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     return results
+
+
+def error_line(result: subprocess.CompletedProcess, *fragments: str, code: int = 2) -> str:
+    """The one line `error: ...` on stderr of a command that exited with `code` (no traceback anywhere), checked
+    to hold each of `fragments`."""
+    __tracebackhide__ = True
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert [fragment for fragment in fragments if fragment not in lines[0]] == [], lines[0]
+    return lines[0]

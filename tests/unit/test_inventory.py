@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 from inventory_tree import HEAD_AND_WORKERS, write_tree
+from recordings import RECORDED
 
 from llamafleet import connvars, inventory, variables
 from llamafleet.errors import InventoryError
 from llamafleet.ssh import HostConnection
 
-ROOT = Path(__file__).resolve().parents[2]
-RECORDED = ROOT / "tests" / "fixtures" / "recorded"
 PRECEDENCE = RECORDED / "inventory_precedence" / "hosts.yml"
 ANSIBLE = json.loads((RECORDED / "ansible_inventory_precedence.json").read_text())
 ANSIBLE_EXTRA = json.loads((RECORDED / "ansible_inventory_precedence_extra.json").read_text())
@@ -107,7 +106,7 @@ RULES = [
 
 
 @pytest.mark.parametrize(("host", "key", "value", "rule"), RULES, ids=[r[3] for r in RULES])
-def test_precedence_rule(resolved, host, key, value, rule):
+def test_each_precedence_rule_gives_ansibles_value(resolved, host, key, value, rule):
     assert ANSIBLE["_meta"]["hostvars"][host][key] == value, "the table disagrees with ansible-inventory"
     assert resolved.hosts[host].vars[key] == value, rule
 
@@ -170,14 +169,14 @@ def test_nested_children_contain_their_descendants(resolved):
         ("plain-host", ["plain-host"]),
     ],
 )
-def test_expand_range(pattern, names):
+def test_a_range_expands_to_each_name_in_order(pattern, names):
     assert inventory.expand_range(pattern) == names
 
 
 @pytest.mark.parametrize(
     ("pattern", "names"), [("w[1:5:2]", ["w1", "w3", "w5"]), ("node-[a:c]", ["node-a", "node-b", "node-c"])]
 )
-def test_expand_range_ansible_forms(pattern, names):
+def test_ranges_with_a_step_or_letters_expand_as_in_ansible(pattern, names):
     assert inventory.expand_range(pattern) == names
 
 
@@ -202,7 +201,7 @@ def test_connection_variables_are_read_once_per_host(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["head.json", "head.yaml", "head", "head/10-vars.yml"])
-def test_group_vars_file_forms(tmp_path, name):
+def test_group_vars_apply_from_every_file_form_ansible_reads(tmp_path, name):
     path = write_tree(tmp_path, {"hosts.yml": MINIMAL, f"group_vars/{name}": '{"ctx_size": 777}\n'})
     inv = inventory.load(path)
     assert inv.hosts["h1"].vars["ctx_size"] == 777
@@ -220,7 +219,7 @@ def test_vars_of_a_host_listed_twice_are_merged(tmp_path):
 # --------------------------------------------------------------------------- to_json and select
 
 
-def test_to_json_shape(resolved):
+def test_to_json_lists_hosts_in_order_with_their_groups_and_vars(resolved):
     doc = json.loads(json.dumps(resolved.to_json()))
     assert set(doc) == {"hosts", "groups"}
     assert list(doc["hosts"]) == HOSTS
@@ -301,11 +300,11 @@ def test_connection_variable_errors_stop_the_load(tmp_path, monkeypatch):
         ("w01,workers,site_a", ["w01", "w02", "w03"]),
     ],
 )
-def test_select(resolved, limit, names):
+def test_select_gives_the_hosts_a_limit_names_in_inventory_order(resolved, limit, names):
     assert [h.name for h in resolved.select(limit)] == names
 
 
-def test_select_unknown_name(resolved):
+def test_select_refuses_a_name_that_is_no_host_or_group(resolved):
     with pytest.raises(InventoryError) as caught:
         resolved.select("workers,w09")
     assert caught.value.exit_code == 2
@@ -353,14 +352,14 @@ def test_parse_extra_vars_later_wins_and_files_merge(tmp_path):
         ("my_list=[1", "-e:1: invalid YAML: expected ',' or ']', but got '<stream end>'"),
     ],
 )
-def test_parse_extra_vars_bad_forms(item, message):
+def test_parse_extra_vars_refuses_bad_forms_and_values_saying_why(item, message):
     with pytest.raises(InventoryError) as caught:
         inventory.parse_extra_vars([item])
     assert str(caught.value) == message
     assert caught.value.exit_code == 2
 
 
-def test_parse_extra_vars_bad_files(tmp_path):
+def test_parse_extra_vars_refuses_bad_files_naming_them(tmp_path):
     listing = tmp_path / "list.yml"
     listing.write_text("- rpc_port\n")
     typo = tmp_path / "typo.yml"

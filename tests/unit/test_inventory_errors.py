@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from command_line import error_line, invoke_all
 from inventory_tree import GOOD, WITH_W2_VAR, write_tree
 
 from llamafleet import inventory
 from llamafleet.errors import InventoryError
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_error(path: Path) -> InventoryError:
@@ -105,7 +102,7 @@ def test_errors_in_vars_files_name_that_file(tmp_path, name, text, line, where, 
         ("group_vars/workers.yml", "rpc_port: [1\n", "invalid YAML"),
     ],
 )
-def test_malformed_vars_files(tmp_path, name, text, message):
+def test_a_malformed_vars_file_is_refused_naming_that_file(tmp_path, name, text, message):
     write_tree(tmp_path, {"hosts.yml": GOOD, name: text})
     assert message in str(load_error(tmp_path / "hosts.yml"))
     assert str(load_error(tmp_path / "hosts.yml")).startswith(str(tmp_path / name))
@@ -114,12 +111,12 @@ def test_malformed_vars_files(tmp_path, name, text, message):
 # --------------------------------------------------------------------------- cluster rules
 
 
-def test_no_head(tmp_path):
+def test_an_inventory_without_a_head_is_refused(tmp_path):
     path = write_tree(tmp_path, {"hosts.yml": "all:\n  children:\n    workers:\n      hosts:\n        w1:\n"})
     assert str(load_error(path)) == f"{path}: group head: must have exactly one host, found 0 (none)"
 
 
-def test_two_heads(tmp_path):
+def test_two_heads_are_refused_naming_both(tmp_path):
     path = write_tree(tmp_path, {"hosts.yml": "all:\n  children:\n    head:\n      hosts:\n        h1:\n        h2:\n"})
     assert str(load_error(path)) == f"{path}: group head: must have exactly one host, found 2 (h1, h2)"
 
@@ -140,13 +137,13 @@ def test_head_through_a_child_group_counts(tmp_path):
     assert "found 2 (h1, h2)" in str(load_error(path))
 
 
-def test_host_in_head_and_workers(tmp_path):
+def test_a_host_in_both_head_and_workers_is_refused(tmp_path):
     text = GOOD.replace("        w1: {ansible_host: 10.0.0.2}\n", "        w1: {ansible_host: 10.0.0.2}\n        h1:\n")
     path = write_tree(tmp_path, {"hosts.yml": text})
     assert str(load_error(path)) == f"{path}: host h1: is in both head and workers"
 
 
-def test_same_address_and_port_on_two_hosts(tmp_path):
+def test_two_hosts_on_one_address_and_port_are_refused(tmp_path):
     path = write_tree(tmp_path, {"hosts.yml": GOOD.replace("10.0.0.3", "10.0.0.2")})
     error = load_error(path)
     assert str(error) == f"{path}: host w2: ansible_host: same address 10.0.0.2:22 as host w1"
@@ -159,7 +156,7 @@ def test_same_address_with_another_ansible_port_is_fine(tmp_path):
     assert [(h.connection.address, h.connection.port) for h in inv.workers] == [("10.0.0.2", 22), ("10.0.0.2", 2222)]
 
 
-def test_host_name_used_as_another_hosts_address(tmp_path):
+def test_a_host_name_used_as_another_host_s_address_is_refused(tmp_path):
     text = """\
     all:
       children:
@@ -216,19 +213,19 @@ def test_host_name_used_as_another_hosts_address(tmp_path):
         ("- all\n", ": the top level must be a mapping of groups (all: ...)"),
     ],
 )
-def test_structure_and_yaml_errors(tmp_path, text, expected):
+def test_a_bad_structure_or_invalid_yaml_is_refused_naming_the_line(tmp_path, text, expected):
     path = tmp_path / "hosts.yml"
     path.write_text(text)
     assert str(load_error(path)).startswith(f"{path}{expected}")
 
 
-def test_missing_inventory_file(tmp_path):
+def test_a_missing_inventory_file_is_refused_saying_how_to_name_one(tmp_path):
     path = tmp_path / "nope.yml"
     error = load_error(path)
     assert str(error) == f"{path}: no such inventory file (use -i FILE or set LLAMAFLEET_INVENTORY)"
 
 
-def test_inventory_path_is_a_directory(tmp_path):
+def test_a_folder_is_no_inventory_file(tmp_path):
     assert "no such inventory file" in str(load_error(tmp_path))
 
 
@@ -256,43 +253,19 @@ def cli(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     folder = tmp_path_factory.mktemp("cli")
     typo = folder / "hosts.yml"
     typo.write_text(WITH_W2_VAR % "rpc_prot: 1")
-    environ = {k: v for k, v in os.environ.items() if k != "LLAMAFLEET_INVENTORY"}
-    started = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", "invoke", *(a.format(typo=typo) for a in args)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=environ,
-        )
-        for name, args in CLI_RUNS.items()
-    }
-    results = {}
-    for name, process in started.items():
-        stdout, stderr = process.communicate(timeout=60)
-        results[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    results = invoke_all({name: [a.format(typo=typo) for a in args] for name, args in CLI_RUNS.items()})
     results["folder"] = folder
     return results
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, code: int) -> str:
-    assert "Traceback" not in result.stdout + result.stderr
-    assert result.returncode == code, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
-
-
 def test_cli_inventory_error_is_one_line_and_exit_2(cli):
-    line = assert_one_line_error(cli["typo"], 2)
+    line = error_line(cli["typo"])
     path = cli["folder"] / "hosts.yml"
     assert line == f"error: {path}:11: host w2: rpc_prot: unknown variable (did you mean 'rpc_port'?)"
     assert cli["typo"].stdout == ""
 
 
-def test_default_inventory_path_from_environment(monkeypatch, tmp_path):
+def test_the_default_inventory_path_comes_from_llamafleet_inventory(monkeypatch, tmp_path):
     monkeypatch.delenv("LLAMAFLEET_INVENTORY", raising=False)
     assert inventory.default_path() == "inventory/hosts.yml"
     monkeypatch.setenv("LLAMAFLEET_INVENTORY", str(tmp_path / "absent.yml"))
@@ -300,7 +273,7 @@ def test_default_inventory_path_from_environment(monkeypatch, tmp_path):
     assert str(error) == f"{tmp_path / 'absent.yml'}: no such inventory file (use -i FILE or set LLAMAFLEET_INVENTORY)"
 
 
-def test_cli_inventory_json_of_the_example(cli):
+def test_cli_inventory_json_shows_the_limited_hosts_with_extra_vars_and_defaults(cli):
     result = cli["example"]
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
@@ -319,7 +292,7 @@ def test_cli_list_shows_every_task_with_help(cli):
 
 
 def test_verify_without_an_inventory_is_one_line_exit_2(cli):
-    line = assert_one_line_error(cli["verify"], 2)
+    line = error_line(cli["verify"])
     assert line == "error: inventory/hosts.yml: no such inventory file (use -i FILE or set LLAMAFLEET_INVENTORY)"
     assert cli["verify"].stdout == ""
 

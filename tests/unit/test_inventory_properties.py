@@ -1,4 +1,4 @@
-"""Property tests: whatever the files and -e values hold, loading either works or raises a LlamafleetError."""
+"""Property tests: whatever the files and -e values hold, a load keeps its promises or raises one error line."""
 
 from __future__ import annotations
 
@@ -136,6 +136,25 @@ def write(root: Path, name: str, content: str | bytes) -> None:
     path.write_bytes(content)
 
 
+def assert_loaded_as_promised(inv: inventory.Inventory, extra_vars: dict) -> None:
+    """What a load that succeeds promises: one head that is no worker, valid host names, one host per address and
+    port, every llamafleet variable set on every host, every known variable of its declared type, -e values on all."""
+    __tracebackhide__ = True
+    assert len(inv.groups["head"]) == 1 and inv.head.name not in inv.groups.get("workers", []), inv.groups
+    endpoints = [(host.connection.address, host.connection.port) for host in inv.hosts.values()]
+    assert len(set(endpoints)) == len(endpoints), endpoints
+    declared = set(variables.catalogue()) | set(variables.CONNECTION_VARS)
+    for host in inv.hosts.values():
+        assert variables.name_problem(host.name, "host") is None, host.name
+        assert set(variables.catalogue()) <= set(host.vars), f"{host.name}: a default is missing"
+        for name, value in host.vars.items():
+            assert variables.check_variable_name(name) is None, (host.name, name)
+            if name in declared:
+                assert variables.check_value(name, value) is None, (host.name, name, value)
+        for name, value in extra_vars.items():
+            assert repr(host.vars[name]) == repr(value), f"{host.name}: -e {name} lost"  # repr: NaN is not NaN
+
+
 @SETTINGS
 @given(hosts=contents, files=vars_files, extra_file=contents, extra=extra_items)
 def test_load_either_works_or_raises_a_llamafleet_error(hosts, files, extra_file, extra):
@@ -147,9 +166,12 @@ def test_load_either_works_or_raises_a_llamafleet_error(hosts, files, extra_file
             write(root, name, content)
         items = [f"@{root / item[1:]}" if item.startswith("@") else item for item in extra]
         try:
-            inventory.load(root / "hosts.yml", inventory.parse_extra_vars(items))
+            extra_vars = inventory.parse_extra_vars(items)
+            inv = inventory.load(root / "hosts.yml", extra_vars)
         except LlamafleetError as error:
             assert "\n" not in str(error), "one line"
+        else:
+            assert_loaded_as_promised(inv, extra_vars)
 
 
 @SETTINGS
@@ -163,16 +185,20 @@ def test_shaped_documents_either_load_or_raise(document):
         except LlamafleetError as error:
             assert "\n" not in str(error), "one line"
         else:
-            assert len(inv.groups["head"]) == 1
-            assert all(variables.name_problem(name, "host") is None for name in inv.hosts)
+            assert_loaded_as_promised(inv, {})
 
 
 @SETTINGS
 @given(extra_items)
-def test_extra_vars_either_parse_or_raise(items):
+def test_extra_vars_either_parse_and_reach_every_host_or_raise(items):
     try:
         parsed = inventory.parse_extra_vars(items)
+        assert all(variables.check_variable_name(name) is None for name in parsed)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "hosts.yml"
+            path.write_text(GOOD)
+            inv = inventory.load(path, parsed)
     except LlamafleetError as error:
         assert "\n" not in str(error), "one line"
     else:
-        assert all(variables.check_variable_name(name) is None for name in parsed)
+        assert_loaded_as_promised(inv, parsed)

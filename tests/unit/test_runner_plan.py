@@ -5,11 +5,10 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
-from pathlib import Path
 
 import pytest
 from inventory_tree import HEAD_AND_WORKERS
+from recordings import recorded_lines
 
 from llamafleet import facts, inventory
 from llamafleet.errors import ConnectError, OperationError
@@ -17,7 +16,6 @@ from llamafleet.operations import Facts, Operation, files
 from llamafleet.output import COUNTED, OpResult, Output
 from llamafleet.runner import Phase, Runner, RunOptions
 
-RECORDED = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "recorded"
 HOSTS = (
     HEAD_AND_WORKERS
     + """\
@@ -40,8 +38,8 @@ def make_runner(inv, **options) -> tuple[Runner, Output, io.StringIO]:
 
 
 def recorded_file_state() -> facts.FileState:
-    lines = (RECORDED / "pathinfo_file.txt").read_text().splitlines()
-    return facts.PathInfo("/x").process(lines)  # app.conf: "name=w1\nport=50052\n", 0640 root:root
+    """The state of a recorded app.conf: "name=w1\\nport=50052\\n", 0640 root:root."""
+    return facts.PathInfo("/x").process(recorded_lines("pathinfo_file.txt"))
 
 
 def facts_for(operation: Operation, *values) -> Facts:
@@ -67,7 +65,7 @@ def test_recap_counts_per_host():
     }
 
 
-def test_json_document_keys():
+def test_the_json_document_holds_recap_results_messages_check_and_exit_code():
     output = Output(json_mode=True, check=True, stream=io.StringIO())
     output.record(OpResult("w1", "base", "directory /opt", "changed", "missing", ["install -d /opt"]))
     output.say("a message")
@@ -190,16 +188,37 @@ def test_each_host_isolates_errors(inv):
     assert runner.exit_code() == 1, "a failure outranks an unreachable host"
 
 
-def test_each_host_runs_at_most_forks_at_once(inv):
+def test_each_host_runs_forks_hosts_at_the_same_time(inv):
     runner, _, _ = make_runner(inv, forks=2)
-    lock, running, peak, seen = threading.Lock(), [0], [0], []
+    pair = threading.Barrier(2, timeout=10)  # broken, raising in the pool, unless two hosts wait here together
+    seen = []
+
+    def work(host):
+        pair.wait()
+        seen.append(host.name)
+
+    runner.each_host(runner.hosts, work)
+    assert sorted(seen) == ["h1", "w1", "w2", "w3"]
+
+
+def test_each_host_never_runs_more_than_forks_hosts_at_once(inv):
+    runner, _, _ = make_runner(inv, forks=2)
+    lock, pool_full, overflow = threading.Lock(), threading.Event(), threading.Event()
+    running, peak, seen = [0], [0], []
 
     def work(host):
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
             seen.append(host.name)
-        time.sleep(0.05)
+            if running[0] >= 2:
+                pool_full.set()
+            if running[0] > 2:
+                overflow.set()
+        # Nobody leaves before the pool is full, so the hosts overlap whatever the scheduling; then a host let in
+        # beyond --forks has a moment to show up. A bounded pool only costs that moment: passing never depends on it.
+        assert pool_full.wait(timeout=10), "two hosts never ran at once"
+        overflow.wait(timeout=0.2)
         with lock:
             running[0] -= 1
 
@@ -220,7 +239,7 @@ def test_needs_all_phase_does_not_start_after_a_host_failed(inv):
     ("failed", "unreachable", "gate", "code"),
     [(False, False, False, 0), (False, False, True, 4), (False, True, True, 3), (True, True, True, 1)],
 )
-def test_exit_code_precedence(inv, failed, unreachable, gate, code):
+def test_the_exit_code_says_failed_before_unreachable_before_gate(inv, failed, unreachable, gate, code):
     runner, _, _ = make_runner(inv)
     if failed:
         runner.mark_failed("w1", "base", "boom")

@@ -62,7 +62,7 @@ def test_hashed_names_match_paramikos_own_hashing(tmp_path):
     assert read_known_hosts(write(tmp_path, f"{entry} {KEY_A}"), "w1.lab").pinned()
 
 
-def test_comments_blank_lines_and_comments_after_the_key(tmp_path):
+def test_comments_blank_lines_and_text_after_the_key_are_ignored(tmp_path):
     path = write(tmp_path, "# a comment", "", f"  node1 {KEY_A} root@node1 (added by hand)  ")
     assert [key.asbytes() for key in read_known_hosts(path, "node1").pinned()] == [blob(KEY_A)]
 

@@ -20,7 +20,7 @@ def row(name: str, part: str, port: int | None, edit=None):
     return status.parse(part, part, port, edit(text) if edit else text)
 
 
-def test_a_serving_head():
+def test_a_serving_head_reports_its_build_service_model_and_health():
     head = row("head_serving.txt", "head", 8080)
     assert (head.os, head.version, head.release) == ("debian 12 x86_64", "b11434", "b11434-cpu-374e3cb274cd")
     assert (head.unit, head.state, head.restarts) == ("llama-server.service", "active (running)", 0)
@@ -30,7 +30,7 @@ def test_a_serving_head():
     assert (head.health, head.slots_busy, head.slots_total) == ("200 ok", 0, 1)
 
 
-def test_an_active_worker():
+def test_an_active_worker_reports_its_service_and_no_model_or_health():
     worker = row("worker_active.txt", "worker", 50052)
     assert (worker.unit, worker.state, worker.version) == ("llama-rpc.service", "active (running)", "b11434")
     assert worker.listening == ["10.213.85.3:50052"] and worker.uptime_s > 0
@@ -40,7 +40,7 @@ def test_an_active_worker():
 @pytest.mark.parametrize(
     ("name", "part", "port"), [("head_bare.txt", "head", 8080), ("worker_bare.txt", "worker", 50052)]
 )
-def test_bare_hosts(name, part, port):
+def test_a_bare_host_reports_no_service_release_or_listener(name, part, port):
     found = row(name, part, port)
     assert (found.state, found.uptime_s, found.version, found.release, found.listening) == (
         "absent",
@@ -69,11 +69,11 @@ def test_a_busy_slot_is_counted():
         (lambda t: t.replace('"name": "vdev-tiny.gguf"', '"name": 7'), "unreadable /etc/llamafleet/model.json"),
     ],
 )
-def test_model_states(edit, state):
+def test_the_model_state_says_missing_changed_size_or_unreadable_record(edit, state):
     assert row("head_serving.txt", "head", 8080, edit).model_state == state
 
 
-def test_a_loading_head_and_a_restarting_worker():
+def test_a_loading_head_says_503_and_a_restarting_worker_counts_its_restarts():
     loading = row("head_serving.txt", "head", 8080, lambda t: t.replace("HTTP/1.1 200 OK Server", "HTTP/1.1 503 x", 1))
     assert loading.health == "503 loading"
     looping = row(

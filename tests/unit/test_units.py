@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
+from command_line import error_line, invoke
 from inventory_tree import HEAD_AND_WORKERS, write_tree
 
 from llamafleet import cluster, inventory, units
 from llamafleet.errors import InventoryError
 from llamafleet.roles.head import role as head_role
 from llamafleet.roles.rpc_worker import role as worker_role
-
-ROOT = Path(__file__).resolve().parents[2]
 
 TWO_WORKERS = HEAD_AND_WORKERS + (
     "        w1: {ansible_host: 10.0.0.2}\n"
@@ -207,7 +204,7 @@ def test_a_key_in_the_extra_args_is_refused_without_showing_it(tmp_path):
         ({"n_gpu_layers": -1}, "host h1: n_gpu_layers: -1 is not a whole number >= 0"),
     ],
 )
-def test_head_values_that_cannot_go_into_a_unit(tmp_path, variables, fragment):
+def test_head_values_that_cannot_go_into_a_unit_are_refused_naming_host_and_key(tmp_path, variables, fragment):
     with pytest.raises(InventoryError) as caught:
         head_unit(tmp_path, extra=variables)
     assert fragment in str(caught.value)
@@ -221,7 +218,7 @@ def test_head_values_that_cannot_go_into_a_unit(tmp_path, variables, fragment):
         ({"rpc_cache_max_size": "lots"}, "host w1: rpc_cache_max_size: 'lots' does not match"),
     ],
 )
-def test_worker_values_that_cannot_go_into_a_unit(tmp_path, variables, fragment):
+def test_worker_values_that_cannot_go_into_a_unit_are_refused_naming_host_and_key(tmp_path, variables, fragment):
     with pytest.raises(InventoryError) as caught:
         worker_unit(tmp_path, extra=variables)
     assert fragment in str(caught.value)
@@ -388,16 +385,10 @@ def test_the_wait_gives_up_naming_the_worker(tmp_path):
 # -- invoke render ------------------------------------------------------------------------------
 
 
-def invoke(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LLAMAFLEET_CACHE": str(tmp_path / "cache")}
-    command = [sys.executable, "-m", "invoke", *args]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-
-
-def test_invoke_render_writes_every_unit_per_host(tmp_path):
+def test_invoke_render_writes_every_unit_per_host(tmp_path, command_env):
     inventory_file = write_tree(tmp_path / "inv", {"hosts.yml": TWO_WORKERS})
     out = tmp_path / "out"
-    done = invoke(tmp_path, "render", "-i", str(inventory_file), "--out", str(out), "--model", "/data/tiny.gguf")
+    done = invoke("render", "-i", str(inventory_file), "--out", str(out), "--model", "/data/tiny.gguf", env=command_env)
     assert done.returncode == 0, done.stderr
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert written == [
@@ -419,19 +410,11 @@ def _unit(host: str) -> str:
     return "etc/systemd/system/" + ("llama-server.service" if host == "h1" else "llama-rpc.service")
 
 
-def assert_one_line_exit_2(done: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-
-
-def test_invoke_render_bad_inventory_is_one_line_and_exit_2(tmp_path):
+def test_invoke_render_bad_inventory_is_one_line_and_exit_2(tmp_path, command_env):
     inventory_file = write_tree(tmp_path / "inv", {"hosts.yml": TWO_WORKERS.replace("10.0.0.2}", "w1.lan}")})
     out = tmp_path / "out"
-    done = invoke(tmp_path, "render", "-i", str(inventory_file), "--out", str(out))
-    assert_one_line_exit_2(done, f"{inventory_file}: host w1: rpc_host: not set, and ansible_host 'w1.lan'")
+    done = invoke("render", "-i", str(inventory_file), "--out", str(out), env=command_env)
+    error_line(done, f"{inventory_file}: host w1: rpc_host: not set, and ansible_host 'w1.lan'")
     assert not out.exists()
 
 
@@ -444,19 +427,19 @@ def test_invoke_render_bad_inventory_is_one_line_and_exit_2(tmp_path):
         (["--out", "FILE"], "--out: cannot write"),
     ],
 )
-def test_invoke_render_bad_flags_are_one_line_and_exit_2(tmp_path, args, fragment):
+def test_invoke_render_bad_flags_are_one_line_and_exit_2(tmp_path, command_env, args, fragment):
     inventory_file = write_tree(tmp_path / "inv", {"hosts.yml": TWO_WORKERS})
     (tmp_path / "FILE").write_text("not a folder")
     args = [str(tmp_path / a) if a in ("OUT", "FILE") else a for a in args]
-    assert_one_line_exit_2(invoke(tmp_path, "render", "-i", str(inventory_file), *args), fragment)
+    error_line(invoke("render", "-i", str(inventory_file), *args, env=command_env), fragment)
 
 
-def test_invoke_render_warns_about_workers_bound_to_every_address(tmp_path):
+def test_invoke_render_warns_about_workers_bound_to_every_address(tmp_path, command_env):
     inventory_file = write_tree(
         tmp_path / "inv", {"hosts.yml": TWO_WORKERS, "group_vars/workers.yml": "rpc_host: 0.0.0.0\n"}
     )
     out = tmp_path / "out"
-    done = invoke(tmp_path, "render", "-i", str(inventory_file), "--out", str(out), "--model", "m.gguf")
+    done = invoke("render", "-i", str(inventory_file), "--out", str(out), "--model", "m.gguf", env=command_env)
     assert done.returncode == 0, done.stderr
     warnings = done.stderr.splitlines()
     assert [line.split(": rpc_host: ")[0] for line in warnings] == [
