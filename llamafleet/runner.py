@@ -78,7 +78,6 @@ class Runner:
         self.round_trips: dict[str, int] = {h.name: 0 for h in self.hosts}
         self._count_lock = threading.Lock()
         self.run = Run(self)  # this run, as its roles see it
-        self._memory = factmemory.location(inventory.path, "")
         for host in self.hosts:
             output.add_host(host.name)
 
@@ -121,7 +120,7 @@ class Runner:
         self._sessions[host.name].read({fact.command(): lines for fact, lines in outputs})
         return {fact.key: fact.process(lines) for fact, lines in outputs}
 
-    def prefetch(self, phases: list[Phase]) -> None:
+    def prefetch(self, phases: list[Phase], memory: Path | None = None) -> None:
         """First contact with every host, one batch: the OS, the facts the run's roles name (prefetch), and
         every fact the previous run of these phases read there (factmemory).
 
@@ -134,7 +133,7 @@ class Runner:
             for role in phase.roles:
                 wanted.update({f.key: f for f in role.prefetch})
         hosts = [h for h in self.hosts if h.name in involved]  # deploy touches the head only
-        remembered = factmemory.recall(self._memory)
+        remembered = factmemory.recall(memory) if memory else {}
         self.each_host(hosts, lambda host: self._first_batch(host, list(wanted.values()), remembered.get(host.name)))
 
     def _first_batch(self, host: Host, wanted: list[Fact], remembered: list[str] | None) -> None:
@@ -147,10 +146,10 @@ class Runner:
             found = self._batch(host, todo + ahead)
             session.learned(todo, {f.key: found[f.key] for f in todo})
 
-    def remember_facts(self) -> None:
+    def remember_facts(self, memory: Path) -> None:
         """The commands of the facts this run asked for on each host, for the next run's first batch."""
         asked = {name: list(session.asked) for name, session in self._sessions.items() if session.asked}
-        factmemory.remember(self._memory, asked)
+        factmemory.remember(memory, asked)
 
     def settled_facts(self, host: Host, role: str) -> Facts | None:
         """The facts a role read on a host, if it then changed nothing there (so they are still true)."""
@@ -177,14 +176,14 @@ class Runner:
             for phase in phases:
                 for role in phase.roles:
                     self._before_connecting(role, phase, hook)
-        self._memory = factmemory.location(self.inventory.path, playbook_signature(phases))
+        memory = factmemory.location(self.inventory.path, playbook_signature(phases))
         try:
-            self.prefetch(phases)
+            self.prefetch(phases, memory)
             for phase in phases:
                 if not self.run_phase(phase):
                     break
         finally:
-            self.remember_facts()
+            self.remember_facts(memory)
             self.close()
         return self.exit_code()
 

@@ -51,6 +51,16 @@ SKIPPED: set[str] = set()
 MODEL = "/var/lib/llamafleet/models/tiny-test.gguf"
 
 
+def failures(doc: dict) -> list[tuple[str, str, str]]:
+    """Each failed check with what it found."""
+    return [
+        (host, c["test"], c["found"])
+        for host, checks in doc["hosts"].items()
+        for c in checks
+        if c["status"] == "failed"
+    ]
+
+
 def ids(doc: dict, status: str) -> set[str]:
     return {f"{c['test']}[{host}]" for host, checks in doc["hosts"].items() for c in checks if c["status"] == status}
 
@@ -178,7 +188,11 @@ def test_fault_is_caught_then_repaired(fault, serving, lab, env, cluster_vars):
             reasons = [r["reason"] for r in repaired["results"] if r["status"] == "changed" and r["host"] == "w1"]
             assert any("bin/ggml-rpc-server" in reason for reason in reasons), reasons
     code, doc = verify(lab, env, cluster_vars)
-    assert code == 0, ids(doc, "failed")
+    assert code == 0, (
+        ids(doc, "failed"),
+        failures(doc),
+        [(r["host"], r["operation"], r["reason"]) for r in repaired["results"] if r["status"] == "changed"],
+    )
     assert ids(doc, "passed") == EVERY_CHECK
 
 
