@@ -23,7 +23,6 @@ from llamafleet.roles.rpc_worker import role as worker_role
 
 from .probes import HARDENING
 
-MIN_UPTIME = 1.0  # seconds a service's process must have lived: rpc-server that cannot bind exits at once
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 ANY_NETWORKS = ("0.0.0.0/0", "::/0")

@@ -132,13 +132,23 @@ class ServiceState:
         return self.uptime - int(started) / 1e6
 
 
+MIN_UPTIME = 1.0  # seconds a service's process must have lived: rpc-server that cannot bind exits at once
+# A main process younger than MIN_UPTIME (just restarted, by a provision a moment ago) is given the rest
+# of it before the service is read: it is judged by whether it lives that long, not by when verify looked.
+_LET_IT_LIVE = (
+    'sleep $(awk -v s="$(systemctl show -p ExecMainStartTimestampMonotonic --value %s)" -v m=%s '
+    "'{ d = m - ($1 - s / 1e6); print (s > 0 && d > 0 && d <= m) ? d : 0 }' /proc/uptime); "
+)
+
+
 class Service(Fact):
     """A service's state and hardening properties, and NoNewPrivs, Seccomp, capabilities of its main process."""
 
     def command(self) -> str:
         unit = self.args[0]
         return (
-            quote("systemctl show --no-pager -p %s %s; ", ",".join(STATE_PROPERTIES + HARDENING), unit)
+            quote(_LET_IT_LIVE, unit, MIN_UPTIME)
+            + quote("systemctl show --no-pager -p %s %s; ", ",".join(STATE_PROPERTIES + HARDENING), unit)
             + quote("pid=$(systemctl show -p MainPID --value %s); ", unit)
             + 'if [ "${pid:-0}" -gt 0 ]; then grep -E '
             + quote("%s", f"^({'|'.join(PROC_FIELDS)}):")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from llamafleet.verify.expected import MIN_UPTIME, Journal, normalise
+from llamafleet.verify.expected import Journal, normalise
 from llamafleet.verify.plugin import require
+from llamafleet.verify.probes import MIN_UPTIME
 
 testinfra_hosts = ["head", "workers"]
 # What the kernel says of a sandboxed main process: no new privileges, a seccomp filter, no capabilities.
