@@ -86,7 +86,10 @@ def load(name: str) -> Role:
 
 
 def _role_of(module, path: Path) -> Role:
-    role = vars(module).get("ROLE")
+    try:
+        role = module.ROLE
+    except AttributeError:
+        role = None
     if not isinstance(role, Role):
         raise LlamafleetError(f"role module {path} declares no ROLE = Role(...)")
     return role
