@@ -1,4 +1,4 @@
-"""The runner: phases of roles over hosts in a bounded pool, plan then apply, handlers, recap."""
+"""The runner: plays phases of roles over hosts in a bounded pool, plan then apply, handlers, recap."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class RunOptions:
 
 
 class Runner:
-    """Runs phases over an inventory and keeps one connection per host for the whole run."""
+    """Plays phases of roles over an inventory's hosts, one connection and one session per host for the whole run."""
 
     def __init__(
         self,
