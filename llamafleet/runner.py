@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,9 +140,9 @@ class Runner:
     def _first_batch(self, host: Host, wanted: list[Fact], remembered: list[str] | None) -> None:
         session = self._sessions[host.name]
         todo = session.missing(wanted)
-        commands = {f.command() for f in todo}
-        ahead = [CommandOutput(c) for c in dict.fromkeys(remembered or ()) if c not in commands]
-        ahead = [fact for fact in ahead if not session.has_output(fact.args[0])]
+        asked = {f.command() for f in todo}
+        fresh = (c for c in dict.fromkeys(remembered or ()) if c not in asked and not session.has_output(c))
+        ahead = [CommandOutput(c) for c in fresh]
         if todo or ahead:
             found = self._batch(host, todo + ahead)
             session.learned(todo, {f.key: found[f.key] for f in todo})
@@ -172,10 +173,12 @@ class Runner:
         for phase in phases:
             for role in phase.roles:
                 self.handler_names.update(role.handlers)
-        for hook in ("validate", "setup"):  # every role validated before any role acts
-            for phase in phases:
-                for role in phase.roles:
-                    self._before_connecting(role, phase, hook)
+        for phase in phases:  # every role validated before any role acts
+            for role in phase.roles:
+                self._before_connecting(role.validate, phase)
+        for phase in phases:
+            for role in phase.roles:
+                self._before_connecting(role.setup, phase)
         memory = factmemory.location(self.inventory.path, playbook_signature(phases))
         try:
             self.prefetch(phases, memory)
@@ -187,8 +190,8 @@ class Runner:
             self.close()
         return self.exit_code()
 
-    def _before_connecting(self, role: Role, phase: Phase, hook: str) -> None:
-        call = role.validate if hook == "validate" else role.setup
+    def _before_connecting(self, call: Callable[[Run, list[Host]], None] | None, phase: Phase) -> None:
+        """A role's validate or setup hook on the phase's hosts; its InventoryError names the inventory file."""
         if call is None:
             return
         try:
