@@ -53,11 +53,13 @@ def remember(path: Path, read: dict[str, list[str]]) -> None:
     merged = {**known, **{host: commands[:MAX_COMMANDS] for host, commands in read.items()}}
     if merged == known:
         return
+    written = None
     try:
         folder = private_dir(path.parent)
         with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".facts-", suffix=".part", delete=False) as handle:
+            written = Path(handle.name)
             json.dump(merged, handle)
-        os.replace(handle.name, path)
+        os.replace(written, path)
     except OSError:  # a cache that cannot be written costs the next run its head start, nothing else
-        for leftover in path.parent.glob(".facts-*.part"):
-            leftover.unlink(missing_ok=True)
+        if written is not None:  # only this run's own part: another process may be writing its own
+            written.unlink(missing_ok=True)
