@@ -9,8 +9,8 @@ from llamafleet.roles.firewall import role as FIREWALL
 
 P, F, NFT, UFW, FWD = FIREWALL._ruleset, FIREWALL._facts, FIREWALL._nftables, FIREWALL._ufw, FIREWALL._firewalld
 HEAD, W1, W2, OLD_HEAD = "10.213.52.2", "10.213.52.3", "10.213.52.4", "10.213.52.99"  # the recording lab's
-WORKER_PLAN = P.Ruleset((P.Rule(50052, (HEAD,), "rpc"),))
-HEAD_PLAN = P.Ruleset((P.Rule(8080, (HEAD, W1, W2), "api"),))
+WORKER_RULES = P.Ruleset((P.Rule(50052, (HEAD,), "rpc"),))
+HEAD_RULES = P.Ruleset((P.Rule(8080, (HEAD, W1, W2), "api"),))
 
 
 def recorded(name: str) -> list[str]:

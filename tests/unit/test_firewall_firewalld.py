@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from firewall_recordings import FWD, HEAD, OLD_HEAD, WORKER_PLAN, F, P, plan, recorded, shell_words
+from firewall_recordings import FWD, HEAD, OLD_HEAD, WORKER_RULES, F, P, plan, recorded, shell_words
 
 from llamafleet import facts
 from llamafleet.errors import OperationError
 from llamafleet.operations import Facts, NoChange
 
-PUBLIC_RULES = [  # WORKER_PLAN's rich rules, as the recording lab's firewalld lists them
+PUBLIC_RULES = [  # WORKER_RULES's rich rules, as the recording lab's firewalld lists them
     'rule family="ipv4" source ipset="llamafleet-50052-tcp" port port="50052" protocol="tcp" accept',
     'rule family="ipv4" source NOT ipset="llamafleet-50052-tcp" port port="50052" protocol="tcp" drop',
     'rule family="ipv6" source NOT ipset="llamafleet-50052-tcp-v6" port port="50052" protocol="tcp" drop',
@@ -68,7 +68,7 @@ def test_route_interfaces_name_the_interface_each_source_is_routed_through():
 
 
 def test_firewalld_rich_rules_are_the_listed_text():
-    [rule] = WORKER_PLAN.rules
+    [rule] = WORKER_RULES.rules
     assert sorted(FWD.rich_rules(rule)) == sorted(PUBLIC_RULES)
     dual = P.Rule(8080, ("fd00::/64", "10.0.0.0/8"), "api", proto="udp")
     assert FWD.rich_rules(dual)[-2:] == [
@@ -86,7 +86,7 @@ def test_firewalld_entries_never_overlap():
 
 
 def test_firewalld_fresh_host_creates_ipsets_then_reloads():
-    result = plan(FWD.rules(WORKER_PLAN), *firewalld("fresh"))
+    result = plan(FWD.rules(WORKER_RULES), *firewalld("fresh"))
     assert shell_words(result) == [
         ["firewall-cmd", "--permanent", "--new-ipset=llamafleet-50052-tcp", "--type=hash:net"],
         [
@@ -104,20 +104,22 @@ def test_firewalld_fresh_host_creates_ipsets_then_reloads():
         "permanent: 2 ipsets to create, 1 entry to add, 3 rich rules to add; "
         "runtime: 2 ipsets to create, 1 entry to add, 3 rich rules to add (by a reload)"
     )
-    assert plan(FWD.ssh_allowed(WORKER_PLAN), *firewalld("fresh")) == NoChange("SSH (22/tcp) allowed in zone(s) public")
+    assert plan(FWD.ssh_allowed(WORKER_RULES), *firewalld("fresh")) == NoChange(
+        "SSH (22/tcp) allowed in zone(s) public"
+    )
 
 
 def test_firewalld_converged_needs_nothing():
-    assert plan(FWD.rules(WORKER_PLAN), *firewalld("applied")) == NoChange(
+    assert plan(FWD.rules(WORKER_RULES), *firewalld("applied")) == NoChange(
         "2 llamafleet ipset(s), 3 rich rule(s), none stale"
     )
-    assert isinstance(plan(FWD.ssh_allowed(WORKER_PLAN), *firewalld("applied")), NoChange)
+    assert isinstance(plan(FWD.ssh_allowed(WORKER_RULES), *firewalld("applied")), NoChange)
     running = plan(FWD.running_and_enabled(), "firewalld_unit_applied.txt", "firewalld_state_applied.txt")
     assert running == NoChange("firewalld running, firewalld.service enabled")
 
 
 def test_firewalld_stale_port_and_source_removed_foreign_rules_kept():
-    result = plan(FWD.rules(WORKER_PLAN), *firewalld("stale"))
+    result = plan(FWD.rules(WORKER_RULES), *firewalld("stale"))
     stale_rules = [
         'rule family="ipv4" source NOT ipset="llamafleet-50099-tcp" port port="50099" protocol="tcp" drop',
         'rule family="ipv4" source ipset="llamafleet-50099-tcp" port port="50099" protocol="tcp" accept',
@@ -142,7 +144,7 @@ def test_firewalld_stale_port_and_source_removed_foreign_rules_kept():
 def test_firewalld_stale_source_only_changes_runtime_without_reload():
     # The stale recording, planned for a plan that still has port 50099: only entries change, in both sides.
     keep = P.Rule(50099, (HEAD, "fd00:52::/64"), "old")
-    result = plan(FWD.rules(P.Ruleset((*WORKER_PLAN.rules, keep))), *firewalld("stale"))
+    result = plan(FWD.rules(P.Ruleset((*WORKER_RULES.rules, keep))), *firewalld("stale"))
     assert shell_words(result) == [
         [*tool, f"--ipset=llamafleet-{port}-tcp", f"--{verb}-entry={address}"]
         for tool in (["firewall-cmd", "--permanent"], ["firewall-cmd"])
@@ -163,7 +165,7 @@ def test_firewalld_empty_plan_removes_everything_of_ours():
 
 
 def test_firewalld_stopped_is_configured_offline_then_started():
-    result = plan(FWD.rules(WORKER_PLAN), *firewalld("stopped"))
+    result = plan(FWD.rules(WORKER_RULES), *firewalld("stopped"))
     commands = shell_words(result)
     assert {words[0] for words in commands} == {"firewall-offline-cmd"}  # firewall-cmd refuses while stopped
     assert commands[0] == ["firewall-offline-cmd", "--new-ipset=llamafleet-50052-tcp", "--type=hash:net"]
@@ -178,11 +180,11 @@ def test_firewalld_stopped_is_configured_offline_then_started():
 
 def test_firewalld_rules_follow_the_zone_of_the_interface():
     # Recorded with host0 bound to zone internal: the rules are there, none in public.
-    assert isinstance(plan(FWD.rules(WORKER_PLAN), *firewalld("bound")), NoChange)
+    assert isinstance(plan(FWD.rules(WORKER_RULES), *firewalld("bound")), NoChange)
     # Were the sources routed through an interface in no zone, the rules would move to the default zone.
-    facts_ = {f.key: f.process(recorded(n)) for f, n in zip(FWD.rules(WORKER_PLAN).facts, firewalld("bound"))}
+    facts_ = {f.key: f.process(recorded(n)) for f, n in zip(FWD.rules(WORKER_RULES).facts, firewalld("bound"))}
     facts_[F.RouteInterfaces((HEAD,)).key] = {HEAD: "eth1"}
-    result = FWD.rules(WORKER_PLAN).plan(Facts(facts_))
+    result = FWD.rules(WORKER_RULES).plan(Facts(facts_))
     for tool in (["firewall-cmd", "--permanent"], ["firewall-cmd"]):
         assert [*tool, "--zone=internal", *(f"--remove-rich-rule={r}" for r in sorted(PUBLIC_RULES))] in (
             shell_words(result)
@@ -196,7 +198,7 @@ def test_firewalld_ssh_port_opened_in_both_sides_first():
         ["firewall-cmd", "--permanent", "--zone=public", "--add-port=2222/tcp"],
         ["firewall-cmd", "--zone=public", "--add-port=2222/tcp"],
     ]
-    assert [op.description for op in FWD.firewalld_rules(WORKER_PLAN)][0] == "firewalld SSH allowed"
+    assert [op.description for op in FWD.firewalld_rules(WORKER_RULES)][0] == "firewalld SSH allowed"
 
 
 @pytest.mark.parametrize(
@@ -217,9 +219,9 @@ def test_firewalld_ipset_of_the_wrong_kind_is_recreated():
     lines = recorded("firewalld_ipsets_permanent_applied.txt")
     lines[2] = "  type: hash:ip"  # llamafleet-50052-tcp, made by someone else with the same name
     names = firewalld("applied")
-    facts_ = {f.key: f.process(recorded(n)) for f, n in zip(FWD.rules(WORKER_PLAN).facts, names)}
+    facts_ = {f.key: f.process(recorded(n)) for f, n in zip(FWD.rules(WORKER_RULES).facts, names)}
     facts_[F.FirewalldIpsets("permanent").key] = F.FirewalldIpsets("permanent").process(lines)
-    commands = shell_words(FWD.rules(WORKER_PLAN).plan(Facts(facts_)))
+    commands = shell_words(FWD.rules(WORKER_RULES).plan(Facts(facts_)))
     assert commands == [
         ["firewall-cmd", "--permanent", "--delete-ipset=llamafleet-50052-tcp"],
         ["firewall-cmd", "--permanent", "--new-ipset=llamafleet-50052-tcp", "--type=hash:net"],
@@ -229,7 +231,7 @@ def test_firewalld_ipset_of_the_wrong_kind_is_recreated():
 
 def test_firewalld_missing_or_masked_is_an_error():
     with pytest.raises(OperationError, match="is firewalld installed"):
-        FWD.rules(WORKER_PLAN).plan(Facts({F.FirewalldState().key: None}))
+        FWD.rules(WORKER_RULES).plan(Facts({F.FirewalldState().key: None}))
     masked = {facts.SystemdUnit("firewalld.service").key: {"UnitFileState": "masked"}, F.FirewalldState().key: None}
     with pytest.raises(OperationError, match="masked"):
         FWD.running_and_enabled().plan(Facts(masked))

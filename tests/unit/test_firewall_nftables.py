@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from firewall_recordings import HEAD, NFT, OLD_HEAD, WORKER_PLAN, F, P, plan, recorded, shell_words
+from firewall_recordings import HEAD, NFT, OLD_HEAD, WORKER_RULES, F, P, plan, recorded, shell_words
 from recordings import words
 
 from llamafleet import facts
@@ -44,7 +44,7 @@ def test_nft_rule_reads_address_sets_and_prefixes():
 
 def test_rendered_table_is_what_the_host_saved():
     text = "\n".join(recorded("nft_table_file_applied.txt")[1:]) + "\n"
-    assert NFT.render_table(WORKER_PLAN) == text
+    assert NFT.render_table(WORKER_RULES) == text
     assert text.startswith("# Managed by llamafleet")
     assert "table inet llamafleet\ndelete table inet llamafleet\n" in text
 
@@ -61,23 +61,23 @@ def test_rendered_table_splits_ipv4_and_ipv6():
 
 
 def test_nftables_fresh_host_gets_file_then_load():
-    result = plan(NFT.table(WORKER_PLAN), "nft_table_file_fresh.txt", "nft_table_fresh.txt")
+    result = plan(NFT.table(WORKER_RULES), "nft_table_file_fresh.txt", "nft_table_fresh.txt")
     assert result.reason == "table file missing"
     upload, load = result.steps
     assert isinstance(upload, Upload) and upload.path == "/etc/nftables.d/llamafleet.nft"
-    assert upload.content.decode() == NFT.render_table(WORKER_PLAN)
+    assert upload.content.decode() == NFT.render_table(WORKER_RULES)
     assert words(load.command) == ["nft", "-f", "/etc/nftables.d/llamafleet.nft"]
 
 
 def test_nftables_converged_needs_nothing():
-    result = plan(NFT.table(WORKER_PLAN), "nft_table_file_applied.txt", "nft_table_applied.txt")
+    result = plan(NFT.table(WORKER_RULES), "nft_table_file_applied.txt", "nft_table_applied.txt")
     assert result == NoChange("table inet llamafleet loaded and saved, 1 guarded port(s)")
     assert isinstance(plan(NFT.loaded_at_boot(), "nftables_conf_applied.txt"), NoChange)
     assert plan(NFT.service_enabled(), "nftables_unit_applied.txt") == NoChange("nftables.service enabled")
 
 
 def test_nftables_stale_source_goes_by_replacing_the_table():
-    result = plan(NFT.table(WORKER_PLAN), "nft_table_file_stale.txt", "nft_table_stale.txt")
+    result = plan(NFT.table(WORKER_RULES), "nft_table_file_stale.txt", "nft_table_stale.txt")
     assert result.reason == "table file differs"
     assert OLD_HEAD in "\n".join(recorded("nft_table_file_stale.txt"))
     assert OLD_HEAD not in result.steps[0].content.decode()
@@ -86,10 +86,10 @@ def test_nftables_stale_source_goes_by_replacing_the_table():
 
 def test_nftables_table_changed_in_the_kernel_only_is_reloaded():
     # The file is current but the kernel still holds the old head's table (someone ran nft by hand).
-    result = plan(NFT.table(WORKER_PLAN), "nft_table_file_applied.txt", "nft_table_stale.txt")
+    result = plan(NFT.table(WORKER_RULES), "nft_table_file_applied.txt", "nft_table_stale.txt")
     assert result.reason == "table inet llamafleet in the kernel differs from its file"
     assert shell_words(result) == [["nft", "-f", "/etc/nftables.d/llamafleet.nft"]]
-    missing = plan(NFT.table(WORKER_PLAN), "nft_table_file_applied.txt", "nft_table_fresh.txt")
+    missing = plan(NFT.table(WORKER_RULES), "nft_table_file_applied.txt", "nft_table_fresh.txt")
     assert missing.reason == "table inet llamafleet not loaded"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from firewall_recordings import FIREWALL, WORKER_PLAN, F, recorded
+from firewall_recordings import FIREWALL, WORKER_RULES, F, recorded
 
 from llamafleet.errors import OperationError
 from llamafleet.operations import Facts
@@ -50,7 +50,7 @@ def test_an_unknown_frontend_is_refused():
     with pytest.raises(OperationError, match="'iptables' is not one of"):
         FIREWALL.choose_frontend("iptables", F.Frontends(frozenset()))
     with pytest.raises(OperationError, match="no operations"):
-        FIREWALL.frontend_operations("iptables", WORKER_PLAN)
+        FIREWALL.frontend_operations("iptables", WORKER_RULES)
 
 
 class _Run:
@@ -81,7 +81,7 @@ def test_role_with_firewall_none_only_looks():
 
 
 def test_role_with_nftables_manages_it_and_clears_the_others():
-    ops = list(FIREWALL.operations(_ctx("nftables", {"w2": WORKER_PLAN})))
+    ops = list(FIREWALL.operations(_ctx("nftables", {"w2": WORKER_RULES})))
     assert [op.description for op in ops] == [
         "no firewall frontend in charge but nftables",
         "packages nftables",
@@ -108,7 +108,7 @@ def test_role_with_auto_manages_the_frontend_in_charge():
 
 
 def test_role_with_firewalld_manages_it_and_clears_the_others():
-    ops = list(FIREWALL.operations(_ctx("firewalld", {"w2": WORKER_PLAN})))
+    ops = list(FIREWALL.operations(_ctx("firewalld", {"w2": WORKER_RULES})))
     assert [op.description for op in ops] == [
         "no firewall frontend in charge but firewalld",
         "packages firewalld",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from firewall_recordings import HEAD, HEAD_PLAN, OLD_HEAD, UFW, W1, W2, F, plan, recorded, shell_words
+from firewall_recordings import HEAD, HEAD_RULES, OLD_HEAD, UFW, W1, W2, F, plan, recorded, shell_words
 
 from llamafleet.errors import OperationError
 from llamafleet.operations import Facts, NoChange
@@ -26,7 +26,7 @@ def test_ufw_status_reads_state_default_and_rules():
 
 
 def test_ufw_fresh_host_allows_ssh_first():
-    result = plan(UFW.rules(HEAD_PLAN), "ufw_status_fresh.txt")
+    result = plan(UFW.rules(HEAD_RULES), "ufw_status_fresh.txt")
     assert shell_words(result) == [
         ["ufw", "allow", "22/tcp", "comment", "llamafleet ssh"],
         *[api_allowed_from(address) for address in (HEAD, W1, W2)],
@@ -38,12 +38,12 @@ def test_ufw_fresh_host_allows_ssh_first():
 
 
 def test_ufw_converged_needs_nothing():
-    assert plan(UFW.rules(HEAD_PLAN), "ufw_status_applied.txt") == NoChange("5 llamafleet rule(s) present, none stale")
+    assert plan(UFW.rules(HEAD_RULES), "ufw_status_applied.txt") == NoChange("5 llamafleet rule(s) present, none stale")
     assert plan(UFW.enabled(), "ufw_status_applied.txt") == NoChange("ufw active, ufw.service enabled")
 
 
 def test_ufw_stale_source_is_deleted_and_a_foreign_rule_kept():
-    result = plan(UFW.rules(HEAD_PLAN), "ufw_status_stale.txt")
+    result = plan(UFW.rules(HEAD_RULES), "ufw_status_stale.txt")
     assert shell_words(result) == [
         ["ufw", "delete", "allow", "from", OLD_HEAD, "to", "any", "port", "8080", "proto", "tcp"],
         api_allowed_from(HEAD),
@@ -54,4 +54,4 @@ def test_ufw_stale_source_is_deleted_and_a_foreign_rule_kept():
 
 def test_ufw_without_a_status_is_an_error():
     with pytest.raises(OperationError, match="ufw status"):
-        UFW.rules(HEAD_PLAN).plan(Facts({F.UfwStatus().key: None}))
+        UFW.rules(HEAD_RULES).plan(Facts({F.UfwStatus().key: None}))
