@@ -283,12 +283,9 @@ class Runner:
         ctx = self.context(host, role)
         operations = list(role.operations(ctx))
         self._check_notify(role.name, operations)
-        notified = self.converge(host, role.name, operations)
-        if notified is None:
+        if not self.converge(host, role.name, operations):
             return
-        session = self._sessions[host.name]
-        session.notify(notified)
-        due = session.take_due(role.handlers)
+        due = self._sessions[host.name].take_due(role.handlers)
         if due:
             self.converge(host, role.name, [role.handlers[h](ctx) for h in due])
 
@@ -303,30 +300,30 @@ class Runner:
                     f"handles (known: {', '.join(sorted(known)) or 'none'})"
                 )
 
-    def converge(self, host: Host, role: str, operations: list[Operation]) -> list[str] | None:
-        """Gather the operations' facts in one round trip, then plan and apply them in order.
+    def converge(self, host: Host, role: str, operations: list[Operation]) -> bool:
+        """Gather the operations' facts in one round trip, then plan and apply them in order; changes notify
+        their handlers on the host.
 
-        Returns the handlers notified by changes, or None when an operation failed (the rest of
-        the host's operations are skipped, as the host is now in an unknown state).
+        False when an operation failed (the rest of the host's operations are skipped, as the host is
+        now in an unknown state).
         """
         session = self._sessions[host.name]
         facts = self.gather(host, [f for op in operations for f in op.facts])
-        notified: list[str] = []
         session.settle(role, facts)
         for index, operation in enumerate(operations):
             status = self.apply(host, role, operation, facts)
             if status == "failed":
-                return None
+                return False
             if status == "changed":
                 session.unsettle(role)
                 if not self.options.check:
                     session.changed()
-                notified.extend(n for n in operation.notify if n not in notified)
+                session.notify(operation.notify)
                 if not self.options.check and index + 1 < len(operations):
                     # What was just applied may change what later operations see (a unit file
                     # that now exists): read their facts again. A run with nothing to do never pays this.
                     facts = self.gather(host, [f for op in operations[index + 1 :] for f in op.facts])
-        return notified
+        return True
 
     def apply(self, host: Host, role: str, operation: Operation, facts: Facts) -> str:
         """Plan one operation and, unless --check, apply it; records and returns its status."""
@@ -337,6 +334,8 @@ class Runner:
         if not isinstance(plan, Change):
             self.output.record(OpResult(host.name, role, operation.description, "ok", plan.reason))
             return "ok"
+        # A unit started by this change runs what was written before it: its pending restart has nothing to do.
+        self._sessions[host.name].withdraw(plan.done)
         steps = [_describe(s) for s in plan.steps]
         diff = self.diff(host, plan) if self.options.diff else None
         if not self.options.check:

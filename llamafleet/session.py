@@ -95,6 +95,10 @@ class HostSession:
     def notify(self, names: Iterable[str]) -> None:
         self._notified.extend(n for n in names if n not in self._notified)
 
+    def withdraw(self, names: Iterable[str]) -> None:
+        """Handlers whose work a change did anyway (a start after the new unit file): no longer pending."""
+        self._notified[:] = [n for n in self._notified if n not in names]
+
     def take_due(self, handlers: Iterable[str]) -> list[str]:
         """The handlers among `handlers` notified on this host, now no longer pending."""
         due = [h for h in handlers if h in self._notified]

@@ -80,6 +80,7 @@ class Change:
     diff_path: str | None = None
     new_text: str | None = None
     secret: bool = False
+    done: tuple[str, ...] = ()  # handlers whose work these steps do (a unit started here needs no restart)
 
 
 Plan = NoChange | Change

@@ -27,9 +27,21 @@ def unit_file(name: str, content: str, *, notify: tuple[str, ...] = ()) -> Opera
     return operation
 
 
-def service(name: str, *, running: bool = True, enabled: bool = True, notify: tuple[str, ...] = ()) -> Operation:
-    """The unit `name` is (not) running and (not) enabled at boot."""
+def service(
+    name: str,
+    *,
+    running: bool = True,
+    enabled: bool = True,
+    notify: tuple[str, ...] = (),
+    restarts: tuple[str, ...] = (),
+) -> Operation:
+    """The unit `name` is (not) running and (not) enabled at boot.
+
+    `restarts`: the handlers that restart this unit. Starting it does their work (it starts on the files
+    written before), so a start withdraws them: a unit started in a run is not restarted again at its end.
+    """
     fact = SystemdUnit(name)
+    started = restarts if running else ()
 
     def plan(facts: Facts):
         state = facts[fact]
@@ -38,7 +50,8 @@ def service(name: str, *, running: bool = True, enabled: bool = True, notify: tu
             # when it really does not exist, systemctl fails with its own clear message.
             wanted = [quote("systemctl enable %s", name)] if enabled else []
             wanted += [quote("systemctl start %s", name)] if running else []
-            return Change(tuple(Shell(s) for s in wanted), f"unit {state.get('LoadState', 'unknown')} yet")
+            why = f"unit {state.get('LoadState', 'unknown')} yet"
+            return Change(tuple(Shell(s) for s in wanted), why, done=started)
         steps, why = [], []
         is_enabled = state.get("UnitFileState") in ("enabled", "enabled-runtime", "static", "alias")
         if enabled != is_enabled:
@@ -50,7 +63,7 @@ def service(name: str, *, running: bool = True, enabled: bool = True, notify: tu
             why.append(f"state {state.get('ActiveState')}")
         if not steps:
             return NoChange(f"{state.get('ActiveState')}, {state.get('UnitFileState')}")
-        return Change(tuple(Shell(s) for s in steps), ", ".join(why))
+        return Change(tuple(Shell(s) for s in steps), ", ".join(why), done=started if running != is_running else ())
 
     return Operation(f"service {name} running={running} enabled={enabled}", [fact], plan, notify)
 

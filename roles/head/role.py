@@ -36,6 +36,10 @@ MODEL_PLACEHOLDER = f"{paths.MODELS_DIR}/MODEL.gguf"
 CREDENTIAL = "api-key"
 # -lv 4 (trace) makes the load log name each worker: `load_tensors: RPC0[10.0.0.2:50052] model buffer size`.
 VERBOSITY = "4"
+# At that level llama-server also logs the last four characters of its key (`api_keys: ****abcd`): its output
+# passes a filter that drops that line before the journal sees it. bash runs llama-server in its own place
+# (exec: it is the unit's main process); sed, its child, writes every other line through unchanged.
+KEY_LINE_DROPPED = ["/bin/bash", "-c", 'exec "$@" > >(exec /bin/sed -u "/ api_keys: /d") 2>&1', "llama-server"]
 WAIT_SECONDS = 60  # for every worker's RPC port to accept a connection before llama-server starts
 RESTART_SECONDS = 5
 
@@ -62,7 +66,7 @@ def wait_for_workers(cluster: Cluster, seconds: int = WAIT_SECONDS) -> list[str]
 def exec_start(head_settings, cluster: Cluster, model: str) -> list[str]:
     """llama-server's command line; the key is read from a file, never passed on it."""
     s = head_settings
-    args = [BINARY, "--model", model]
+    args = [*KEY_LINE_DROPPED, BINARY, "--model", model]
     if cluster.workers:
         args += ["--rpc", cluster.rpc_servers]
     args += ["-ngl", str(s.n_gpu_layers)]
@@ -221,11 +225,12 @@ def operations(ctx):
     if model is None:  # nothing to serve yet: installed, not started (`invoke deploy --model` starts it)
         yield systemd.service(UNIT, running=False, enabled=False)
         return
-    # Readiness is waited for by the handler, after a restart the changes above may have notified.
-    yield systemd.service(UNIT, running=True, enabled=True, notify=(READY,))
     restarted = sorted(ctx.run.handoff(Restarted).workers)
     if restarted:  # llama-server's sessions to them broke: reconnect now rather than abort on the next request
         yield _reconnect(restarted)
+    # Readiness is waited for by the handler, after the one restart the changes above may have notified; a
+    # start here (it was stopped) runs on everything written above, so it withdraws that restart.
+    yield systemd.service(UNIT, running=True, enabled=True, notify=(READY,), restarts=(RESTART,))
 
 
 def _key_copied(key_file: Path, check: bool) -> Operation:
@@ -238,13 +243,13 @@ def _key_copied(key_file: Path, check: bool) -> Operation:
 
 
 def _reconnect(workers: list[str]) -> Operation:
-    restart = quote("systemctl restart %s", UNIT)
+    """The head restarts (once, with any other change) to connect again to workers restarted in this run."""
     why = f"worker{'s' if len(workers) > 1 else ''} {', '.join(workers)} restarted in this run"
     return Operation(
         "llama-server reconnected to the workers",
         [],
-        lambda facts: Change((Shell(restart),), why),
-        notify=(READY,),
+        lambda facts: Change((), why),
+        notify=(RESTART, READY),
         idempotent=False,
     )
 

@@ -73,7 +73,7 @@ def operations(ctx):
     unit = render_unit(settings.settings(ctx.host, ctx.run.inventory_file), view)
     yield systemd.unit_file(UNIT, unit, notify=(RESTART,))
     # Started again (it was stopped): the head's session to it broke as with a restart.
-    yield _marks_restarted(ctx, systemd.service(UNIT, running=True, enabled=True))
+    yield _marks_restarted(ctx, systemd.service(UNIT, running=True, enabled=True, restarts=(RESTART,)))
 
 
 def _marks_restarted(ctx, operation):

@@ -58,14 +58,22 @@ def served(lab, env, model, cluster_vars):
     """provision, deploy, then both again: the first pair brings the cluster up, the second changes nothing."""
     first = invoke_json("provision", lab.inventory, env, *cluster_vars)
     assert first[0] == 0, [r for r in first[1]["results"] if r["status"] in ("failed", "unreachable")]
+    cursor = journal_cursor(lab, "head")
     deployed = invoke_json("deploy", lab.inventory, env, "--model", str(model), *cluster_vars)
     assert deployed[0] == 0, [r for r in deployed[1]["results"] if r["status"] == "failed"] or deployed[1]["messages"]
+    head_starts = ssh(lab, "head", f"journalctl -u llama-server --no-pager -o cat --after-cursor='{cursor}'").stdout
     starts = {h: started_at(lab, h, u) for h, u in (("head", "llama-server"), ("w1", "llama-rpc"), ("w2", "llama-rpc"))}
     again = (
         invoke_json("provision", lab.inventory, env, *cluster_vars),
         invoke_json("deploy", lab.inventory, env, "--model", str(model), *cluster_vars),
     )
-    return {"first": first, "deployed": deployed, "again": again, "starts": starts}
+    return {"first": first, "deployed": deployed, "again": again, "starts": starts, "head_journal": head_starts}
+
+
+def journal_cursor(lab, host: str) -> str:
+    """Where the host's journal ends now: what a later `journalctl --after-cursor` shows came after."""
+    shown = ssh(lab, host, "journalctl -n 0 --show-cursor --no-pager").stdout
+    return shown.strip().rsplit("-- cursor: ", 1)[1]
 
 
 def api(lab, path: str, key: str | None = None, **kwargs) -> requests.Response:
@@ -87,6 +95,12 @@ def test_the_head_serves_completions_with_the_key(served, lab):
     assert api(lab, "/v1/models").status_code == 401, "no key, no models"
     assert api(lab, "/v1/models", "wrong-key").status_code == 401
     assert "tiny-test.gguf" in api(lab, "/v1/models", key).text
+
+
+def test_the_first_deploy_starts_llama_server_once(served):
+    """Its unit file changed and it was started in the same run: the start runs the new unit, no restart follows."""
+    started = [line for line in served["head_journal"].splitlines() if line.startswith("Started ")]
+    assert len(started) == 1, served["head_journal"][-3000:]
 
 
 def test_every_worker_holds_part_of_the_model(served, lab):
@@ -127,6 +141,19 @@ def sessions(lab, host: str) -> int:
     return int(ssh(lab, host, count).stdout)
 
 
+def test_render_writes_exactly_the_files_the_hosts_run(served, lab, env, model, cluster_vars, tmp_path):
+    """`invoke render` is how a unit is reviewed before it is installed: byte for byte what each host got."""
+    done = invoke("render", "-i", lab.inventory, "--out", str(tmp_path), "--model", str(model), *cluster_vars, env=env)
+    assert done.returncode == 0, done.stderr
+    rendered = sorted(tmp_path.rglob("*.service"))
+    assert len(rendered) == 3, rendered
+    for path in rendered:
+        host, on_host = path.relative_to(tmp_path).parts[0], "/" + "/".join(path.relative_to(tmp_path).parts[1:])
+        installed = ssh(lab, host, f"cat {on_host}")
+        assert installed.returncode == 0 and installed.stdout == path.read_text(), (host, on_host)
+    assert "LoadCredential=" in (tmp_path / "head/etc/systemd/system/llama-server.service").read_text()
+
+
 def test_tasks_of_one_command_line_share_one_connection_per_host(served, lab, env, model, cluster_vars):
     inv = lab.inventory
     before = {h: sessions(lab, h) for h in ("head", "w1", "w2")}
@@ -143,7 +170,11 @@ def test_tasks_of_one_command_line_share_one_connection_per_host(served, lab, en
 def test_the_api_key_is_nowhere_but_in_its_files(served, lab):
     key = api_key(lab)
     assert key not in ssh(lab, "head", "ps -eo args").stdout
-    assert key not in ssh(lab, "head", "journalctl --no-pager -o cat -n 5000").stdout
+    journal = ssh(lab, "head", "journalctl --no-pager -o cat -n 5000").stdout
+    assert key not in journal
+    # Not even the last characters llama-server shows at -lv 4 (`api_keys: ****abcd`), at that same level.
+    assert "api_keys" not in journal and f"****{key[-4:]}" not in journal
+    assert "model buffer size" in journal, "the load log still names what each device holds"
     mode = ssh(lab, "head", "stat -c '%a %U' /etc/llamafleet/api-key").stdout.split()
     assert mode == ["600", "root"]
     for _, doc in (served["first"], served["deployed"], *served["again"]):

@@ -58,3 +58,29 @@ def test_a_notification_nobody_handles_fails_the_host_before_anything_changes(ss
     [failure] = [r for r in output.results if r.status == "failed"]
     assert "notifies 'restrat app', which no handler of this run handles" in failure.reason
     assert not config.exists(), "nothing applied"
+
+
+def started(path: str, done: tuple[str, ...]) -> Operation:
+    """A service start stand-in: appends to `path` every run, doing the work of the handlers in `done`."""
+    return Operation(
+        f"start {path}", [], lambda facts: Change((Shell(quote("echo started >> %s", path)),), "x", done=done)
+    )
+
+
+def test_a_change_that_does_a_handlers_work_withdraws_it(sshd, tmp_path):
+    """A unit started after its new file needs no restart: notified before the start, the handler does not run."""
+    config, log, marker = tmp_path / "app.conf", tmp_path / "started", tmp_path / "restarted"
+    ops = [files.file(str(config), "x=1\n", notify=("restart app",)), started(str(log), ("restart app",))]
+    app = role("app", lambda ctx: ops, {"restart app": lambda ctx: marker_written(str(marker))})
+    code, output = run(sshd, tmp_path, [Phase("one", (app,))])
+    assert code == 0, [r for r in output.results if r.status == "failed"]
+    assert log.read_text() == "started\n" and not marker.exists(), "started once, not restarted after"
+
+
+def test_a_notification_after_the_withdrawing_change_still_runs_its_handler(sshd, tmp_path):
+    config, log, marker = tmp_path / "app.conf", tmp_path / "started", tmp_path / "restarted"
+    ops = [started(str(log), ("restart app",)), files.file(str(config), "x=1\n", notify=("restart app",))]
+    app = role("app", lambda ctx: ops, {"restart app": lambda ctx: marker_written(str(marker))})
+    code, output = run(sshd, tmp_path, [Phase("one", (app,))])
+    assert code == 0, [r for r in output.results if r.status == "failed"]
+    assert marker.read_text() == "handled\n", "changed after the start: restarted"

@@ -27,6 +27,25 @@ def test_service_active_and_enabled_needs_nothing():
     assert result == NoChange("active, enabled")
 
 
+@pytest.mark.parametrize("recorded", ["systemctl_show_inactive_disabled.txt", "systemctl_show_not_found.txt"])
+def test_starting_a_service_withdraws_its_restart(recorded):
+    """It starts on the unit file written before it: the restart that file notified has nothing left to do."""
+    result = plan(systemd.service("llama-rpc.service", restarts=("restart llama-rpc",)), unit(recorded))
+    assert result.done == ("restart llama-rpc",)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "wanted"),
+    [
+        ("systemctl_show_active_enabled.txt", {"running": True, "enabled": False}),  # running already: only disabled
+        ("systemctl_show_inactive_disabled.txt", {"running": False, "enabled": True}),  # enabled, not started
+    ],
+)
+def test_a_service_change_that_starts_nothing_leaves_its_restart_pending(recorded, wanted):
+    result = plan(systemd.service("llama-rpc.service", restarts=("restart llama-rpc",), **wanted), unit(recorded))
+    assert commands_of(result) and result.done == ()
+
+
 def test_service_static_unit_counts_as_enabled():
     assert isinstance(plan(systemd.service("systemd-journald.service"), unit("systemctl_show_static.txt")), NoChange)
 
