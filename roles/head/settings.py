@@ -9,15 +9,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llamafleet import rolesettings
+from llamafleet import redaction, rolesettings
 from llamafleet.inventory import Host
 from llamafleet.rolesettings import Refused, choice, flag, knob, line, whole, words
-from llamafleet.variables import Variable
+from llamafleet.variables import Variable, kind_of
 from llamafleet.yamlfile import shorten
 
 PROPORTION = re.compile(r"[0-9]+(\.[0-9]+)?")
-# Would put a key on the command line, where `ps` and the journal see it: api_key_file is the way.
-SECRET_FLAGS = ("--api-key",)
+# The flags of the pinned llama-server (b11434, its --help) whose value is a secret: on the command line it would
+# reach `ps`, the journal, the world-readable unit, --diff and render. Flag -> (what it holds, what to do instead).
+SECRET_FLAGS = {
+    "--api-key": ("the key", "set api_key_file instead"),
+    "--hf-token": ("a Hugging Face token", "deploy fetches hf:// models on the controller, with HF_TOKEN there"),
+    "-hft": ("a Hugging Face token", "deploy fetches hf:// models on the controller, with HF_TOKEN there"),
+    "--mcp-servers-json": (
+        "the MCP servers' headers and environment (their tokens)",
+        "put them in a file only the service user reads and name it with --mcp-servers-config",
+    ),
+}
 _ONE_LINE = line()
 _ARGUMENTS = words(numbers=True)
 
@@ -31,11 +40,25 @@ def _ip_address(value: Any, variable: Variable) -> str:
 
 
 def _extra_args(value: Any, variable: Variable) -> tuple[str, ...]:
-    for arg in value if isinstance(value, list) else []:
-        option = str(arg).split("=", 1)[0]
-        if option in SECRET_FLAGS:  # checked first: no other message may quote the value that follows it
-            raise Refused(f"{option} would show the key to `ps` and the journal: set api_key_file instead")
+    # Checked first, and nothing quoted: no message may show the value that follows a secret flag.
+    for number, arg in enumerate(value if isinstance(value, list) else [], 1):
+        if isinstance(arg, (dict, list)):  # `- --hf-token: x` in YAML is a mapping
+            raise Refused(f"item {number} is {kind_of(arg)}, not a string: give a flag and its value as two items")
+        flag = next(filter(None, map(secret_flag, str(arg).split())), None)
+        if flag is not None:
+            what, instead = SECRET_FLAGS[flag]
+            raise Refused(f"{flag} would show {what} to `ps`, the journal and the unit file: {instead}")
+        if redaction.has_user(str(arg)):
+            raise Refused(f"item {number}: a URL with a user or password ('@' after '://') would show it to `ps`")
     return _ARGUMENTS(value, variable)
+
+
+def secret_flag(word: str) -> str | None:
+    """The secret flag `word` spells in any way llama.cpp reads it (--hf_token, --hf-token=x, -hft), else None."""
+    option = word.split("=", 1)[0].lower()
+    if option.startswith("--"):
+        option = option.replace("_", "-")  # llama.cpp reads --hf_token as --hf-token
+    return option if option in SECRET_FLAGS else None
 
 
 @dataclass(frozen=True)
