@@ -5,7 +5,7 @@ rpc-server (started with -c) looks a weight tensor larger than 10 MiB up in its 
 only on a miss. The controller reads the GGUF header, hashes each large tensor once (fnv-c: C, about
 350 MB/s, against 13 MB/s in pure Python; results kept in the controller cache per model sha256) and
 streams exactly those byte ranges into each worker's cache: a worker needs neither the GGUF file nor a
-hasher of its own.
+hasher of its own. The entries are written and removed by the cache's owner, never by root (see cachedir).
 """
 
 from __future__ import annotations
@@ -22,19 +22,11 @@ from llamafleet.facts import CommandOutput, FileContent
 from llamafleet.operations.base import Change, Facts, Feed, NoChange, Operation, Shell, Upload
 from llamafleet.shell import quote
 
-from . import layout
+from . import cachedir, layout
 
 THRESHOLD = 10 << 20  # rpc-server caches tensors strictly larger than this (HASH_THRESHOLD)
 SEEDED_DIR = f"{paths.STATE_DIR}/rpc-seeded"  # one file per seeded model sha256: its entry names
 ENTRY = r"[0-9a-f]{16}"
-# Writes each entry from stdin (exact sizes, in order) under a temporary name, then renames it: rpc-server
-# never reads a half-written entry. Arguments: cache dir, owner, then NAME SIZE pairs.
-SEED_SCRIPT = (
-    'set -e; d=$1; o=$2; shift 2; install -d -m 0700 -o "$o" -g "$o" "$d"; '
-    'while [ $# -gt 1 ]; do n=$1; s=$2; shift 2; t=$(mktemp -- "$d/.$n.XXXXXX"); head -c "$s" > "$t"; '
-    '[ "$(stat -c %s "$t")" -eq "$s" ] || { rm -f "$t"; echo "cache entry $n cut short" >&2; exit 1; }; '
-    'chown "$o:$o" "$t"; chmod 0600 "$t"; mv -f "$t" "$d/$n"; done'
-)
 
 
 @dataclass(frozen=True)
@@ -103,10 +95,9 @@ CACHE = paths.RPC_CACHE_DIR
 
 
 def feed(cache: str, user: str, batch: list[Entry]) -> Feed:
-    """Entries of one controller file streamed into `cache`, owned by `user`."""
+    """Entries of one controller file streamed into `cache`, written by its owner (`user`'s, when made here)."""
     pairs = [str(v) for e in batch for v in (e.name, e.size)]
-    command = quote("sh -c %s seed %s %s" + " %s" * len(pairs), SEED_SCRIPT, cache, user, *pairs)
-    return Feed(command, batch[0].source, tuple((e.offset, e.size) for e in batch))
+    return Feed(cachedir.write_command(cache, user, pairs), batch[0].source, tuple((e.offset, e.size) for e in batch))
 
 
 def _sizes(lines: list[str]) -> dict[str, int]:
@@ -142,9 +133,11 @@ def cache_pruned(model, current: tuple[Entry, ...], keep_models: int, max_size: 
         stale = [sha for sha, _ in earlier[keep_models - 1 :]]
         if not doomed and not stale:
             return NoChange(f"{len(files)} cache entries ({total / 1e6:.1f} MB), all of kept models")
-        gone = [f"{CACHE}/{n}" for n in doomed] + [f"{SEEDED_DIR}/{sha}" for sha in stale]
+        steps = [Shell(cachedir.remove_command(CACHE, doomed))] if doomed else []
+        if stale:  # root's own records
+            steps.append(Shell(quote("rm -f --" + " %s" * len(stale), *(f"{SEEDED_DIR}/{sha}" for sha in stale))))
         why = f"{len(doomed)} cache entries of models no longer deployed or over rpc_cache_max_size"
-        return Change((Shell(quote("rm -f --" + " %s" * len(gone), *gone)),), why)
+        return Change(tuple(steps), why)
 
     return Operation("rpc cache holds the kept models only", [listing], plan)
 

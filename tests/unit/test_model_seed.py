@@ -123,10 +123,7 @@ def test_the_cache_keeps_the_deployed_model_and_drops_entries_of_no_kept_model(t
     assert plan_of(seed.cache_pruned(Mid, found, 2, None), state).reason.startswith("11 cache entries")
     other = ["1795457000.5 0123456789abcdef 12582912", "1795457001.5 .fedcba9876543210.lf-tmp 100"]
     result = plan_of(seed.cache_pruned(Mid, found, 2, None), other + state)
-    assert words(result.steps[0].command)[3:] == [
-        f"{seed.CACHE}/0123456789abcdef",
-        f"{seed.CACHE}/.fedcba9876543210.lf-tmp",
-    ]
+    assert words(result.steps[0].command)[3:] == ["remove", seed.CACHE, "0123456789abcdef", ".fedcba9876543210.lf-tmp"]
 
 
 def test_entries_of_an_earlier_kept_model_go_first_beyond_the_size_limit(tmp_path):
@@ -138,10 +135,11 @@ def test_entries_of_an_earlier_kept_model_go_first_beyond_the_size_limit(tmp_pat
     limited = plan_of(seed.cache_pruned(Mid, found, 2, limit), state)
     stamps = {line.split()[1]: float(line.split()[0]) for line in state if line.count(" ") == 2}
     oldest = min(earlier, key=lambda e: stamps[e.name])
-    assert words(limited.steps[0].command)[3:] == [f"{seed.CACHE}/{oldest.name}"]
+    assert words(limited.steps[0].command)[3:] == ["remove", seed.CACHE, oldest.name]
     dropped = plan_of(seed.cache_pruned(Mid, found, 1, None), state)
-    gone = words(dropped.steps[0].command)[3:]
-    assert sorted(gone) == sorted([f"{seed.CACHE}/{e.name}" for e in earlier] + [f"{seed.SEEDED_DIR}/{'e' * 64}"])
+    entries, records = (words(step.command) for step in dropped.steps)
+    assert sorted(entries[5:]) == sorted(e.name for e in earlier)
+    assert records == ["rm", "-f", "--", f"{seed.SEEDED_DIR}/{'e' * 64}"]
 
 
 def test_sizes_parse_as_bytes_with_m_and_g_suffixes():
