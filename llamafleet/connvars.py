@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import variables
+from . import controller_files, variables
 from .errors import InventoryError
+from .yamlfile import shorten
 
 SSH_CONNECTIONS = ("ssh", "smart", "paramiko", "paramiko_ssh")
 DEFAULT_KNOWN_HOSTS = variables.catalogue()["known_hosts_file"].default  # role base's defaults.yml
@@ -133,6 +134,7 @@ def parse_jumps(value: str) -> tuple[Hop, ...]:
 
 
 def _hop(text: str) -> Hop:
+    """One hop, its user and host held to the rules of ansible_user and of host names (ssh expands neither)."""
     user, _, rest = text.removeprefix("ssh://").rpartition("@")
     if rest.startswith("["):
         host, _, tail = rest[1:].partition("]")
@@ -141,8 +143,12 @@ def _hop(text: str) -> Hop:
         host, port = rest.split(":")
     else:
         host, port = rest, ""
+    shown = repr(shorten(text))
     if not host or host.startswith("-") or (port and not port.isdigit()) or not 0 < int(port or 22) < 65536:
-        raise ValueError(f"{text!r} is not a jump host ([user@]host[:port])")
+        raise ValueError(f"{shown} is not a jump host ([user@]host[:port])")
+    problem = (user and variables.check_value("ansible_user", user)) or variables.name_problem(host, "host")
+    if problem:
+        raise ValueError(f"jump host {shown}: {problem}")
     return Hop(host, int(port or 22), user or None)
 
 
@@ -276,12 +282,16 @@ class _Reader:
         return files[0]
 
     def check_known_hosts_path(self, value: str) -> None:
-        """A known_hosts that exists must be a readable file (a missing one means: no host known yet)."""
+        """A known_hosts that exists must be a file that parses as one, before any line is read from it for a
+        connection or appended to it (a missing one means: no host known yet)."""
         path = Path(value).expanduser()
         if not path.is_absolute() and self.file:
             path = Path(self.file).parent / path
         if path.exists() and not path.is_file():
             raise self.refuse("known_hosts_file", f"{path} is not a file")
+        problem = controller_files.known_hosts_problem(path) if path.exists() else None
+        if problem:
+            raise self.refuse("known_hosts_file", problem)
 
     def check_key_checking(self, options: dict[str, tuple[str, str]]) -> None:
         """Host keys are always checked: saying otherwise is ignored, with a warning."""

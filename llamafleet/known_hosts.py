@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import re
@@ -16,6 +15,7 @@ from pathlib import Path
 import paramiko
 from paramiko.pkey import UnknownKeyType
 
+from .controller_files import parse_host_key_line
 from .errors import ConnectError
 
 
@@ -28,6 +28,7 @@ class KnownHosts:
     keys: list[paramiko.PKey] = field(default_factory=list)
     revoked: dict[bytes, int] = field(default_factory=dict)  # key blob -> line; refused for every host
     authorities: list[int] = field(default_factory=list)  # @cert-authority lines for this name (not used)
+    unusable: list[tuple[int, str]] = field(default_factory=list)  # (line, key type): pinned, paramiko lacks the type
 
     def pinned(self) -> list[paramiko.PKey]:
         return [key for key in self.keys if key.asbytes() not in self.revoked]
@@ -41,6 +42,7 @@ def read_known_hosts(path: Path, name: str) -> KnownHosts:
 
     Plain, hashed (|1|) and wildcard/negated host patterns match as in OpenSSH. @revoked keys are refused
     for every host. @cert-authority lines are recorded, not trusted: paramiko does not check host certificates.
+    Keys of a type paramiko cannot use (sk-ssh-ed25519@openssh.com...) are recorded too: the host is not new.
     """
     found = KnownHosts(path, name)
     if not path.exists():
@@ -61,7 +63,7 @@ def read_known_hosts(path: Path, name: str) -> KnownHosts:
 
 
 def _add_known_host(found: KnownHosts, line: str, number: int) -> None:
-    marker, patterns, key = _known_host_line(line)
+    marker, patterns, kind, key = _known_host_line(line)
     if marker == "@revoked":
         if key is not None:
             found.revoked[key.asbytes()] = number
@@ -71,38 +73,19 @@ def _add_known_host(found: KnownHosts, line: str, number: int) -> None:
         found.authorities.append(number)
     elif key is not None:
         found.keys.append(key)
+    else:
+        found.unusable.append((number, kind))
 
 
-def _known_host_line(line: str) -> tuple[str | None, str, paramiko.PKey | None]:
-    """(marker, host patterns, key) of one line; the key is None for a type paramiko cannot use."""
-    fields = line.split()
-    marker = fields.pop(0) if fields[0].startswith("@") else None
-    if marker not in (None, "@revoked", "@cert-authority"):
-        raise ValueError(f"unknown marker {marker} (OpenSSH has @cert-authority and @revoked)")
-    if len(fields) < 3:
-        raise ValueError("expected host patterns, a key type and a base64 key")
-    patterns, kind, blob = fields[:3]
-    for pattern in patterns.split(","):
-        if pattern.startswith("|") and not _hashed_name_ok(pattern):
-            raise ValueError(f"malformed hashed host name {pattern[:20]}...")
+def _known_host_line(line: str) -> tuple[str | None, str, str, paramiko.PKey | None]:
+    """(marker, host patterns, key type, key) of one line; the key is None for a type paramiko cannot use."""
+    entry = parse_host_key_line(line)
     try:
-        data = base64.b64decode(blob, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"the {kind} key is not valid base64") from None
-    try:
-        return marker, patterns, paramiko.PKey.from_type_string(kind, data)
+        return entry.marker, entry.patterns, entry.kind, paramiko.PKey.from_type_string(entry.kind, entry.blob)
     except UnknownKeyType:
-        return marker, patterns, None  # paramiko neither offers nor accepts this type
+        return entry.marker, entry.patterns, entry.kind, None  # paramiko neither offers nor accepts this type
     except (paramiko.SSHException, ValueError, TypeError, IndexError, struct.error) as exc:
-        raise ValueError(f"cannot read the {kind} key: {exc}") from None
-
-
-def _hashed_name_ok(pattern: str) -> bool:
-    parts = pattern.split("|")
-    try:
-        return len(parts) == 4 and parts[1] == "1" and len(base64.b64decode(parts[2], validate=True)) == 20
-    except (binascii.Error, ValueError):
-        return False
+        raise ValueError(f"cannot read the {entry.kind} key: {exc}") from None
 
 
 def _host_matches(patterns: str, name: str) -> bool:
@@ -130,7 +113,8 @@ class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
     """A key known_hosts does not pin for this name: refused, or with accept_new recorded (trust on first use).
 
     A revoked key is always refused. A pinned key that differs is paramiko's BadHostKeyException, refused
-    in every mode.
+    in every mode. A host the file knows in a way paramiko cannot check (a key of a type it lacks, a
+    @cert-authority line) is not new: refused in every mode, never recorded.
     """
 
     def __init__(self, owner: str, label: str, known: KnownHosts, accept_new: bool) -> None:
@@ -140,6 +124,8 @@ class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
         line = self.known.revoked_line(key)
         if line:
             raise ConnectError(self.owner, f"{self.label}{_revoked_message(key, self.known.path, line)}")
+        if self.known.unusable or (self.accept_new and self.known.authorities):
+            raise ConnectError(self.owner, f"{self.label}{_not_new_message(self.known, hostname, key)}")
         if not self.accept_new:
             authorities = ""
             if self.known.authorities:
@@ -152,9 +138,32 @@ class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
                 "--accept-new-host-keys",
             )
         client.get_host_keys().add(hostname, key.get_name(), key)
-        self.known.path.parent.mkdir(parents=True, exist_ok=True)
-        with _KNOWN_HOSTS_LOCK, self.known.path.open("a") as handle:
-            handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        _append(self.known.path, f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def _not_new_message(known: KnownHosts, hostname: str, key: paramiko.PKey) -> str:
+    if known.unusable:
+        line, kind = known.unusable[0]
+        how = f"{known.path}:{line} pins a {kind} key for {hostname}, a type llamafleet (paramiko) cannot check"
+    else:
+        lines = ", ".join(map(str, known.authorities))
+        how = f"{known.path} lines {lines} are @cert-authority for {hostname} (llamafleet does not check certificates)"
+    return (
+        f"{how}, so the host is not new and its key is not recorded; it offers {key.get_name()} {key.fingerprint}: "
+        "check it, then add it to that file"
+    )
+
+
+def _append(path: Path, line: str) -> None:
+    """`line` added at the end of a known_hosts file (made, in a folder of our own, when missing)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with _KNOWN_HOSTS_LOCK, path.open("a+") as handle:
+        handle.seek(0, 2)
+        if handle.tell():
+            handle.seek(handle.tell() - 1)
+            if handle.read(1) != "\n":  # a last line without its newline stays a line of its own
+                line = "\n" + line
+        handle.write(line)
 
 
 _KNOWN_HOSTS_LOCK = threading.Lock()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import factmemory, progress
+from . import controller_files, factmemory, progress
 from .errors import CommandError, ConnectError, GateError, InventoryError, LlamafleetError, OperationError
 from .facts import CommandOutput, Fact, OsRelease, batch_script, split_batch
 from .inventory import Host, Inventory
@@ -66,6 +66,8 @@ class Runner:
         self.options = options
         self.output = output
         self.hosts = inventory.select(options.limit)
+        if options.accept_new_host_keys:
+            controller_files.check_new_known_hosts(inventory.path, self.hosts)
         self._pool = pool
         base = inventory.path.parent
         connect = HostConnection if pool is None else pool.connection
@@ -179,6 +181,8 @@ class Runner:
         for phase in phases:
             for role in phase.roles:
                 self._before_connecting(role.setup, phase)
+        if self.options.check:
+            self._say_controller_reads(phases)
         memory = factmemory.location(self.inventory.path, playbook_signature(phases))
         try:
             self.prefetch(phases, memory)
@@ -200,6 +204,13 @@ class Runner:
             if exc.file:
                 raise
             raise InventoryError(str(exc), file=str(self.inventory.path)) from None
+
+    def _say_controller_reads(self, phases: list[Phase]) -> None:
+        """--check: the controller files the connections will read (the roles name their own as they validate)."""
+        involved = {h.name for phase in phases for h in self.phase_hosts(phase)}
+        connections = [h.connection for h in self.hosts if h.name in involved]
+        for path, variable in controller_files.connection_reads(connections, self.inventory.path.parent):
+            self.output.say(controller_files.reads_line(path, variable))
 
     def run_phase(self, phase: Phase) -> bool:
         """Apply a phase's roles; False when the run must not go on."""

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llamafleet import paths, units
+from llamafleet import controller_files, paths, units
 from llamafleet.cluster import Cluster
 from llamafleet.errors import InventoryError
 from llamafleet.facts import CommandOutput, FileContent
@@ -152,31 +152,40 @@ def validate(run, hosts) -> None:
 
 
 def setup(run, hosts) -> None:
-    """The API key file on the controller, made once (never under --check)."""
+    """The API key file on the controller: one that exists is checked to be a key file (nothing else reaches the
+    head); a missing one is made once, inside the inventory's folder only (never under --check)."""
     for host in hosts:
-        key = Path(settings.settings(host, run.inventory_file).api_key_file)
-        if not key.exists() and not run.check:
+        key = _key_file(run, host)
+        if run.check:
+            made = "" if key.exists() else ", made first: it does not exist yet"
+            run.say(controller_files.reads_line(key, "api_key_file") + made)
+        elif not key.exists():
             _generate_key(key)
             run.say(f"api key: generated {key} (mode 0600; the head reads its copy from {paths.API_KEY_FILE})")
 
 
+def _key_file(run, host) -> Path:
+    """The head's key file on the controller: a key file when it exists, else at a place a key may be made."""
+    key = Path(settings.settings(host, run.inventory_file).api_key_file)
+    if key.exists():
+        controller_files.api_key(key, where=f"host {host.name}")
+        return key
+    problem = controller_files.new_key_problem(key, Path(run.inventory_file).parent)
+    if problem:
+        raise InventoryError(problem, where=f"host {host.name}", key="api_key_file")
+    return key
+
+
 def _generate_key(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(f"lf-{secrets.token_urlsafe(KEY_BYTES)}\n")
 
 
 def read_key(path: Path) -> bytes:
-    """The key's first line, as llama-server reads it (one key per line); never printed."""
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError(f"cannot read {path}: {exc}", key="api_key_file") from None
-    key = lines[0].strip() if lines else ""
-    if not key:
-        raise InventoryError(f"{path} holds no key on its first line", key="api_key_file")
-    return f"{key}\n".encode()
+    """The key line as the head holds it, from a file checked to be one line of key-like text; never printed."""
+    return controller_files.api_key(path)
 
 
 # The model deployed before, read with the run's first batch (prefetch).

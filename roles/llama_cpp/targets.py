@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llamafleet import controller_files
 from llamafleet.controller_cache import known_sha256
 from llamafleet.errors import GateError, InventoryError, OperationError
 from llamafleet.facts import FileContent, PathInfo
@@ -49,13 +50,19 @@ class Targets:
 
 
 def validate(run, hosts: list[Host]) -> None:
-    """Before any connection: every host's llama_cpp_* settings and source archive are usable."""
+    """Before any connection: every host's llama_cpp_* settings and source archive are usable (under --check,
+    the archive read on the controller is named)."""
     unnamed: set[Path] = set()
+    archives: set[Path] = set()
     for host in hosts:
         settings = llama_cpp_settings.settings(host)
         if settings.install == "build":
             _source_sha256(run, host, settings)
             _check_pin_against_archive(run, host, settings, unnamed)
+            path = _source_path(run, settings)
+            if run.check and path is not None and path not in archives:
+                archives.add(path)
+                run.say(controller_files.reads_line(path, "llama_cpp_source_archive"))
 
 
 def _check_pin_against_archive(run, host: Host, settings, unnamed: set[Path]) -> None:
@@ -128,9 +135,13 @@ def _source_sha256(run, host: Host, settings: LlamaCppSettings) -> str:
             )
         return settings.source_sha256
     if not path.is_file():
+        what = "not a file" if path.exists() else "no such file"
         raise InventoryError(
-            f"no such file on the controller: {path}", where=f"host {host.name}", key="llama_cpp_source_archive"
+            f"{what} on the controller: {path}", where=f"host {host.name}", key="llama_cpp_source_archive"
         )
+    problem = source.archive_problem(path)
+    if problem:
+        raise InventoryError(f"{path} {problem}", where=f"host {host.name}", key="llama_cpp_source_archive")
     stat = path.stat()
     actual = _archive_sha256(str(path), stat.st_size, stat.st_mtime_ns)
     if settings.source_sha256 and settings.source_sha256 != actual:
