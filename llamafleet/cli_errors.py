@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import shlex
 import sys
 import tempfile
 import time
@@ -12,7 +14,7 @@ from typing import Any
 
 from invoke.exceptions import Exit, ParseError
 
-from . import controller_cache
+from . import controller_cache, redaction
 from .errors import LlamafleetError, UsageError
 
 
@@ -39,18 +41,26 @@ def reports_errors(function: Callable) -> Callable:
 
 
 def crash_report() -> str:
-    """Write the current exception's traceback to a file; return a line naming the error and the file."""
+    """Write the current exception's traceback to a file; return a line naming the error and the file.
+
+    Neither holds a secret: the command line's secret values (-e KEY=VALUE of a secret's KEY, a URL's user and
+    query) and those of the environment (HF_TOKEN and the like) are hidden wherever they appear.
+    """
     kind, value, _ = sys.exc_info()
-    summary = f"{kind.__name__}: {value}".splitlines()[0][:300] if kind else "unknown"
+    argv, hidden = redaction.argv_shown(sys.argv)
+    secrets = [*hidden, *redaction.environment_secrets(os.environ)]
+    summary = f"{kind.__name__}: {value}".splitlines()[0] if kind else "unknown"
+    summary = redaction.text_shown(summary, secrets)[:300]
     folder = controller_cache.cache_root() / "crashes"
     try:
         controller_cache.private_dir(folder)
         prefix = time.strftime("crash-%Y%m%d-%H%M%S-")
         with tempfile.NamedTemporaryFile("w", dir=folder, prefix=prefix, suffix=".txt", delete=False) as handle:
-            handle.write(f"llamafleet {' '.join(sys.argv)!r}\n\n{traceback.format_exc()}")
+            report = f"llamafleet {shlex.join(argv)}\n\n{traceback.format_exc()}"
+            handle.write(redaction.text_shown(report, secrets))
     except OSError:
         return f"{summary} (could not write the traceback to {folder})"
-    return f"{summary}; the full traceback is in {handle.name} (please attach it to a bug report)"
+    return f"{summary}; the full traceback is in {handle.name} (secrets hidden; please attach it to a bug report)"
 
 
 def report_parse_errors(program: Any) -> None:

@@ -16,7 +16,8 @@ SHORTEST_HIDDEN = 4  # a secret value shorter than this is not searched for in f
 _NAME_IS = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=")  # KEY= in -e KEY=VALUE, -eKEY=VALUE, --extra-vars=KEY=VALUE
 # A URL runs to the next white space: a password may hold quotes and brackets, and showing a quote too is harmless.
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
-_PATH_QUERY = re.compile(r"(/[^\s?]*)\?\S+")  # "url: /m.gguf?X-Amz-Signature=..." in requests' messages
+# "url: /m.gguf?X-Amz-Signature=..." in requests' messages: the query up to white space or closing punctuation
+_PATH_QUERY = re.compile(r"(/[^\s?]*)\?\S*?(?=['\")\]},;.]*(?:\s|$))")
 _BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
 
 
@@ -51,9 +52,15 @@ def text_shown(text: str, secrets: Iterable[str] = ()) -> str:
     hidden."""
     for secret in sorted({s for s in secrets if len(s) >= SHORTEST_HIDDEN}, key=len, reverse=True):
         text = text.replace(secret, SECRET_SHOWN)
-    text = _URL.sub(lambda match: url_shown(match[0]), text)
+    text = _URL.sub(lambda match: _url_in_text(match[0]), text)
     text = _PATH_QUERY.sub(lambda match: f"{match[1]}?{HIDDEN}", text)
     return _BEARER.sub(lambda match: f"{match[1]}{SECRET_SHOWN}", text)
+
+
+def _url_in_text(found: str) -> str:
+    """A URL found in text, shown; the quotes and brackets that close around it stay."""
+    url = found.rstrip("'\")]},;.")
+    return url_shown(url) + found[len(url) :]
 
 
 def argv_shown(argv: Sequence[str]) -> tuple[list[str], list[str]]:
