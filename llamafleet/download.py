@@ -9,7 +9,9 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
+from urllib.parse import urlsplit
 
+from . import redaction
 from .controller_cache import cache_root, private_dir
 from .errors import OperationError
 from .operations.files import source_sha256
@@ -67,7 +69,8 @@ def fetch(
 
     A finished download is reused after its recorded sha256 is checked. An unfinished one (TARGET.part) is
     resumed with a Range request; a server that ignores Range sends everything again. `check` sees the
-    first bytes and may refuse them (raise) before the rest is fetched. `headers` (a token) are never shown.
+    first bytes and may refuse them (raise) before the rest is fetched. `headers` (a token) are never shown, nor
+    the URL's user, password or query (a presigned URL's signature): messages show redaction.url_shown(url).
     """
     recorded = target.with_name(target.name + ".sha256")
     if target.is_file():
@@ -79,7 +82,8 @@ def fetch(
     try:
         _receive(url, partial, digest, dict(headers or {}), check, progress)
     except requests.RequestException as exc:  # the part is kept: the next run resumes it
-        raise OperationError(f"download of {url} failed: {_reason(exc)}; run again to resume it") from None
+        shown = redaction.url_shown(url)
+        raise OperationError(f"download of {shown} failed: {_reason(exc)}; run again to resume it") from None
     except BaseException:  # refused by `check`, or interrupted: what arrived is no use
         partial.unlink(missing_ok=True)
         raise
@@ -117,7 +121,7 @@ def _meter(url: str, response: requests.Response, have: int, show: bool) -> Prog
         return None
     length = response.headers.get("Content-Length")
     total = have + int(length) if length and length.isdigit() else None
-    meter = Progress(url.rsplit("/", 1)[-1], total)
+    meter = Progress(urlsplit(url).path.rsplit("/", 1)[-1], total)  # the file's name: no query, no password
     meter.done = have
     return meter
 
@@ -160,7 +164,8 @@ def check_recorded(path: Path, recorded: Path) -> str:
 
 
 def _reason(exc: requests.RequestException) -> str:
+    """Why a request failed, without the URL's user, password or query that requests' own messages quote."""
     response = getattr(exc, "response", None)
     if response is not None:
         return f"HTTP {response.status_code} {response.reason}"
-    return type(exc).__name__ if not str(exc) else str(exc).split("(Caused by", 1)[0].strip()
+    return type(exc).__name__ if not str(exc) else redaction.text_shown(str(exc).split("(Caused by", 1)[0].strip())

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from llamafleet import download
+from llamafleet import download, redaction
 from llamafleet.controller_cache import known_sha256
 from llamafleet.errors import UsageError
 
@@ -77,7 +79,8 @@ def resolve(source: str, *, sha256: str | None = None, alias: str | None = None,
     elif source.startswith(("http://", "https://")):
         parts = _download_parts(source, {}, progress)
     elif "://" in source:
-        raise UsageError(f"--model: {source!r}: use a file, an http(s):// URL or hf://owner/repo/file.gguf")
+        shown = redaction.url_shown(source)
+        raise UsageError(f"--model: {shown!r}: use a file, an http(s):// URL or hf://owner/repo/file.gguf")
     else:
         parts = _local_parts(Path(source).expanduser())
     model = Model(parts, alias)
@@ -138,15 +141,20 @@ def _local_parts(path: Path) -> tuple[Part, ...]:
 
 
 def _download_parts(url: str, headers: dict[str, str], progress: bool) -> tuple[Part, ...]:
-    base, _, name = url.split("?", 1)[0].rpartition("/")
+    """Each part of the model `url` names, fetched as named: its query is kept (a presigned URL's signature),
+    and only the file name changes from part to part. Messages show the URL without its user and query."""
+    shown = redaction.url_shown(url)
+    try:
+        address = urlsplit(url)._replace(fragment="")
+        address.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:  # its reason may quote a piece of the password
+        raise UsageError(f"--model: {shown!r} is not a valid URL (its host or port cannot be read)") from None
+    folder, _, name = address.path.rpartition("/")
     parts = []
-    for part_name in split_names(name, url):
-        part_url = f"{base}/{part_name}"
+    for part_name in split_names(name, shown):
+        part_url = urlunsplit(address._replace(path=f"{folder}/{part_name}"))
         target = download.slot(part_url) / part_name
-
-        def check(first: bytes, label=part_url) -> None:
-            check_gguf(first, label)
-
+        check = functools.partial(check_gguf, label=redaction.url_shown(part_url))
         digest = download.fetch(part_url, target, headers=headers, check=check, progress=progress)
         parts.append(Part(target, part_name, target.stat().st_size, digest))
     return tuple(parts)
