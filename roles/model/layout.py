@@ -22,6 +22,8 @@ TYPE_SIZES = {
 SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 STRING, ARRAY = 8, 9
 MAX_COUNT = 1 << 32  # more items than this in a header is a damaged file, not a model
+MAX_DIMS = 4  # GGML_MAX_DIMS
+MAX_NAME = 1 << 16  # bytes of a key or a tensor name (ggml's names are 64): more is a damaged file
 
 
 @dataclass(frozen=True)
@@ -35,15 +37,32 @@ class Tensor:
 
 
 class _Reader:
-    def __init__(self, handle: BinaryIO, label: str) -> None:
-        self.handle, self.label = handle, label
+    """The header read front to back; values llamafleet does not need are skipped, never built."""
+
+    def __init__(self, handle: BinaryIO, label: str, size: int) -> None:
+        self.handle, self.label, self.size = handle, label, size
 
     def take(self, fmt: str):
         size = struct.calcsize("<" + fmt)
         data = self.handle.read(size)
         if len(data) != size:
-            raise UsageError(f"{self.label}: GGUF header ends early")
+            raise self.ends_early()
         return struct.unpack("<" + fmt, data)[0]
+
+    def skip(self, count: int) -> None:
+        if self.handle.tell() + count > self.size:
+            raise self.ends_early()
+        self.handle.seek(count, 1)
+
+    def room(self, count: int, each: int) -> int:
+        """`count`, when `count` items of at least `each` bytes fit in the rest of the file (a loop over more
+        would only end at its end, slowly)."""
+        if count * each > self.size - self.handle.tell():
+            raise self.ends_early()
+        return count
+
+    def ends_early(self) -> UsageError:
+        return UsageError(f"{self.label}: GGUF header ends early")
 
     def count(self) -> int:
         value = self.take("Q")
@@ -51,35 +70,55 @@ class _Reader:
             raise UsageError(f"{self.label}: GGUF header is damaged (count {value})")
         return value
 
-    def string(self) -> str:
-        return self.handle.read(self.count()).decode("utf-8", errors="replace")
+    def name(self) -> str:
+        length = self.count()
+        if length > MAX_NAME:
+            raise UsageError(f"{self.label}: GGUF header is damaged (a name of {length} bytes)")
+        data = self.handle.read(length)
+        if len(data) != length:
+            raise self.ends_early()
+        return data.decode("utf-8", errors="replace")
 
-    def value(self, kind: int):
+    def value(self, key: str, kind: int) -> int | float | bool | None:
+        """A scalar value; a string or an array is skipped (None). Arrays hold no arrays: llama.cpp's loader
+        refuses them, and refusing them here keeps the reading flat (no recursion a file could drive)."""
         if kind == STRING:
-            return self.string()
-        if kind == ARRAY:
-            inner, count = self.take("I"), self.count()
-            return [self.value(inner) for _ in range(count)]
+            self.skip(self.count())
+            return None
+        if kind != ARRAY:
+            return self.take(self.scalar(key, kind))
+        inner, count = self.take("I"), self.count()
+        if inner == ARRAY:
+            raise UsageError(f"{self.label}: GGUF metadata {key[:80]!r} is an array of arrays (llama.cpp loads none)")
+        if inner == STRING:
+            for _ in range(self.room(count, 8)):
+                self.skip(self.count())
+        else:
+            self.skip(count * struct.calcsize("<" + self.scalar(key, inner)))
+        return None
+
+    def scalar(self, key: str, kind: int) -> str:
         if kind not in SCALARS:
-            raise UsageError(f"{self.label}: GGUF header has an unknown value type {kind}")
-        return self.take(SCALARS[kind])
+            raise UsageError(f"{self.label}: GGUF metadata {key[:80]!r} has an unknown value type {kind}")
+        return SCALARS[kind]
 
 
 def tensors(path: Path) -> list[Tensor]:
     """Every tensor of a GGUF file (one part of a split model) with the absolute range of its bytes."""
+    size = path.stat().st_size
     with path.open("rb") as handle:
-        read = _Reader(handle, str(path))
+        read = _Reader(handle, str(path), size)
         handle.seek(8)  # magic and version, checked by source.check_gguf
         n_tensors, n_kv = read.count(), read.count()
+        read.room(n_kv, 8 + 4 + 1)
         alignment = DEFAULT_ALIGNMENT
         for _ in range(n_kv):
-            key, kind = read.string(), read.take("I")
-            value = read.value(kind)
+            key, kind = read.name(), read.take("I")
+            value = read.value(key, kind)
             if key == "general.alignment" and isinstance(value, int) and value > 0:
                 alignment = value
-        infos = [_info(read) for _ in range(n_tensors)]
+        infos = [_info(read) for _ in range(read.room(n_tensors, 8 + 4 + 4 + 8))]
         start = -(-handle.tell() // alignment) * alignment
-    size = path.stat().st_size
     found = []
     for name, kind, count, offset in infos:
         if kind not in TYPE_SIZES:
@@ -93,8 +132,11 @@ def tensors(path: Path) -> list[Tensor]:
 
 
 def _info(read: _Reader) -> tuple[str, int, int, int]:
-    name = read.string()
-    dims = [read.take("Q") for _ in range(read.take("I"))]
+    name = read.name()
+    n_dims = read.take("I")
+    if n_dims > MAX_DIMS:
+        raise UsageError(f"{read.label}: GGUF header is damaged (tensor {name[:80]!r} has {n_dims} dimensions)")
+    dims = [read.take("Q") for _ in range(n_dims)]
     kind, offset = read.take("I"), read.take("Q")
     count = 1
     for dim in dims:

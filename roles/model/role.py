@@ -32,13 +32,16 @@ class Seeding:
     entries: tuple[seed.Entry, ...] = ()
 
 
-def prepare(run, hosts) -> None:
-    """Before a byte is sent: the model fits in the memory the cluster's hosts report; with seeding, its large
-    tensors are hashed here (once per model)."""
-    model = run.handoff(source.Deploying).model
-    fit.check(run, model)
+def setup(run, hosts) -> None:
+    """Before any connection: with seeding, the model's large tensors are found and hashed here (once per model),
+    so a header that cannot be read is refused before any host is asked anything."""
     if any(seeding(host) for host in hosts):
-        run.handoff(Seeding).entries = seed.entries(model)
+        run.handoff(Seeding).entries = seed.entries(run.handoff(source.Deploying).model)
+
+
+def prepare(run, hosts) -> None:
+    """Before a byte is sent: the model fits in the memory the cluster's hosts report."""
+    fit.check(run, run.handoff(source.Deploying).model)
 
 
 def seeding(host) -> bool:
@@ -143,4 +146,4 @@ def read_record(text: str | None) -> dict | None:
 
 
 # The memory fit check reads the hosts' memory with the run's first batch: no round trip of its own.
-ROLE = Role(NAME, operations, prefetch=(model_facts.Memory(),), prepare=prepare)
+ROLE = Role(NAME, operations, prefetch=(model_facts.Memory(),), setup=setup, prepare=prepare)
