@@ -8,8 +8,10 @@ are the server's own timings. A level runs `concurrency` clients at once, `round
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import statistics
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -151,7 +153,11 @@ def measure(
 
 
 def head_api(inv: Inventory) -> Api:
-    """The head's API as a client on the controller reaches it, with the key from the controller's key file."""
+    """The head's API as a client on the controller reaches it, with the key from the controller's key file.
+
+    llama-server speaks plain HTTP: a key sent to a head that is not this machine crosses the network in clear,
+    and a line on stderr says so (the run goes on: on a trusted LAN that is the usual setup).
+    """
     from .roles.head import role as head_role  # role modules load with the task that uses them
 
     head = head_role.settings.settings(inv.head, str(inv.path))
@@ -159,7 +165,25 @@ def head_api(inv: Inventory) -> Api:
     key = head_role.read_key(key_file).decode().strip() if key_file.exists() else None
     listens_everywhere = head.api_host in ("0.0.0.0", "::")  # noqa: S104 - a comparison, nothing is bound
     address = inv.head.connection.address if listens_everywhere else head.api_host
-    return Api(f"http://{address}:{head.api_port}", key)
+    host = f"[{address}]" if ":" in address else address  # an IPv6 address in a URL
+    if key and not is_loopback(address):
+        print(
+            f"bench: warning: the API key travels in clear text to {host}:{head.api_port} (plain HTTP to another "
+            "machine): anyone on the network between can read it",
+            file=sys.stderr,
+        )
+    return Api(f"http://{host}:{head.api_port}", key)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether `address` (a name or an IP address, not resolved) is this machine's loopback."""
+    name = address.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):  # RFC 6761: always loopback
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def run_level(api: Api, prompt: list[int], gen: int, concurrency: int, rounds: int) -> Level:
