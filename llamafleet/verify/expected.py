@@ -14,6 +14,7 @@ from llamafleet import cluster, paths
 from llamafleet.controller_cache import cache_root
 from llamafleet.errors import InventoryError
 from llamafleet.inventory import Host, Inventory
+from llamafleet.roles.base import settings as base_settings
 from llamafleet.roles.firewall import role as firewall_role
 from llamafleet.roles.firewall import rules as firewall_rules
 from llamafleet.roles.head import role as head_role
@@ -219,3 +220,20 @@ def normalise(key: str, value: str) -> frozenset[str]:
         else:
             networks.add(str(ipaddress.ip_network(word, strict=False)))
     return frozenset(networks)
+
+
+def seeded_sizes(sha256: str | None) -> dict[str, int] | None:
+    """Entry name -> size in bytes of every cache entry seeding gives a worker for the model with this sha256 (its
+    tensors over 10 MiB, as deploy recorded them in the controller's cache); None when there is no such record."""
+    if not sha256:
+        return None
+    try:
+        saved = json.loads((cache_root() / "tensors" / f"{sha256}.json").read_text())
+        return {str(name): int(size) for _, name, _, size in saved}
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def service_user(expect: Expectations, host: Host) -> str:
+    """llamafleet_user on the host: who runs the services (and verify's probes that need no root)."""
+    return base_settings.settings(host, expect.file).user

@@ -18,7 +18,7 @@ from llamafleet.roles.llama_cpp import hostfacts as llama_facts
 from llamafleet.ssh import HostConnection
 
 from . import probes
-from .expected import Expectations, firewall_role
+from .expected import Expectations, firewall_role, service_user
 
 HEALTH_WAIT = 120  # seconds the head may still be loading its model (/health 503) before it counts as failed
 BATCH_TIMEOUT = HEALTH_WAIT + 180
@@ -52,6 +52,8 @@ def named_facts(expect: Expectations, host: Host) -> dict[str, Fact]:
     if role == "worker":
         facts |= {"service": probes.Service(paths.RPC_UNIT), "established": probes.Established()}
         facts["cache"] = probes.RpcCache()
+        facts["cache_entries"] = probes.RpcCacheEntries()
+        facts["rpc_announced"] = probes.RpcAnnounced(paths.RPC_UNIT)
     elif role == "head":
         address, port = expect.api_probe
         facts |= {
@@ -61,6 +63,7 @@ def named_facts(expect: Expectations, host: Host) -> dict[str, Fact]:
             "key_in_arguments": probes.KeyInArguments(),
             "api": probes.HeadApi(address, port, HEALTH_WAIT),
             "load_log": probes.LoadLog(),
+            "rpc_of_build": probes.RpcOfBuild(service_user(expect, host)),
         }
     return facts
 

@@ -348,3 +348,73 @@ class HeadApi(Fact):
             body = raw.split("\r\n\r\n", 1)[1] if "\r\n\r\n" in raw else ""
             found[name] = Answer(int(status) if status.isdigit() else 0, body)
         return found
+
+
+class RpcCacheEntries(Fact):
+    """Every name in the RPC cache shaped like an entry (16 hex digits): its type (f file, l link, d directory...)
+    and size in bytes, as the directory lists it (no link followed)."""
+
+    def command(self) -> str:
+        return quote(
+            "find %s -mindepth 1 -maxdepth 1 -name '????????????????' -printf '%%f %%y %%s\\n' 2>/dev/null || true",
+            paths.RPC_CACHE_DIR,
+        )
+
+    def process(self, lines: list[str]) -> dict[str, tuple[str, int]]:
+        found = {}
+        for line in lines:
+            parts = line.split(" ")
+            if len(parts) == 3 and re.fullmatch(r"[0-9a-f]{16}", parts[0]) and parts[2].isdigit():
+                found[parts[0]] = (parts[1], int(parts[2]))
+        return found
+
+
+RPC_BANNER = re.compile(r"Starting RPC server v(\d+)\.(\d+)\.(\d+)")
+
+
+def rpc_version(lines: list[str]) -> str | None:
+    """The version in rpc-server's banner (`Starting RPC server v7.0.0` -> "7.0.0"), None when there is none."""
+    for line in lines:
+        match = RPC_BANNER.search(line)
+        if match:
+            return ".".join(match.groups())
+    return None
+
+
+class RpcAnnounced(Fact):
+    """The RPC protocol version the running rpc-server announced: the banner its current invocation wrote to the
+    journal (line-buffered by the unit); a process started a moment ago gets up to 2 s to write it."""
+
+    def command(self) -> str:
+        return quote("id=$(systemctl show -p InvocationID --value %s); ", self.args[0]) + (
+            '[ -n "$id" ] || exit 0; for _ in 1 2 3 4 5 6 7 8 9 10; do '
+            "l=$(journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID=\"$id\" | grep -m1 'Starting RPC server v'); "
+            '[ -n "$l" ] && { echo "$l"; exit 0; }; sleep 0.2; done'
+        )
+
+    def process(self, lines: list[str]) -> str | None:
+        return rpc_version(lines)
+
+
+# rpc-server prints its banner, then parses HOST:PORT, and returns without binding when that fails: given a host
+# with a colon, it says its version, binds nothing and exits. Run as the service user from the root-owned binary
+# folder (backends load from the working directory too), on the CPU device only (no GPU is opened).
+_BUILD_BANNER = (
+    'cd %s 2>/dev/null || exit 0; for b in ggml-rpc-server rpc-server; do [ -x "./$b" ] || continue; '
+    'timeout 10 setpriv --reuid=%s --regid=%s --clear-groups --no-new-privs -- "./$b" -H lf-version-probe:none '
+    "-d CPU 2>/dev/null | grep -m1 'Starting RPC server v'; break; done"
+)
+
+
+class RpcOfBuild(Fact):
+    """The RPC protocol version of the host's current llama.cpp build, from its own rpc-server's banner (see
+    _BUILD_BANNER): on the head, the version its llama-server speaks to the workers."""
+
+    def __init__(self, user: str) -> None:
+        super().__init__(user)
+
+    def command(self) -> str:
+        return quote(_BUILD_BANNER, paths.BIN_DIR, self.args[0], self.args[0])
+
+    def process(self, lines: list[str]) -> str | None:
+        return rpc_version(lines)

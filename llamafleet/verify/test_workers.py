@@ -1,4 +1,4 @@
-"""Workers: reachable from the head only, in use by it, their tensor cache in bounds."""
+"""Workers: reachable from the head only, in use by it, on its RPC protocol, their tensor cache bounded and seeded."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from llamafleet import paths
 from llamafleet.verify.expected import FIREWALL_LOOK as FIREWALL
-from llamafleet.verify.expected import Journal
+from llamafleet.verify.expected import Journal, seeded_sizes
 from llamafleet.verify.plugin import require
 from llamafleet.verify.probes import PROBE_SECONDS
 
@@ -45,14 +45,45 @@ def test_rpc_cache_seeded(node, observed, expect, suite):
     cache = observed.facts["cache"]
     head = suite.gathered.hosts.get(expect.view.head)
     record = (head.facts.get("model") if head is not None and head.error is None else None) or {}
-    wanted = expect.seeded_entries(record.get("sha256"))  # None: this controller did not deploy it
+    wanted = seeded_sizes(record.get("sha256"))  # None: this controller did not deploy it
     if wanted is None:
         found, want = f"{cache.entries} entries", "at least one entry"
         ok = cache.entries > 0
     else:
-        found, want = f"{cache.entries} entries", f"at least the {wanted} entries of {record.get('name')}"
-        ok = cache.present and cache.entries >= wanted
-    require(ok, node.name, "RPC tensor cache seeded", want, found, f"ls {paths.RPC_CACHE_DIR}; rpc_cache_seed")
+        # rpc-server trusts an entry's size: a cut one would load silently as wrong weights.
+        wrong = _wrong_entries(wanted, observed.facts["cache_entries"])
+        want = f"the {len(wanted)} entries of {record.get('name')}, each a file of exactly its tensor's size"
+        found = f"{len(wrong)} of {len(wanted)} not so: {', '.join(wrong[:5])}" if wrong else "all of them"
+        ok = not wrong
+    look = f"ls -l {paths.RPC_CACHE_DIR}; `invoke deploy` with rpc_cache_seed writes them again"
+    require(ok, node.name, "RPC tensor cache seeded", want, found, look)
+
+
+def _wrong_entries(wanted: dict[str, int], present: dict[str, tuple[str, int]]) -> list[str]:
+    """Each wanted entry that is not a regular file of its size, with what is there instead."""
+    kinds = {"l": "a symlink", "d": "a directory"}
+    wrong = []
+    for name, size in wanted.items():
+        kind, got = present.get(name, ("", 0))
+        if kind != "f" or got != size:
+            there = f"{got} bytes" if kind == "f" else kinds.get(kind, f"of type {kind}") if kind else "missing"
+            wrong.append(f"{name} {there} ({size} expected)")
+    return wrong
+
+
+def test_rpc_protocol_as_head(node, observed, expect, suite):
+    head = expect.view.head
+    if head not in suite.gathered.hosts:
+        pytest.skip(f"{head} is not in --limit: its RPC protocol version is not read")
+    seen = suite.gathered.hosts[head]
+    require(seen.error is None, head, "reachable over SSH (to read its RPC protocol)", "an SSH session", seen.error)
+    # llama.cpp's handshake checks the major and minor version only; the patch (its op count) must match too.
+    theirs, announced = seen.facts["rpc_of_build"], observed.facts["rpc_announced"]
+    want = f"v{theirs}, what the build on {head} speaks" if theirs else f"the version of {head}'s build (none printed)"
+    found = f"v{announced} announced by the running rpc-server" if announced else "no `Starting RPC server` line"
+    look = f"journalctl -u {paths.RPC_UNIT} | grep 'Starting RPC server' on {node.name}"
+    look += "; `invoke provision` installs one build everywhere and restarts the workers"
+    require(announced == theirs and theirs is not None, node.name, "RPC protocol as the head's", want, found, look)
 
 
 def _reach(suite, prober: str, endpoint: str) -> str | None:

@@ -21,6 +21,7 @@ WORKER_CHECKS = (
     "test_rpc_cache_within_limit",
     "test_rpc_closed_to_others",
     "test_rpc_in_use_by_head",
+    "test_rpc_protocol_as_head",
     "test_rpc_reachable_from_head",
     "test_service_hardening",
     "test_service_running",
