@@ -14,6 +14,7 @@ import threading
 import zipfile
 from pathlib import Path
 
+from llamafleet import redaction
 from llamafleet.errors import InventoryError
 
 from . import artifacts, assets, buildscript, groups
@@ -47,8 +48,8 @@ def download_checked(url: str, sha256: str, host: str) -> Path:
         path, actual = _download(assets.ReleaseAsset(name or "source.tar.gz", url, ""))
     if actual != sha256:
         raise InventoryError(
-            f"{url} has sha256 {actual}, not the pinned one (the download is kept in {path.parent}; "
-            "delete it to download again)",
+            f"{redaction.url_shown(url)} has sha256 {actual}, not the pinned one (the download is kept in "
+            f"{path.parent}; delete it to download again)",
             where=f"host {host}",
             key="llama_cpp_source_sha256",
         )

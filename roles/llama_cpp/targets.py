@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llamafleet import controller_files
+from llamafleet import controller_files, redaction
 from llamafleet.controller_cache import known_sha256
 from llamafleet.errors import GateError, InventoryError, OperationError
 from llamafleet.facts import FileContent, PathInfo
@@ -227,12 +227,13 @@ def _source_pushed(run, target: Target) -> Operation:
     remote = _remote_source(target)
     local = _source_path(run, target.settings)
     if local is None and run.check:
+        shown = redaction.url_shown(target.settings.source_url)
         return Operation(
             f"source {remote}",
             [PathInfo(remote, True)],
             lambda facts: (
                 _source_present(facts, remote, target.source_sha256)
-                or Change((), f"would download {target.settings.source_url} on the controller and push it")
+                or Change((), f"would download {shown} on the controller and push it")
             ),
         )
     if local is None:

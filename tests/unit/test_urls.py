@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from model_samples import gguf
 
 from llamafleet import download, redaction
-from llamafleet.errors import OperationError, UsageError
+from llamafleet.errors import InventoryError, OperationError, UsageError
+from llamafleet.roles.llama_cpp import release
 from llamafleet.roles.model import source
 
 pytestmark = pytest.mark.usefixtures("controller_cache")
@@ -143,6 +144,16 @@ def test_a_page_that_is_not_gguf_is_refused_naming_the_url_without_its_secrets()
         source.resolve(with_user(f"{served.url}/page.gguf?{SIGNATURE}"), progress=False)
     assert str(refused.value).endswith("/page.gguf?*** is not a GGUF file (version 2 or 3); nothing was sent")
     assert PASSWORD not in str(refused.value) and "***@" in str(refused.value)
+
+
+def test_a_source_archive_with_another_checksum_is_named_without_the_urls_secrets():
+    with serving(Served({f"/llama.cpp-b11434.tar.gz?{SIGNATURE}": b"not the pinned archive"})) as served:
+        url = with_user(f"{served.url}/llama.cpp-b11434.tar.gz?{SIGNATURE}")
+        with pytest.raises(InventoryError) as refused:
+            release.download_checked(url, "f" * 64, "h1")
+    shown = f"http://***@{served.url.removeprefix('http://')}/llama.cpp-b11434.tar.gz?***"
+    assert str(refused.value).startswith(f"host h1: llama_cpp_source_sha256: {shown} has sha256 ")
+    assert PASSWORD not in str(refused.value) and "Signature" not in str(refused.value)
 
 
 PASSWORDS = st.text(alphabet=string.ascii_letters + string.digits + "!$&'()*+,;=:-._~%/?#[]@", min_size=4, max_size=24)
