@@ -34,13 +34,13 @@ from llamafleet.roles import Role  # noqa: E402
 from llamafleet.roles.firewall import role as FIREWALL  # noqa: E402
 from llamafleet.runner import Phase, Runner, RunOptions  # noqa: E402
 
-PLAN = FIREWALL._ruleset
+PLAN, F = FIREWALL._ruleset, FIREWALL._facts
 FRONTEND = {"head": "ufw", "w1": "firewalld", "w2": "nftables"}  # what lab.up --firewall installed
 SERVICES = {"ufw": "ufw.service", "firewalld": "firewalld.service", "nftables": "nftables.service"}
 DUMPS = {  # llamafleet's configuration in each frontend, saved and live (the facts' own commands)
     "ufw": FIREWALL._facts.UfwStatus().command(),
     "firewalld": "\n".join(
-        FIREWALL._facts.FirewalldIpsets(mode).command() + "\n" + FIREWALL._facts.FirewalldZones(mode).command()
+        "\n".join(fact(mode).command() for fact in (F.FirewalldIpsets, F.FirewalldZones, F.FirewalldPolicies))
         for mode in ("permanent", "runtime")
     ),
     "nftables": f"{FIREWALL._facts.NftTable().command()}; cat {FIREWALL._nftables.TABLE_FILE}",
@@ -177,8 +177,9 @@ _TAG_HEX, _NFT = PLAN.TAG.encode().hex(), FIREWALL._nftables
 TRACES = {
     "ufw": f"{{ grep -h comment={_TAG_HEX} /etc/ufw/user.rules /etc/ufw/user6.rules;"
     " ufw show added | grep llamafleet; }",
-    "firewalld": "{ ls /etc/firewalld/ipsets/llamafleet-*.xml; grep -l 'ipset=.llamafleet-' /etc/firewalld/zones/*.xml;"
-    " firewall-cmd --get-ipsets | tr ' ' '\\n' | grep llamafleet; }",
+    "firewalld": "{ ls /etc/firewalld/ipsets/llamafleet-*.xml /etc/firewalld/policies/llamafleet.xml;"
+    " grep -l 'ipset=.llamafleet-' /etc/firewalld/zones/*.xml;"
+    " { firewall-cmd --get-ipsets; firewall-cmd --get-policies; } | tr ' ' '\\n' | grep llamafleet; }",
     "nftables": f"{{ nft list table inet llamafleet; ls {_NFT.TABLE_FILE};"
     f" grep -F '{_NFT.INCLUDE_LINE}' {_NFT.CONF}; }}",
 }

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from llamafleet.operations.base import Change
-from llamafleet.verify.expected import FIREWALL_LOOK as LOOK
-from llamafleet.verify.expected import firewall_role
+from llamafleet.verify.expected import FIREWALL_LOOK, firewall_role
 from llamafleet.verify.plugin import require
 
 firewall_facts = firewall_role._facts
+POLICY = firewall_role._firewalld.POLICY
+LOOK = f"{FIREWALL_LOOK} | firewall-cmd --info-policy={POLICY}"
 
 
 def _rules(ruleset) -> str:
@@ -18,13 +19,21 @@ def _rules(ruleset) -> str:
 
 
 def _found_rules(facts) -> list[str]:
-    """llamafleet's rules as the host holds them now (nftables table, ufw rules), for the failure message."""
-    nft, ufw = firewall_facts.NftTable(), firewall_facts.UfwStatus()
+    """llamafleet's rules as the host holds them now (nftables table, ufw rules, firewalld's policy in force)."""
+    nft, ufw, policies = (
+        firewall_facts.NftTable(),
+        firewall_facts.UfwStatus(),
+        firewall_facts.FirewalldPolicies("runtime"),
+    )
     found = []
     if nft in facts and facts[nft] is not None:
         found += [f"nft: {r.proto}/{r.port} {r.verdict} from {', '.join(r.sources) or 'any'}" for r in facts[nft].rules]
     if ufw in facts and facts[ufw] is not None:
         found += ["ufw " + " ".join(rule) for rule in facts[ufw].rules]
+    if policies in facts and facts[policies] is not None:
+        policy = facts[policies].get(POLICY)
+        rules = policy.rich_rules if policy else ()
+        found += [f"firewalld policy {POLICY}: {rule}" for rule in rules] or [f"firewalld: no policy {POLICY}"]
     return found
 
 

@@ -239,26 +239,32 @@ class FirewalldZones(Fact):
     `mode` is "permanent" or "runtime"; the runtime one is None while the daemon is stopped.
     """
 
+    QUERY = "--list-all-zones"
+
     def __init__(self, mode: str) -> None:
         super().__init__(mode)
 
     def command(self) -> str:
-        return _first_answering(self.args[0], "--list-all-zones") + ' && echo "$answer"'
+        return _first_answering(self.args[0], self.QUERY) + ' && echo "$answer"'
 
     def process(self, lines: list[str]) -> dict[str, FirewalldZone] | None:
-        zones: dict[str, dict] = {}
-        current: dict | None = None
-        for line in lines:
-            if line and not line[0].isspace():  # "public" or "public (active)"
-                current = zones.setdefault(line.split()[0], {"rich rules": []})
-            elif current is not None and line.startswith("\t"):  # rich rules follow their header, one a line
-                current["rich rules"].append(line.strip())
-            elif current is not None and ":" in line:
-                key, _, value = line.strip().partition(":")
-                current[key] = value.split()
-        if not zones:
-            return None
-        return {name: _zone(values) for name, values in zones.items()}
+        listed = _listing(lines)
+        return {name: _zone(values) for name, values in listed.items()} if listed else None
+
+
+def _listing(lines: list[str]) -> dict[str, dict]:
+    """`--list-all-zones` / `--list-all-policies` output: name -> {setting: words, "rich rules": [rule, ...]}."""
+    found: dict[str, dict] = {}
+    current: dict | None = None
+    for line in lines:
+        if line and not line[0].isspace():  # "public" or "public (active)"
+            current = found.setdefault(line.split()[0], {"rich rules": []})
+        elif current is not None and line.startswith("\t"):  # rich rules follow their header, one a line
+            current["rich rules"].append(line.strip())
+        elif current is not None and ":" in line:
+            key, _, value = line.strip().partition(":")
+            current[key] = value.split()
+    return found
 
 
 def _zone(values: dict) -> FirewalldZone:
@@ -268,6 +274,48 @@ def _zone(values: dict) -> FirewalldZone:
         services=tuple(values.get("services", [])),
         ports=tuple(values.get("ports", [])),
         rich_rules=tuple(values["rich rules"]),
+    )
+
+
+@dataclass(frozen=True)
+class FirewalldPolicy:
+    """One policy: its priority, target, ingress and egress zones, rich rules, and any other setting it has."""
+
+    priority: int | None
+    target: str
+    ingress: tuple[str, ...] = ()
+    egress: tuple[str, ...] = ()
+    rich_rules: tuple[str, ...] = ()
+    others: tuple[str, ...] = ()  # "ports: 50052/tcp", "masquerade: yes"...: whatever else is set
+
+
+_POLICY_SETTINGS = ("priority", "target", "ingress-zones", "egress-zones", "rich rules")
+
+
+class FirewalldPolicies(FirewalldZones):
+    """`firewall-cmd [--permanent] --list-all-policies` (firewalld 0.9 and later); `mode` as for zones."""
+
+    QUERY = "--list-all-policies"
+
+    def command(self) -> str:
+        return _first_answering(self.args[0], self.QUERY) + ' && echo policies && echo "$answer"'
+
+    def process(self, lines: list[str]) -> dict[str, FirewalldPolicy] | None:
+        if not lines or lines[0] != "policies":
+            return None  # the tool failed, (runtime) the daemon is stopped, or firewalld predates policies
+        return {name: _policy(values) for name, values in _listing(lines[1:]).items()}
+
+
+def _policy(values: dict) -> FirewalldPolicy:
+    priority = " ".join(values.get("priority", []))
+    others = (f"{key}: {' '.join(words)}" for key, words in values.items() if key not in _POLICY_SETTINGS)
+    return FirewalldPolicy(
+        priority=int(priority) if priority.lstrip("-").isdigit() else None,
+        target=" ".join(values.get("target", [])),
+        ingress=tuple(values.get("ingress-zones", [])),
+        egress=tuple(values.get("egress-zones", [])),
+        rich_rules=tuple(values["rich rules"]),
+        others=tuple(sorted(o for o in others if not o.endswith((": ", ": no")))),
     )
 
 

@@ -3,8 +3,8 @@
 When a host's frontend changes (the inventory's `firewall`, what `auto` finds, a frontend
 removed), the old one would keep llamafleet's rules, which can still open or close ports. So each
 run, once the managed frontend holds the ruleset (SSH first), every other frontend found on the host
-loses llamafleet's own rules, and nothing else: ufw rules commented `llamafleet ...`, firewalld
-ipsets `llamafleet-*` and the rich rules that use them, nftables' table `inet llamafleet` with
+loses llamafleet's own rules, and nothing else: ufw rules commented `llamafleet ...`, firewalld's
+policy `llamafleet`, its ipsets `llamafleet-*` and the rich rules that use them, nftables' table `inet llamafleet` with
 its file and include. A frontend with nothing of ours costs a grep, not a Python start-up.
 
 A frontend still in charge beside the managed one (ufw active, firewalld running) stops the host
@@ -66,7 +66,7 @@ def left_alone() -> Operation:
             found.append(f"ufw ({len(_ufw.ours(facts[ufw]))} rules)")
         change = _firewalld.leftover_diff(firewalld, facts)
         if change is not None:
-            found.append(f"firewalld ({len(change.deleted)} ipsets, {len(change.rules_removed)} rich rules)")
+            found.append(f"firewalld ({_firewalld.leftover_summary(change)})")
         if not isinstance(nftables.plan(facts), NoChange):
             found.append(f"nftables (table inet llamafleet or {_nftables.TABLE_FILE})")
         if not found:

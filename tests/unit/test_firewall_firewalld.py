@@ -1,4 +1,4 @@
-"""Role firewall with firewalld: zones and ipsets parsed from real firewall-cmd output, the commands planned."""
+"""Role firewall with firewalld: zones, ipsets and policies parsed from real firewall-cmd output, commands planned."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from firewall_recordings import FWD, HEAD, OLD_HEAD, WORKER_RULES, F, P, plan, r
 from llamafleet import facts
 from llamafleet.errors import OperationError
 from llamafleet.operations import Facts, NoChange
+from llamafleet.roles.firewall import firewalld_config as FWC
 
-PUBLIC_RULES = [  # WORKER_RULES's rich rules, as the recording lab's firewalld lists them
+POLICY_RULES = [  # WORKER_RULES's rich rules, as the recording lab's firewalld lists them (in policy llamafleet)
     'rule family="ipv4" source ipset="llamafleet-50052-tcp" port port="50052" protocol="tcp" accept',
     'rule family="ipv4" source NOT ipset="llamafleet-50052-tcp" port port="50052" protocol="tcp" drop',
     'rule family="ipv6" source NOT ipset="llamafleet-50052-tcp-v6" port port="50052" protocol="tcp" drop',
@@ -25,6 +26,8 @@ def firewalld(state: str, **override: str) -> list[str]:
         "ipsets_permanent": state,
         "ipsets_runtime": state,
         "routes": state,
+        "policies_permanent": state,
+        "policies_runtime": state,
     }
     return [f"firewalld_{fact}_{override.get(fact, s)}.txt" for fact, s in names.items()]
 
@@ -36,15 +39,15 @@ def test_firewalld_state_reads_running_and_default_zone():
 
 
 def test_firewalld_zones_read_targets_services_rules_and_interfaces():
-    zones = F.FirewalldZones("permanent").process(recorded("firewalld_zones_permanent_applied.txt"))
+    zones = F.FirewalldZones("permanent").process(recorded("firewalld_zones_permanent_zoned.txt"))
     assert sorted(zones) == ["block", "dmz", "drop", "external", "home", "internal", "public", "trusted", "work"]
     public = zones["public"]
-    assert public.target == "default" and public.services == ("dhcpv6-client", "ssh") and public.ports == ()
-    assert sorted(public.rich_rules) == sorted(PUBLIC_RULES)
+    assert public.target == "default" and public.services == ("dhcpv6-client", "ssh") and public.ports == ("9999/tcp",)
+    assert sorted(r for r in public.rich_rules if FWC.ours(r)) == sorted(POLICY_RULES)  # where versions before put them
     assert zones["trusted"].target == "ACCEPT" and zones["block"].target == "%%REJECT%%"
     bound = F.FirewalldZones("runtime").process(recorded("firewalld_zones_runtime_bound.txt"))
     assert bound["internal"].interfaces == ("host0",)  # listed as "internal (active)"
-    assert bound["public"].rich_rules and not any(FWD.ours(r) for r in bound["public"].rich_rules)  # foreign ones
+    assert bound["public"].rich_rules and not any(FWC.ours(r) for r in bound["public"].rich_rules)  # foreign ones
     assert F.FirewalldZones("runtime").process(recorded("firewalld_zones_runtime_stopped.txt")) is None
 
 
@@ -69,40 +72,44 @@ def test_route_interfaces_name_the_interface_each_source_is_routed_through():
 
 def test_firewalld_rich_rules_are_the_listed_text():
     [rule] = WORKER_RULES.rules
-    assert sorted(FWD.rich_rules(rule)) == sorted(PUBLIC_RULES)
+    assert sorted(FWC.rich_rules(rule)) == sorted(POLICY_RULES)
     dual = P.Rule(8080, ("fd00::/64", "10.0.0.0/8"), "api", proto="udp")
-    assert FWD.rich_rules(dual)[-2:] == [
+    assert FWC.rich_rules(dual)[-2:] == [
         'rule family="ipv6" source ipset="llamafleet-8080-udp-v6" port port="8080" protocol="udp" accept',
         'rule family="ipv6" source NOT ipset="llamafleet-8080-udp-v6" port port="8080" protocol="udp" drop',
     ]
-    assert FWD.ours(PUBLIC_RULES[1])
-    assert not FWD.ours('rule family="ipv4" source ipset="other" port port="9998" protocol="tcp" accept')
+    assert FWC.ours(POLICY_RULES[1])
+    assert not FWC.ours('rule family="ipv4" source ipset="other" port port="9998" protocol="tcp" accept')
 
 
 def test_firewalld_entries_never_overlap():
     # firewalld refuses (IPv4) or silently drops (IPv6) an entry that overlaps another
-    assert FWD.entries(("10.1.2.3", "10.1.0.0/16", "10.2.0.1")) == ("10.1.0.0/16", "10.2.0.1")
-    assert FWD.entries(("fd00::1", "fd00::/64")) == ("fd00::/64",)
+    assert FWC.entries(("10.1.2.3", "10.1.0.0/16", "10.2.0.1")) == ("10.1.0.0/16", "10.2.0.1")
+    assert FWC.entries(("fd00::1", "fd00::/64")) == ("fd00::/64",)
 
 
-def test_firewalld_fresh_host_creates_ipsets_then_reloads():
+POLICY_MADE = [
+    ["--new-policy=llamafleet"],
+    ["--policy=llamafleet", "--set-priority=-1"],
+    ["--policy=llamafleet", "--add-ingress-zone=ANY"],
+    ["--policy=llamafleet", "--add-egress-zone=HOST"],
+]
+
+
+def test_firewalld_fresh_host_creates_ipsets_and_the_policy_then_reloads():
     result = plan(FWD.rules(WORKER_RULES), *firewalld("fresh"))
+    permanent = ["firewall-cmd", "--permanent"]
     assert shell_words(result) == [
-        ["firewall-cmd", "--permanent", "--new-ipset=llamafleet-50052-tcp", "--type=hash:net"],
-        [
-            "firewall-cmd",
-            "--permanent",
-            "--new-ipset=llamafleet-50052-tcp-v6",
-            "--type=hash:net",
-            "--option=family=inet6",
-        ],
-        ["firewall-cmd", "--permanent", "--ipset=llamafleet-50052-tcp", f"--add-entry={HEAD}"],
-        ["firewall-cmd", "--permanent", "--zone=public", *(f"--add-rich-rule={r}" for r in sorted(PUBLIC_RULES))],
-        ["firewall-cmd", "--reload"],  # firewalld creates ipsets in the permanent configuration only
+        [*permanent, "--new-ipset=llamafleet-50052-tcp", "--type=hash:net"],
+        [*permanent, "--new-ipset=llamafleet-50052-tcp-v6", "--type=hash:net", "--option=family=inet6"],
+        [*permanent, "--ipset=llamafleet-50052-tcp", f"--add-entry={HEAD}"],
+        *([*permanent, *words] for words in POLICY_MADE),
+        [*permanent, "--policy=llamafleet", *(f"--add-rich-rule={r}" for r in sorted(POLICY_RULES))],
+        ["firewall-cmd", "--reload"],  # firewalld creates ipsets and policies in the permanent configuration only
     ]
     assert result.reason == (
-        "permanent: 2 ipsets to create, 1 entry to add, 3 rich rules to add; "
-        "runtime: 2 ipsets to create, 1 entry to add, 3 rich rules to add (by a reload)"
+        "permanent: policy to create, 2 ipsets to create, 1 entry to add, 3 rich rules to add; "
+        "runtime: policy to create, 2 ipsets to create, 1 entry to add, 3 rich rules to add (by a reload)"
     )
     assert plan(FWD.ssh_allowed(WORKER_RULES), *firewalld("fresh")) == NoChange(
         "SSH (22/tcp) allowed in zone(s) public"
@@ -111,7 +118,7 @@ def test_firewalld_fresh_host_creates_ipsets_then_reloads():
 
 def test_firewalld_converged_needs_nothing():
     assert plan(FWD.rules(WORKER_RULES), *firewalld("applied")) == NoChange(
-        "2 llamafleet ipset(s), 3 rich rule(s), none stale"
+        "2 llamafleet ipset(s), 3 rich rule(s) in policy llamafleet (every zone), none stale"
     )
     assert isinstance(plan(FWD.ssh_allowed(WORKER_RULES), *firewalld("applied")), NoChange)
     running = plan(FWD.running_and_enabled(), "firewalld_unit_applied.txt", "firewalld_state_applied.txt")
@@ -128,7 +135,7 @@ def test_firewalld_stale_port_and_source_removed_foreign_rules_kept():
     ]
     permanent = ["firewall-cmd", "--permanent"]
     assert shell_words(result) == [
-        [*permanent, "--zone=public", *(f"--remove-rich-rule={r}" for r in stale_rules)],
+        [*permanent, "--policy=llamafleet", *(f"--remove-rich-rule={r}" for r in stale_rules)],
         [*permanent, "--delete-ipset=llamafleet-50099-tcp"],  # after the rules that use it
         [*permanent, "--delete-ipset=llamafleet-50099-tcp-v6"],
         [*permanent, "--ipset=llamafleet-50052-tcp", f"--remove-entry={OLD_HEAD}"],  # before the add: no overlap
@@ -138,7 +145,7 @@ def test_firewalld_stale_port_and_source_removed_foreign_rules_kept():
     everything = " ".join(" ".join(words) for words in shell_words(result))
     assert "9999" not in everything and "9998" not in everything and "9997" not in everything
     zones = F.FirewalldZones("permanent").process(recorded("firewalld_zones_permanent_stale.txt"))
-    assert "9999/tcp" in zones["public"].ports and len(zones["public"].rich_rules) == 9  # foreign ones there
+    assert "9999/tcp" in zones["public"].ports and len(zones["public"].rich_rules) == 2  # foreign ones there
 
 
 def test_firewalld_stale_source_only_changes_runtime_without_reload():
@@ -157,11 +164,14 @@ def test_firewalld_stale_source_only_changes_runtime_without_reload():
 def test_firewalld_empty_plan_removes_everything_of_ours():
     result = plan(FWD.rules(P.Ruleset(())), *firewalld("applied"))
     assert shell_words(result) == [
-        ["firewall-cmd", "--permanent", "--zone=public", *(f"--remove-rich-rule={r}" for r in sorted(PUBLIC_RULES))],
+        ["firewall-cmd", "--permanent", "--delete-policy=llamafleet"],  # its rules go with it
         ["firewall-cmd", "--permanent", "--delete-ipset=llamafleet-50052-tcp"],
         ["firewall-cmd", "--permanent", "--delete-ipset=llamafleet-50052-tcp-v6"],
         ["firewall-cmd", "--reload"],
     ]
+    assert plan(FWD.rules(P.Ruleset(())), *firewalld("fresh")) == NoChange(
+        "0 llamafleet ipset(s), 0 rich rule(s) in no policy, none stale"
+    )
 
 
 def test_firewalld_stopped_is_configured_offline_then_started():
@@ -169,7 +179,8 @@ def test_firewalld_stopped_is_configured_offline_then_started():
     commands = shell_words(result)
     assert {words[0] for words in commands} == {"firewall-offline-cmd"}  # firewall-cmd refuses while stopped
     assert commands[0] == ["firewall-offline-cmd", "--new-ipset=llamafleet-50052-tcp", "--type=hash:net"]
-    assert result.reason == "permanent: 2 ipsets to create, 1 entry to add, 3 rich rules to add"  # no runtime side
+    assert [["firewall-offline-cmd", *words] for words in POLICY_MADE] == commands[3:7]
+    assert result.reason == "permanent: policy to create, 2 ipsets to create, 1 entry to add, 3 rich rules to add"
     start = plan(FWD.running_and_enabled(), "firewalld_unit_stopped.txt", "firewalld_state_stopped.txt")
     assert shell_words(start) == [
         ["systemctl", "enable", "firewalld.service"],
@@ -178,18 +189,17 @@ def test_firewalld_stopped_is_configured_offline_then_started():
     assert start.reason == "firewalld not running"
 
 
-def test_firewalld_rules_follow_the_zone_of_the_interface():
-    # Recorded with host0 bound to zone internal: the rules are there, none in public.
+def test_firewalld_rules_stay_in_the_policy_whatever_zone_the_interface_is_in():
+    # Recorded with host0 bound to zone internal: the rules are in the policy, SSH allowed in internal and public.
     assert isinstance(plan(FWD.rules(WORKER_RULES), *firewalld("bound")), NoChange)
-    # Were the sources routed through an interface in no zone, the rules would move to the default zone.
+    assert plan(FWD.ssh_allowed(WORKER_RULES), *firewalld("bound")) == NoChange(
+        "SSH (22/tcp) allowed in zone(s) internal, public"
+    )
+    # Were the head routed through an interface in no zone, only the default zone would need SSH.
     facts_ = {f.key: f.process(recorded(n)) for f, n in zip(FWD.rules(WORKER_RULES).facts, firewalld("bound"))}
     facts_[F.RouteInterfaces((HEAD,)).key] = {HEAD: "eth1"}
-    result = FWD.rules(WORKER_RULES).plan(Facts(facts_))
-    for tool in (["firewall-cmd", "--permanent"], ["firewall-cmd"]):
-        assert [*tool, "--zone=internal", *(f"--remove-rich-rule={r}" for r in sorted(PUBLIC_RULES))] in (
-            shell_words(result)
-        )
-        assert [*tool, "--zone=public", *(f"--add-rich-rule={r}" for r in sorted(PUBLIC_RULES))] in shell_words(result)
+    assert FWD.ssh_allowed(WORKER_RULES).plan(Facts(facts_)) == NoChange("SSH (22/tcp) allowed in zone(s) public")
+    assert isinstance(FWD.rules(WORKER_RULES).plan(Facts(facts_)), NoChange)
 
 
 def test_firewalld_ssh_port_opened_in_both_sides_first():

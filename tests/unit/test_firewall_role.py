@@ -90,7 +90,7 @@ def test_role_with_nftables_manages_it_and_clears_the_others():
         "/etc/nftables.conf includes /etc/nftables.d/llamafleet.nft",
         "service nftables.service enabled",
         "ufw holds no llamafleet rule",
-        "firewalld holds no llamafleet ipset or rich rule",
+        "firewalld holds no llamafleet ipset, policy or rich rule",
     ]
 
 
@@ -102,7 +102,7 @@ def test_role_with_auto_manages_the_frontend_in_charge():
         "packages ufw",
         "ufw llamafleet rules",
         "ufw active and enabled",
-        "firewalld holds no llamafleet ipset or rich rule",
+        "firewalld holds no llamafleet ipset, policy or rich rule",
         "nftables holds no llamafleet table",
     ]
 
@@ -113,7 +113,7 @@ def test_role_with_firewalld_manages_it_and_clears_the_others():
         "no firewall frontend in charge but firewalld",
         "packages firewalld",
         "firewalld SSH allowed",
-        "firewalld llamafleet ipsets and rich rules",
+        "firewalld llamafleet policy, ipsets and rich rules",
         "firewalld running and enabled",
         "ufw holds no llamafleet rule",
         "nftables holds no llamafleet table",

@@ -1,8 +1,9 @@
 """Role firewall, changing frontends: llamafleet's rules leave the old frontend, planned from real output.
 
-Recorded by `tests/fixtures/recorded/firewall/record.py --switch` on a lab at 10.213.46.x: head
-with ufw, w1 with firewalld, w2 with nftables, each converged, then left (ufw disabled, firewalld
-stopped) and cleaned by the role after switching frontends.
+Recorded by `tests/fixtures/recorded/firewall/record.py --switch` on a lab at 10.213.46.x (firewalld's on
+one at 10.213.52.x, with someone else's rules beside ours): head with ufw, w1 with firewalld, w2 with
+nftables, each converged, then left (ufw disabled, firewalld stopped) and cleaned by the role after
+switching frontends.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from recordings import words
 
 from llamafleet.errors import OperationError
 from llamafleet.operations import Facts, NoChange, Upload
+from llamafleet.roles.firewall import firewalld_config as FWC
 
 F, UFW, FWD, NFT, SWITCH = FIREWALL._facts, FIREWALL._ufw, FIREWALL._firewalld, FIREWALL._nftables, FIREWALL._switch
 HEAD, W1, W2 = "10.213.46.2", "10.213.46.3", "10.213.46.4"
@@ -27,7 +29,7 @@ def nftables(state: str) -> list[str]:
 
 
 def firewalld(state: str) -> list[str]:
-    return [f"firewalld_leftover_{stem}_{state}.txt" for stem in ("state", "zones", "ipsets")]
+    return [f"firewalld_leftover_{stem}_{state}.txt" for stem in ("state", "zones", "ipsets", "policies")]
 
 
 def facts_of(operation, names: list[str]) -> Facts:
@@ -105,17 +107,25 @@ def test_foreign_ufw_rules_are_not_ours():
 # --------------------------------------------------------------------------- firewalld left behind
 
 
-def test_stopped_firewalld_loses_our_ipsets_and_rich_rules_offline():
+def test_stopped_firewalld_loses_our_policy_and_ipsets_offline():
     result = plan(FWD.removed(), *firewalld("left"))
-    commands = shell_words(result)
-    assert commands[0][:2] == ["firewall-offline-cmd", "--zone=public"]
-    assert all(word.startswith("--remove-rich-rule=") and "llamafleet-50052-tcp" in word for word in commands[0][2:])
-    assert len(commands[0]) == 5  # the three rich rules the plan had
-    assert commands[1:] == [
+    assert shell_words(result) == [
+        ["firewall-offline-cmd", "--delete-policy=llamafleet"],  # its rich rules go with it
         ["firewall-offline-cmd", "--delete-ipset=llamafleet-50052-tcp"],  # after the rules that use them
         ["firewall-offline-cmd", "--delete-ipset=llamafleet-50052-tcp-v6"],
-    ]
-    assert result.reason == "stopped firewalld: 2 ipsets to delete, 3 stale rich rules"
+    ]  # someone else's ipset, port and rich rules (recorded beside ours) stay
+    assert result.reason == "stopped firewalld: policy to delete, 2 ipsets to delete"
+
+
+def test_rich_rules_of_versions_before_the_policy_leave_the_zones():
+    # firewalld as versions before the policy left it (rules in zone public), read through the leftover facts.
+    names = [f"firewalld_{stem}_zoned.txt" for stem in ("state", "zones_permanent", "ipsets_permanent")]
+    found = FWD.leftovers()
+    lines = [recorded(name) for name in names] + [recorded("firewalld_policies_permanent_zoned.txt")]
+    change = FWD.leftover_diff(found, Facts({f.key: f.process(text) for f, text in zip(found, lines, strict=True)}))
+    assert [where for where, _ in change.rules_removed] == ["--zone=public"] * 3
+    assert all(FWC.ours(text) for _, text in change.rules_removed)  # the zone's other rules stay
+    assert not change.policy_deleted and FWD.leftover_summary(change) == "2 ipsets, 3 rich rules"
 
 
 def test_running_firewalld_is_refused():
@@ -125,12 +135,13 @@ def test_running_firewalld_is_refused():
 
 def test_clean_firewalld_is_no_change():
     result = plan(FWD.removed(), *firewalld("cleaned"))
-    assert result == NoChange("firewalld holds no llamafleet ipset or rich rule")
+    assert result == NoChange("firewalld holds no llamafleet ipset, policy or rich rule")
 
 
 def test_firewalld_trace_is_a_file_test():
     command = FWD.leftovers()[1].command()
     assert command.startswith("if ls /etc/firewalld/ipsets/llamafleet-*.xml")
+    assert "test -e /etc/firewalld/policies/llamafleet.xml" in command
     assert "--list-all-zones" in command  # firewall-cmd runs only once a trace is found
 
 
@@ -202,7 +213,7 @@ def test_none_warns_about_rules_left_and_changes_nothing():
     result = _left_alone("left", "left", "left")
     assert isinstance(result, NoChange)
     assert result.reason.startswith("warning: firewall: none leaves llamafleet's rules where they are: ")
-    assert "ufw (5 rules), firewalld (2 ipsets, 3 rich rules), nftables (" in result.reason
+    assert "ufw (5 rules), firewalld (policy llamafleet, 2 ipsets), nftables (" in result.reason
 
 
 def test_none_without_leftovers_is_quiet():
