@@ -383,14 +383,18 @@ def rpc_version(lines: list[str]) -> str | None:
 
 class RpcAnnounced(Fact):
     """The RPC protocol version the running rpc-server announced: the banner its current invocation wrote to the
-    journal (line-buffered by the unit); a process started a moment ago gets up to 2 s to write it."""
+    journal (line-buffered by the unit); a process started a moment ago gets up to 2 s to write it. None when the
+    unit runs no process (a stopped unit keeps the InvocationID of its last run)."""
 
     def command(self) -> str:
-        return quote("id=$(systemctl show -p InvocationID --value %s); ", self.args[0]) + (
-            '[ -n "$id" ] || exit 0; for _ in 1 2 3 4 5 6 7 8 9 10; do '
+        running = quote("pid=$(systemctl show -p MainPID --value %s); ", self.args[0])
+        invocation = quote("id=$(systemctl show -p InvocationID --value %s); ", self.args[0])
+        first_banner = (
+            '[ "${pid:-0}" -gt 0 ] && [ -n "$id" ] || exit 0; for _ in 1 2 3 4 5 6 7 8 9 10; do '
             "l=$(journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID=\"$id\" | grep -m1 'Starting RPC server v'); "
             '[ -n "$l" ] && { echo "$l"; exit 0; }; sleep 0.2; done'
         )
+        return running + invocation + first_banner
 
     def process(self, lines: list[str]) -> str | None:
         return rpc_version(lines)

@@ -81,6 +81,8 @@ def test_rpc_protocol_as_head(node, observed, expect, suite):
     theirs, announced = seen.facts["rpc_of_build"], observed.facts["rpc_announced"]
     want = f"v{theirs}, what the build on {head} speaks" if theirs else f"the version of {head}'s build (none printed)"
     found = f"v{announced} announced by the running rpc-server" if announced else "no `Starting RPC server` line"
+    if observed.facts["service"].running_for is None:
+        found = "no rpc-server running"
     look = f"journalctl -u {paths.RPC_UNIT} | grep 'Starting RPC server' on {node.name}"
     look += "; `invoke provision` installs one build everywhere and restarts the workers"
     require(announced == theirs and theirs is not None, node.name, "RPC protocol as the head's", want, found, look)

@@ -58,11 +58,13 @@ def suite_of(tmp_path, head: dict, w1: dict) -> Suite:
     return suite
 
 
-def worker_facts(listing: list[str], announced: list[str]) -> dict:
-    """A worker's facts: its cache as the recorded listing shows it (RpcCache's size and count agree with it)."""
+def worker_facts(listing: list[str], announced: list[str], service: str = "w1_service.txt") -> dict:
+    """A worker's facts: its cache as the recorded listing shows it (RpcCache's size and count agree with it), its
+    service as recorded running (or stopped)."""
     entries = probes.RpcCacheEntries().process(listing)
     files = [size for kind, size in entries.values() if kind == "f"]
     return {
+        "service": probes.Service(paths.RPC_UNIT).process(recorded(service)),
         "cache": probes.CacheDir(True, sum(files), len(files)),
         "cache_entries": entries,
         "rpc_announced": probes.RpcAnnounced(paths.RPC_UNIT).process(announced),
@@ -138,20 +140,31 @@ def test_the_banners_of_the_running_server_and_of_the_heads_build_are_read(tmp_p
 
 
 @pytest.mark.parametrize(
-    ("head_banner", "worker_banner", "found"),
+    ("head_banner", "worker_banner", "service", "found"),
     [
-        (["Starting RPC server v7.0.1"], "w1_rpc_announced.txt", "v7.0.0 announced by the running rpc-server"),
-        ("head_rpc_of_build.txt", [], "no `Starting RPC server` line"),
-        ([], "w1_rpc_announced.txt", "v7.0.0 announced by the running rpc-server"),
+        (
+            ["Starting RPC server v7.0.1"],
+            "w1_rpc_announced.txt",
+            "w1_service.txt",
+            "v7.0.0 announced by the running rpc-server",
+        ),
+        ("head_rpc_of_build.txt", [], "w1_service.txt", "no `Starting RPC server` line"),
+        ("head_rpc_of_build.txt", [], "w1_service_stopped.txt", "no rpc-server running"),
+        ([], "w1_rpc_announced.txt", "w1_service.txt", "v7.0.0 announced by the running rpc-server"),
     ],
-    ids=["patch-differs", "worker-silent", "head-silent"],
+    ids=["patch-differs", "worker-silent", "worker-stopped", "head-silent"],
 )
-def test_a_worker_not_on_the_heads_protocol_fails(tmp_path, head_banner, worker_banner, found):
+def test_a_worker_not_on_the_heads_protocol_fails(tmp_path, head_banner, worker_banner, service, found):
     head = recorded(head_banner) if isinstance(head_banner, str) else head_banner
     worker = recorded(worker_banner) if isinstance(worker_banner, str) else worker_banner
-    suite = suite_of(tmp_path, head_facts(head), worker_facts(recorded("w1_cache_entries.txt"), worker))
+    suite = suite_of(tmp_path, head_facts(head), worker_facts(recorded("w1_cache_entries.txt"), worker, service))
     failed = check(test_workers.test_rpc_protocol_as_head, suite)
     assert failed is not None and failed.found == found and failed.check == "RPC protocol as the head's"
+
+
+def test_a_stopped_worker_announces_nothing_though_its_last_banner_is_in_the_journal():
+    command = probes.RpcAnnounced(paths.RPC_UNIT).command()
+    assert command.index("MainPID") < command.index('[ "${pid:-0}" -gt 0 ]') < command.index("journalctl")
 
 
 def test_the_heads_build_is_asked_as_the_service_user_and_binds_nothing(tmp_path):
