@@ -12,6 +12,7 @@ from . import connvars, variables, yamlfile
 from .errors import InventoryError
 from .hostranges import MAX_HOSTS, expand_range, range_problem
 from .varsfiles import VarsFiles, check_vars, shown
+from .vault import VaultSecrets
 from .yamlfile import printable, shorten
 
 DEFAULT_INVENTORY = "inventory/hosts.yml"
@@ -96,18 +97,21 @@ def default_path() -> str:
     return os.environ.get("LLAMAFLEET_INVENTORY") or DEFAULT_INVENTORY
 
 
-def load(path: str | Path, extra_vars: dict[str, Any] | None = None) -> Inventory:
-    """Read, resolve and validate an inventory; raises InventoryError on the first problem."""
+def load(
+    path: str | Path, extra_vars: dict[str, Any] | None = None, *, vault_secrets: VaultSecrets | None = None
+) -> Inventory:
+    """Read, resolve and validate an inventory; raises InventoryError on the first problem. Vaulted files and
+    values are opened with `vault_secrets` (vault_secrets.vault_secrets() reads them)."""
     path = _user_path(str(path), where=None)
     if not _is_file(path):
         raise InventoryError(
             "no such inventory file (use -i FILE or set LLAMAFLEET_INVENTORY)", file=printable(str(path))
         )
     file = printable(str(path))
-    groups, host_vars, host_order = _Parser(file).parse(yamlfile.load(path))
+    groups, host_vars, host_order = _Parser(file).parse(yamlfile.load(path, vault_secrets))
     _set_depths(groups, file)
     members = _members(groups, _group_order(groups), file)
-    vars_files = VarsFiles(path.parent)
+    vars_files = VarsFiles(path.parent, vault_secrets)
     groups_of: dict[str, list[str]] = {name: [] for name in host_order}
     for group, names in members.items():
         for name in names:
@@ -339,27 +343,27 @@ def _check_cluster(inventory: Inventory) -> None:
         seen[key] = host.name
 
 
-def parse_extra_vars(items: list[str] | None) -> dict[str, Any]:
+def parse_extra_vars(items: list[str] | None, vault_secrets: VaultSecrets | None = None) -> dict[str, Any]:
     """-e KEY=VALUE (value read as YAML, so 8081 is a number) or -e @file.yml; later wins."""
     result: dict[str, Any] = {}
     for item in items or []:
         if item.startswith("@"):
-            result.update(_extra_vars_file(item[1:]))
+            result.update(_extra_vars_file(item[1:], vault_secrets))
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise InventoryError(f"expected KEY=VALUE or @file.yml, got {shorten(item)!r}", where="-e")
-        block = yamlfile.LineDict({key.strip(): yamlfile.loads(value, "-e") if value else ""})
+        block = yamlfile.LineDict({key.strip(): yamlfile.loads(value, "-e", vault_secrets) if value else ""})
         check_vars(block, "command line", "-e")
         result.update(block)
     return result
 
 
-def _extra_vars_file(name: str) -> dict[str, Any]:
+def _extra_vars_file(name: str, vault_secrets: VaultSecrets | None) -> dict[str, Any]:
     if not name:
         raise InventoryError("expected a file name after @", where="-e")
     path = _user_path(name, where="-e")
-    data = yamlfile.load(path)
+    data = yamlfile.load(path, vault_secrets)
     if data is None:
         data = {}
     if not isinstance(data, dict):

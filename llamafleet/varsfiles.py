@@ -6,7 +6,7 @@ import errno
 from pathlib import Path
 from typing import Any
 
-from . import variables, yamlfile
+from . import variables, vault, yamlfile
 from .errors import InventoryError
 from .yamlfile import printable, shorten
 
@@ -25,10 +25,12 @@ def check_vars(block: dict, file: str, where: str) -> None:
 
 
 class VarsFiles:
-    """group_vars/ and host_vars/ beside the inventory, each file read and checked once."""
+    """group_vars/ and host_vars/ beside the inventory, each file read and checked once; vaulted files and values
+    are opened with `vault_secrets`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, vault_secrets: vault.VaultSecrets | None = None) -> None:
         self.root = root
+        self.vault_secrets = vault_secrets
         self.by_name: dict[tuple[str, str], dict[str, Any]] = {}
         self.files: dict[Path, dict[str, Any]] = {}
         self.folders: dict[str, bool] = {}
@@ -46,7 +48,7 @@ class VarsFiles:
 
     def read_file(self, file: Path, where: str) -> dict[str, Any]:
         if file not in self.files:
-            data = yamlfile.load(file)
+            data = yamlfile.load(file, self.vault_secrets)
             if data is None:
                 data = {}
             if not isinstance(data, dict):

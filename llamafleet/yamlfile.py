@@ -1,4 +1,5 @@
-"""YAML loading with line numbers for every mapping key and limits that hostile files cannot get past."""
+"""YAML loading with line numbers for every mapping key, limits that hostile files cannot get past, and Ansible
+Vault: inline `!vault` values and whole vaulted files opened in memory with the run's passwords."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from . import vault
 from .errors import InventoryError
 
 # Limits on what one file (inventory, group_vars/host_vars file, -e @file or -e value) may hold.
@@ -48,6 +50,7 @@ class _LineLoader(yaml.SafeLoader):
         self._anchor_size: dict[str, tuple[int, int]] = {}  # anchor -> (expanded node count, height)
         self._nodes = 0  # nodes composed, aliases counted as the nodes they stand for
         self._aliased = 0
+        self.sealed = 0  # inline !vault values read, opened once the document is whole
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         event = self.peek_event()
@@ -128,12 +131,33 @@ class _LineLoader(yaml.SafeLoader):
         mapping.lines = seen
         return mapping
 
+    def construct_vault(self, node: yaml.Node) -> vault.Sealed:
+        """`!vault |` and its older spelling `!vault-encrypted`: a string, opened once the document is read, when
+        the key it belongs to is known."""
+        if not isinstance(node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(None, None, f"{node.tag} must tag a string", node.start_mark)
+        self.sealed += 1
+        return vault.Sealed(self.construct_scalar(node), node.start_mark.line + 1)
+
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _LineLoader.construct_mapping)
+_LineLoader.add_constructor("!vault", _LineLoader.construct_vault)
+_LineLoader.add_constructor("!vault-encrypted", _LineLoader.construct_vault)
 
 
-def load(path: Path) -> Any:
-    """Parse a YAML file; unreadable, oversized, non-UTF-8 or invalid files raise InventoryError naming it."""
+def load(path: Path, vault_secrets: vault.VaultSecrets | None = None) -> Any:
+    """Parse a YAML file; unreadable, oversized, non-UTF-8 or invalid files raise InventoryError naming it.
+
+    A file vaulted whole is opened with `vault_secrets` and everything in it is marked as vaulted; so are inline
+    `!vault` values. Without a password that opens them: VaultError (exit 2) naming the file (and line, and key).
+    """
+    text, vaulted = read_text(path, vault_secrets)
+    data = loads(text, printable(str(path)), vault_secrets)
+    return vault.marked(data) if vaulted else data
+
+
+def read_text(path: Path, vault_secrets: vault.VaultSecrets | None = None) -> tuple[str, bool]:
+    """The text of a file, at most MAX_FILE_BYTES of UTF-8, and whether it was a vault (opened in memory)."""
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
@@ -141,9 +165,12 @@ def load(path: Path) -> Any:
         raise InventoryError(f"cannot read: {exc.strerror or exc}", file=printable(str(path))) from None
     except ValueError:  # open() refuses a NUL byte in the name
         raise InventoryError("cannot read: a file name cannot hold a NUL byte", file=printable(str(path))) from None
+    name = printable(str(path))
     if len(data) > MAX_FILE_BYTES:
-        raise InventoryError(f"larger than {MAX_FILE_BYTES // 1024 // 1024} MiB (the limit)", file=printable(str(path)))
-    return loads(decode(data, printable(str(path))), printable(str(path)))
+        raise InventoryError(f"larger than {MAX_FILE_BYTES // 1024 // 1024} MiB (the limit)", file=name)
+    if vault.is_vault(data):
+        return decode(vault.open_bytes(data, vault_secrets, name), name), True
+    return decode(data, name), False
 
 
 def decode(data: bytes, name: str) -> str:
@@ -156,10 +183,10 @@ def decode(data: bytes, name: str) -> str:
         raise InventoryError(problem, file=name, line=line) from None
 
 
-def loads(text: str, name: str) -> Any:
-    """Parse YAML text; `name` is used in error messages."""
+def loads(text: str, name: str, vault_secrets: vault.VaultSecrets | None = None) -> Any:
+    """Parse YAML text; `name` is used in error messages. Inline `!vault` values are opened with `vault_secrets`."""
     try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        data, sealed = _parse(text)
     except LimitError as exc:
         raise InventoryError(f"YAML {exc.problem}", file=name, line=_line(exc.problem_mark)) from None
     except yaml.MarkedYAMLError as exc:
@@ -178,6 +205,16 @@ def loads(text: str, name: str) -> Any:
         raise InventoryError(f"invalid YAML: {' '.join(str(exc).split())}", file=name) from None
     except RecursionError:  # a safety net: the depth limit above is meant to stop this first
         raise InventoryError(f"YAML nested deeper than {MAX_DEPTH} levels (the limit)", file=name) from None
+    return vault.open_sealed(data, vault_secrets, name) if sealed else data
+
+
+def _parse(text: str) -> tuple[Any, int]:
+    """The document, and how many inline vaults it holds."""
+    loader = _LineLoader(text)
+    try:
+        return loader.get_single_data(), loader.sealed
+    finally:
+        loader.dispose()
 
 
 def printable(text: str) -> str:
