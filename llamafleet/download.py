@@ -84,6 +84,11 @@ def fetch(
     except requests.RequestException as exc:  # the part is kept: the next run resumes it
         shown = redaction.url_shown(url)
         raise OperationError(f"download of {shown} failed: {_reason(exc)}; run again to resume it") from None
+    except UnicodeError:  # requests sends a user and password as Latin-1, a host name as IDNA
+        raise OperationError(
+            f"download of {redaction.url_shown(url)} failed: its user, password or host name cannot be sent as "
+            "written (non-Latin-1 text once %-decoded, or a host name that is not one)"
+        ) from None
     except BaseException:  # refused by `check`, or interrupted: what arrived is no use
         partial.unlink(missing_ok=True)
         raise

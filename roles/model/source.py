@@ -149,6 +149,11 @@ def _download_parts(url: str, headers: dict[str, str], progress: bool) -> tuple[
         address.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:  # its reason may quote a piece of the password
         raise UsageError(f"--model: {shown!r} is not a valid URL (its host or port cannot be read)") from None
+    if "@" in address.path:  # http://user:pa/ss@host/... names host "user": never guess, never fetch
+        raise UsageError(
+            f"--model: {shown!r}: an '@' after the host name; write '/', '?', '#' and '@' in a user or password "
+            "as %2F, %3F, %23 and %40"
+        )
     folder, _, name = address.path.rpartition("/")
     parts = []
     for part_name in split_names(name, shown):

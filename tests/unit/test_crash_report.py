@@ -82,7 +82,10 @@ def test_plain_variables_and_the_error_stay_readable(tmp_path, monkeypatch):
     assert line.startswith("error: internal error: RuntimeError: list index out of range; the full traceback is in")
 
 
-SECRET_TEXT = st.text(alphabet=string.ascii_letters + string.digits + "!#$%&*+,-./:;<=>?@[]^_`{|}~'\" ", min_size=4)
+# Between markers no code, path or message holds: a secret found in a report is one that leaked.
+SECRET_TEXT = st.text(
+    alphabet=string.ascii_letters + string.digits + "!#$%&*+,-./:;<=>?@[]^_`{|}~'\" ", max_size=20
+).map(lambda core: f"Zq{core}Xj")
 
 
 @SETTINGS
@@ -92,8 +95,6 @@ SECRET_TEXT = st.text(alphabet=string.ascii_letters + string.digits + "!#$%&*+,-
     spelling=st.sampled_from(["-e", "--extra-vars", "-e=", "--extra-vars=", "-e"]),
 )
 def test_a_secret_given_in_any_spelling_is_hidden_wherever_it_is_quoted(tmp_path, monkeypatch, name, value, spelling):
-    assume(value.strip() and value not in variables.SECRET_SHOWN and value not in str(tmp_path))
-    assume(value not in "llamafleet invoke provision Traceback RuntimeError")
     argv = ["invoke", "provision", *([spelling, f"{name}={value}"] if not spelling.endswith("=") else [])]
     argv += [f"{spelling}{name}={value}"] if spelling.endswith("=") else []
     line, report = crashed(argv, f"bad value {value} for {name}", monkeypatch, tmp_path)
@@ -103,8 +104,7 @@ def test_a_secret_given_in_any_spelling_is_hidden_wherever_it_is_quoted(tmp_path
 @SETTINGS
 @given(user=st.text(alphabet=string.ascii_letters, min_size=1, max_size=8), password=SECRET_TEXT)
 def test_a_url_password_is_hidden_wherever_it_is_quoted(tmp_path, monkeypatch, user, password):
-    assume(" " not in password and password not in str(tmp_path))
-    assume(password not in "llamafleet invoke deploy --model https 127.0.0.1 m.gguf Traceback RuntimeError ***")
+    assume(" " not in password)  # a URL ends at white space
     url = f"https://{user}:{password}@127.0.0.1:1/m.gguf"
     line, report = crashed(["invoke", "deploy", "--model", url], f"failed: {url}", monkeypatch, tmp_path)
     assert password not in line and password not in report

@@ -174,13 +174,14 @@ def spelled(flag: str, data: st.DataObject) -> str:
     return "".join(letters)
 
 
-VALUES = st.text(alphabet=string.ascii_letters + string.digits + "-_.:/+=@{}\"'", min_size=6, max_size=40)
+# Between markers no path or message holds: a value found in a message is one that leaked.
+VALUES = st.text(alphabet=string.ascii_letters + string.digits + "-_.:/+=@{}\"'", max_size=30).map(lambda v: f"Zq{v}Xj")
 
 
 @SETTINGS
 @given(data=st.data(), flag=st.sampled_from(sorted(SECRET_FLAGS)), value=VALUES)
 def test_any_spelling_of_a_secret_flag_anywhere_is_refused_and_its_value_never_shown(tmp_path, data, flag, value):
-    assume(value not in str(tmp_path) and "://" not in value)
+    assume("://" not in value)
     before = data.draw(st.lists(st.sampled_from(PLAIN_FLAGS[:60]), max_size=3))
     word = spelled(flag, data)
     given_as = data.draw(st.sampled_from(["two items", "flag=value", "one item"]))
@@ -195,7 +196,6 @@ def test_any_spelling_of_a_secret_flag_anywhere_is_refused_and_its_value_never_s
 @SETTINGS
 @given(user=st.text(alphabet=string.ascii_letters, max_size=8), password=VALUES)
 def test_any_url_with_a_password_is_refused_and_never_shown(tmp_path, user, password):
-    assume(password not in str(tmp_path))
     hosts_file = tmp_path / "hosts.yml"
     hosts_file.write_text(HOSTS)
     message = refusal(hosts_file, ["--model-url", f"https://{user}:{password}@127.0.0.1/m.gguf"])
