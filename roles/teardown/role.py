@@ -2,8 +2,10 @@
 
 `invoke teardown` stops and removes the units and the firewall rules; `--purge` also removes the
 releases, models, caches, configuration (the API key among it) and the service user llamafleet
-created. Packages stay (other software may use them), and so does a firewall's own configuration:
-only llamafleet's rules go, and SSH stays allowed (in ufw by the same rule without llamafleet's comment).
+created, but never across a mount point: a filesystem mounted inside those trees (a shared models
+folder) stays with its files, and the run says so (purge.py). Packages stay (other software may use
+them), and so does a firewall's own configuration: only llamafleet's rules go, and SSH stays allowed
+(in ufw by the same rule without llamafleet's comment).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llamafleet import paths
-from llamafleet.operations import files, systemd, users
+from llamafleet.operations import systemd, users
 from llamafleet.roles import Role
 from llamafleet.roles.base import settings as base_settings
 from llamafleet.roles.firewall import firewalld, nftables, switch, ufw
 from llamafleet.roles.firewall import role as firewall
 from llamafleet.roles.firewall import ruleset as firewall_ruleset
+
+from . import purge as _purge
 
 NAME = "teardown"
 PURGED = (paths.INSTALL_ROOT, paths.STATE_DIR, f"/var/cache/{paths.CACHE_NAME}", paths.CONFIG_DIR)
@@ -34,8 +38,7 @@ def operations(ctx):
         yield systemd.service_absent(unit)
     yield from firewall_rules_absent(ctx)
     if ctx.run.handoff(Purge).purge:
-        for path in PURGED:
-            yield files.absent(path)
+        yield _purge.trees_absent(PURGED)
         yield users.created_user_absent(base_settings.settings(ctx.host, ctx.run.inventory_file).user)
 
 

@@ -1,4 +1,5 @@
-"""invoke teardown: units and firewall rules go; with --purge nothing of llamafleet is left (runs last)."""
+"""invoke teardown: units and firewall rules go; with --purge nothing of llamafleet is left but what is mounted
+inside its trees (a shared models folder), which stays with its files and is named (runs last)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,27 @@ RULES = (
     "| grep -i -n -e llamafleet -e 50052 -e 8080; true"
 )
 
+# A shared models folder bind-mounted over w2's models directory: the same filesystem as the rest of the
+# host's root, so the same device number (rm --one-file-system alone would go through it).
+SHARED = "/srv/shared-models"
+MOUNT = (
+    f"mkdir -p {SHARED} /var/lib/llamafleet/models && echo weights > {SHARED}/shared.gguf"
+    f" && mount --bind {SHARED} /var/lib/llamafleet/models"
+)
+SHARED_FILES = f"cat {SHARED}/shared.gguf /var/lib/llamafleet/models/shared.gguf"
+AROUND_THE_MOUNT = (
+    "for p in /opt/llama.cpp /var/cache/llamafleet /etc/llamafleet; do [ -e $p ] && echo $p; done; "
+    "ls -A /var/lib/llamafleet"
+)
+
 
 def changed(doc: dict) -> dict:
     return {h: c.get("changed", 0) for h, c in doc["recap"].items()}
+
+
+def purge_lines(doc: dict) -> dict[str, str]:
+    """host -> the reason of its purge of llamafleet's trees (one line per host)."""
+    return {r["host"]: r["reason"] for r in doc["results"] if r["operation"].startswith("absent /opt/llama.cpp")}
 
 
 def test_teardown_removes_services_and_rules_then_purge_removes_everything(lab, env):
@@ -37,6 +56,20 @@ def test_teardown_removes_services_and_rules_then_purge_removes_everything(lab, 
         assert ssh(lab, host, "ss -Htln | grep -c -e ':22 '").stdout.strip() != "0", "sshd still listens"
     code, doc = invoke_json("teardown", lab.inventory, env)
     assert code == 0 and set(changed(doc).values()) == {0}, changed(doc)
+
+    mounted = ssh(lab, "w2", MOUNT)
+    assert mounted.returncode == 0, mounted.stderr
+    for _ in range(2):  # the second purge changes nothing and says the same
+        code, doc = invoke_json("teardown", lab.inventory, env, "--purge")
+        assert code == 0, [r for r in doc["results"] if r["status"] == "failed"] or doc["messages"]
+        lines = purge_lines(doc)
+        assert "warning: left /var/lib/llamafleet/models: mount point" in lines["w2"], lines
+        assert not any("left" in lines[host] for host in ("head", "w1")), lines
+        assert ssh(lab, "w2", SHARED_FILES).stdout == "weights\nweights\n", "the mounted files stay"
+        assert ssh(lab, "w2", AROUND_THE_MOUNT).stdout == "models\n", "all else of llamafleet's trees goes"
+    assert set(changed(doc).values()) == {0} and lines["w2"].startswith("warning: left"), (changed(doc), lines)
+    unmounted = ssh(lab, "w2", f"umount /var/lib/llamafleet/models && rm -r {SHARED}")
+    assert unmounted.returncode == 0, unmounted.stderr
 
     code, doc = invoke_json("teardown", lab.inventory, env, "--purge")
     assert code == 0, [r for r in doc["results"] if r["status"] == "failed"] or doc["messages"]
