@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .mounts import mount_overlay, unmount_all_under
-from .paths import TEMPLATES, cache_dir
+from .paths import TEMPLATES, cache_dir, former_cache_dir
 from .system import remove_tree, run
 
 SUITE = "bookworm"
@@ -91,7 +91,7 @@ def ensure_base() -> tuple[Path, float | None]:
     if (final / "root").is_dir():
         return final / "root", None
     with _build_lock():
-        if (final / "root").is_dir():
+        if (final / "root").is_dir() or _adopted(final, "root"):
             return final / "root", None
         started = time.monotonic()
         tmp = cache_dir() / f".tmp-{final.name}-{os.getpid()}"
@@ -106,6 +106,21 @@ def ensure_base() -> tuple[Path, float | None]:
             remove_tree(tmp)
         prune_cache(final / "root")
         return final / "root", time.monotonic() - started
+
+
+def _adopted(final: Path, inside: str) -> bool:
+    """The same base or layer from the cache of earlier versions, hard-linked into the cache (under the build
+    lock): no rebuild and no second copy. False when there is none, or it is on another filesystem."""
+    former = former_cache_dir()
+    if former is None or not (former / final.name / inside).is_dir():
+        return False
+    tmp = cache_dir() / f".tmp-{final.name}-{os.getpid()}"
+    copied = run(["cp", "-a", "--link", "--", str(former / final.name), str(tmp)], what="", check=False, timeout=600)
+    if copied.returncode != 0:
+        remove_tree(tmp)
+        return False
+    os.rename(tmp, final)
+    return True
 
 
 def _debootstrap(root: Path) -> None:
@@ -136,7 +151,7 @@ def ensure_layer(base_root: Path, frontend: str) -> Path:
     if (final / "upper").is_dir():
         return final / "upper"
     with _build_lock():
-        if (final / "upper").is_dir():
+        if (final / "upper").is_dir() or _adopted(final, "upper"):
             return final / "upper"
         tmp = cache_dir() / f".tmp-{final.name}-{os.getpid()}"
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 from collections.abc import Callable
@@ -16,13 +17,15 @@ from .mounts import unmount_all_under
 from .paths import (
     MAX_WORKERS,
     bridge_name,
+    cache_dir,
     check_name,
+    former_cache_dir,
     host_names,
     inventory_dir,
     lab_dir,
     machine_name,
     nft_table,
-    state_root,
+    state_roots,
 )
 from .state import STATE_FILE, LabHost, LabInfo, load, save
 from .system import LabError, ensure_host_tools, remove_tree, require_root
@@ -32,7 +35,9 @@ NSPAWN_RUNTIME = Path("/run/systemd/nspawn/propagate")
 
 
 def forwarding_marker() -> Path:
-    return state_root() / ".ip_forward_was_0"
+    """The marker saying a lab turned IP forwarding on (in a former state root, if an earlier version made it)."""
+    found = [root / ".ip_forward_was_0" for root in state_roots()]
+    return next((marker for marker in found if marker.exists()), found[0])
 
 
 def firewall_frontends(spec: str, hosts: list[str]) -> dict[str, str]:
@@ -106,6 +111,7 @@ def up(
     down(name)
     limits.ensure(len(frontends), say)
     base_root, _ = ensure_base()
+    _note_former_cache(say)
     layers = {fw: ensure_layer(base_root, fw) for fw in sorted(set(frontends.values())) if fw in FIREWALL_PACKAGES}
     info = _new_info(name, frontends, link_rate, link_delay)
     info.base = str(base_root)
@@ -116,6 +122,13 @@ def up(
             down(name)
         raise
     return info
+
+
+def _note_former_cache(say: Callable[[str], None]) -> None:
+    """Once no lab of an earlier version is left, say that its cache (inside llamafleet's host trees) can go."""
+    former = former_cache_dir()
+    if former is not None and len(state_roots()) == 1:
+        say(f"note: {former} is the lab cache of an earlier version, no longer used (now {cache_dir()}): remove it")
 
 
 def _create(info: LabInfo, base_root: Path, layers: dict[str, Path]) -> None:
@@ -180,15 +193,18 @@ def down(name: str = "lab") -> None:
     if info:
         remove_generated(Path(info.inventory).parent, name)
     network.restore_forwarding(forwarding_marker())
+    for former in state_roots()[1:]:  # an earlier version's state root goes with its last lab
+        with contextlib.suppress(OSError):
+            former.rmdir()
 
 
 def status(name: str | None = None) -> list[LabInfo]:
     """The labs recorded on this machine (or just `name`), each host with `.running`."""
-    root = state_root()
     if name is not None:
         names = [check_name(name)]
     else:
-        names = sorted(d.name for d in root.iterdir() if (d / STATE_FILE).exists()) if root.is_dir() else []
+        found = {d.name for root in state_roots() if root.is_dir() for d in root.iterdir() if (d / STATE_FILE).exists()}
+        names = sorted(found)
     return [info for info in map(load, names) if info is not None]
 
 

@@ -16,19 +16,41 @@ TEMPLATES = REPO_ROOT / "templates" / "lab"
 MAX_WORKERS = 250
 
 
+# The lab's own places, beside llamafleet's host trees (/var/lib/llamafleet, /var/cache/llamafleet), which
+# `teardown --purge` removes: a controller that is also an inventory host keeps its labs.
+CACHE_DIR = "/var/cache/llamafleet-lab"
+STATE_ROOT = "/var/lib/llamafleet-lab"
+# Where earlier versions kept them: labs still up there are found (status, down, shell) until they are down.
+FORMER_CACHE_DIR = "/var/cache/llamafleet/lab"
+FORMER_STATE_ROOT = "/var/lib/llamafleet/lab"
+
+
 def cache_dir() -> Path:
     """Base roots and package layers, kept between labs (env LLAMAFLEET_LAB_CACHE)."""
-    return Path(os.environ.get("LLAMAFLEET_LAB_CACHE", "/var/cache/llamafleet/lab"))
+    return Path(os.environ.get("LLAMAFLEET_LAB_CACHE", CACHE_DIR))
+
+
+def former_cache_dir() -> Path | None:
+    """The cache of earlier versions, when the cache is in its default place and that one exists."""
+    former = Path(FORMER_CACHE_DIR)
+    return former if "LLAMAFLEET_LAB_CACHE" not in os.environ and former.is_dir() else None
 
 
 def state_root() -> Path:
     """Per-lab state: overlays, pid files, logs (env LLAMAFLEET_LAB_STATE)."""
-    return Path(os.environ.get("LLAMAFLEET_LAB_STATE", "/var/lib/llamafleet/lab"))
+    return Path(os.environ.get("LLAMAFLEET_LAB_STATE", STATE_ROOT))
+
+
+def state_roots() -> list[Path]:
+    """Where labs may be: the state root, and (by default) the one of earlier versions while it exists."""
+    former = Path(FORMER_STATE_ROOT)
+    keep_former = "LLAMAFLEET_LAB_STATE" not in os.environ and former.is_dir()
+    return [state_root(), former] if keep_former else [state_root()]
 
 
 def lab_dir(name: str) -> Path:
-    """The state directory of one lab."""
-    return state_root() / name
+    """The state directory of one lab: where it is (a lab made by an earlier version), else in the state root."""
+    return next((root / name for root in state_roots() if (root / name).is_dir()), state_root() / name)
 
 
 def inventory_dir() -> Path:

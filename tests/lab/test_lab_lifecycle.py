@@ -12,13 +12,16 @@ import pytest
 import yaml
 
 from llamafleet import lab as lab_api
-from llamafleet.lab import LabError
+from llamafleet.lab import LabError, paths
 from llamafleet.lab.system import pid_alive
+from llamafleet.roles.teardown.purge import within
+from llamafleet.roles.teardown.role import PURGED
 
 pytestmark = pytest.mark.lab
 
 HOSTS = ["head", "w1", "w2"]
 SCRATCH_LAB = "tdown"  # a second lab, beside the session one, for teardown checks
+FORMER_LAB = "tformer"  # a lab as an earlier version made it, in /var/lib/llamafleet/lab
 
 
 def ssh(info, host: str, command: str, known_hosts: str | None = None, timeout: float = 60):
@@ -213,3 +216,28 @@ def test_link_delay_applied_or_refused_clearly(lab):
         assert "netem" in out.stdout and "delay 200us" in out.stdout, out.stdout
     finally:
         lab_api.down(SCRATCH_LAB)
+
+
+def test_the_lab_keeps_its_state_and_cache_outside_the_trees_a_purge_removes(lab):
+    """A controller that is also an inventory host keeps its labs through `teardown --purge`."""
+    for path in (lab.hosts[0].dir, lab.base):
+        assert not any(within(str(path), tree) for tree in PURGED), path
+
+
+def test_a_lab_made_where_earlier_versions_kept_labs_is_listed_and_removed(lab, monkeypatch):
+    former = Path(paths.FORMER_STATE_ROOT)
+    made = [p for p in (former.parent, former) if not p.exists()]  # to leave the machine as it was
+    monkeypatch.setenv("LLAMAFLEET_LAB_STATE", str(former))  # as an earlier version made it
+    info = lab_api.up(FORMER_LAB, workers=0)
+    monkeypatch.delenv("LLAMAFLEET_LAB_STATE")
+    try:
+        assert Path(info.hosts[0].dir).is_relative_to(former) and lab_api.status(FORMER_LAB)[0].hosts[0].running
+        assert FORMER_LAB in [i.name for i in lab_api.status()] and lab.name in [i.name for i in lab_api.status()]
+        assert lab_api.shell_command(FORMER_LAB, "head")[-1] == f"root@{info.host('head').address}"
+    finally:
+        lab_api.down(FORMER_LAB)
+    assert _leftovers(info) == {"processes": [], "mounts": [], "links": [], "nft": [], "files": []}
+    assert lab_api.status(FORMER_LAB) == [] and not (former / FORMER_LAB).exists()
+    for path in reversed(made):
+        if path.exists() and not any(path.iterdir()):
+            path.rmdir()
