@@ -125,3 +125,13 @@ def test_deploy_refuses_a_nested_model_with_one_line_before_any_connection(tmp_p
     model.write_bytes(nested(50_000))
     result = invoke("deploy", "-i", str(tmp_path / "hosts.yml"), "--model", str(model), env=command_env)
     error_line(result, f"{model}: GGUF metadata 'evil.nested' is an array of arrays")
+
+
+def test_deploy_hashes_a_good_model_for_seeding_before_it_connects(tmp_path, command_env):
+    (tmp_path / "hosts.yml").write_text(HOSTS)
+    model = tmp_path / "small.gguf"
+    make_gguf.make_model(model, size="1M", seed=4)
+    result = invoke("deploy", "-i", str(tmp_path / "hosts.yml"), "--model", str(model), env=command_env)
+    assert result.returncode == 3, (result.returncode, result.stdout, result.stderr)  # then the closed ports
+    records = list((Path(command_env["LLAMAFLEET_CACHE"]) / "tensors").glob("*.json"))
+    assert len(records) == 1 and records[0].read_text() == "[]"  # no tensor of a 1 MB model is over 10 MiB
