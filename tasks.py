@@ -1,6 +1,7 @@
 """llamafleet's command line: `invoke provision | deploy | verify | status | inventory | render | lab.*`."""
 
 import atexit
+import functools
 import gc
 import inspect
 
@@ -32,6 +33,37 @@ RUN_HELP = {
 }
 
 
+# Every task that reads the inventory opens its vaults with these (after its own flags, so that the short
+# flags of the others stay as they were).
+VAULT_HELP = {
+    "vault_password_file": "A file holding a vault password (an executable one is run, its output used); repeatable.",
+    "vault_id": "LABEL@FILE or LABEL@prompt: a vault password for that vault id; repeatable.",
+    "ask_vault_pass": "Ask for the vault password.",
+}
+VAULT_FLAGS = (("vault_password_file", None), ("vault_id", None), ("ask_vault_pass", False))
+REPEATED = ["extra_vars", "vault_password_file", "vault_id"]
+
+
+def vault_of(given: dict) -> cli.Vault:
+    """The vault flags, taken out of a task's flags."""
+    files, ids = given.pop("vault_password_file") or (), given.pop("vault_id") or ()
+    return cli.Vault(tuple(files), tuple(ids), bool(given.pop("ask_vault_pass")))
+
+
+def vaulted(body):
+    """A task body that takes `vault`: it gets VAULT_FLAGS as its last flags instead, handed over as one cli.Vault."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    own = [p for p in inspect.signature(body).parameters.values() if p.name != "vault"]
+
+    @functools.wraps(body)
+    def with_vault(c, **given):
+        return body(c, vault=vault_of(given), **given)
+
+    extra = [inspect.Parameter(name, kind, default=value) for name, value in VAULT_FLAGS]
+    with_vault.__signature__ = inspect.Signature([*own, *extra])
+    return with_vault
+
+
 # The flags of the tasks that change hosts, in the order their short flags are given out.
 RUN_FLAGS = (
     ("inventory", None),
@@ -54,15 +86,17 @@ def host_task(action, doc: str, first=(), last=(), own_help=None):
 
     def body(c, **given):
         flags = dict(given)
-        json_mode = flags.pop("json")
-        action(inventory=flags.pop("inventory"), extra_vars=flags.pop("extra_vars"), json_mode=json_mode, **flags)
+        json_mode, vault = flags.pop("json"), vault_of(flags)
+        inventory, extra_vars = flags.pop("inventory"), flags.pop("extra_vars")
+        action(inventory=inventory, extra_vars=extra_vars, json_mode=json_mode, vault=vault, **flags)
 
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     parameters = [inspect.Parameter("c", kind)]
-    parameters += [inspect.Parameter(name, kind, default=value) for name, value in (*first, *RUN_FLAGS, *last)]
+    flags = (*first, *RUN_FLAGS, *last, *VAULT_FLAGS)
+    parameters += [inspect.Parameter(name, kind, default=value) for name, value in flags]
     body.__signature__ = inspect.Signature(parameters)
     body.__name__, body.__doc__ = action.__name__, doc
-    return task(iterable=["extra_vars"], help={**(own_help or {}), **RUN_HELP})(body)
+    return task(iterable=REPEATED, help={**(own_help or {}), **RUN_HELP, **VAULT_HELP})(body)
 
 
 provision = host_task(
@@ -94,26 +128,29 @@ teardown = host_task(
 
 
 @task(
-    iterable=["extra_vars"],
+    iterable=REPEATED,
     help={
         "junit_xml": "Also write the results as JUnit XML to this file (for CI).",
         "html": "Also write a self-contained HTML report page to this file.",
         **{k: H[k] for k in ("inventory", "limit", "extra_vars")},
         "json": "Print one JSON document (per-host checks with expected and found) instead of the summary.",
+        **VAULT_HELP,
     },
 )
-def verify(c, inventory=None, limit=None, json=False, extra_vars=None, junit_xml=None, html=None):
+@vaulted
+def verify(c, inventory=None, limit=None, json=False, extra_vars=None, junit_xml=None, html=None, vault=None):
     """testinfra checks of every port, endpoint, rule and version, per host; exit 0 only if all pass."""
-    cli.verify(inventory, extra_vars, json, limit=limit, junit_xml=junit_xml, html=html)
+    cli.verify(inventory, extra_vars, json, limit=limit, junit_xml=junit_xml, html=html, vault=vault)
 
 
 @task(
-    iterable=["extra_vars"],
-    help={k: H[k] for k in ("inventory", "limit", "json", "extra_vars", "accept_new_host_keys")},
+    iterable=REPEATED,
+    help={**{k: H[k] for k in ("inventory", "limit", "json", "extra_vars", "accept_new_host_keys")}, **VAULT_HELP},
 )
-def status(c, inventory=None, limit=None, json=False, extra_vars=None, accept_new_host_keys=False):
+@vaulted
+def status(c, inventory=None, limit=None, json=False, extra_vars=None, accept_new_host_keys=False, vault=None):
     """Reachability, OS, installed llama.cpp build and service states of every host."""
-    cli.status(inventory, extra_vars, json, limit=limit, accept_new_host_keys=accept_new_host_keys)
+    cli.status(inventory, extra_vars, json, limit=limit, accept_new_host_keys=accept_new_host_keys, vault=vault)
 
 
 @task(
@@ -122,10 +159,22 @@ def status(c, inventory=None, limit=None, json=False, extra_vars=None, accept_ne
         "lines": "How many of the last journal lines per host (default 50).",
         "follow": "Keep printing new lines from every host, merged, until Ctrl-C.",
         **{k: H[k] for k in ("inventory", "limit", "extra_vars", "accept_new_host_keys")},
+        **VAULT_HELP,
     },
-    iterable=["extra_vars"],
+    iterable=REPEATED,
 )
-def logs(c, inventory=None, limit=None, unit=None, lines=50, follow=False, extra_vars=None, accept_new_host_keys=False):
+@vaulted
+def logs(
+    c,
+    inventory=None,
+    limit=None,
+    unit=None,
+    lines=50,
+    follow=False,
+    extra_vars=None,
+    accept_new_host_keys=False,
+    vault=None,
+):
     """Journal lines of llama-server and llama-rpc, each prefixed with its host (-f: follow, merged)."""
     cli.logs(
         inventory,
@@ -135,6 +184,7 @@ def logs(c, inventory=None, limit=None, unit=None, lines=50, follow=False, extra
         lines=lines,
         follow=follow,
         accept_new_host_keys=accept_new_host_keys,
+        vault=vault,
     )
 
 
@@ -151,9 +201,11 @@ def logs(c, inventory=None, limit=None, unit=None, lines=50, follow=False, extra
         "list_runs": "List the runs kept in the history (<inventory>.bench.jsonl beside the inventory).",
         "plot": "Draw generated tokens/s against concurrency for the runs shown into FILE.png (needs matplotlib).",
         **{k: H[k] for k in ("inventory", "extra_vars")},
+        **VAULT_HELP,
     },
-    iterable=["extra_vars"],
+    iterable=REPEATED,
 )
+@vaulted
 def bench(
     c,
     inventory=None,
@@ -167,6 +219,7 @@ def bench(
     list_runs=False,
     plot=None,
     extra_vars=None,
+    vault=None,
 ):
     """Throughput and time to first token through the head's API, per concurrency level; runs kept to compare."""
     cli.bench(
@@ -181,26 +234,38 @@ def bench(
         compare=compare,
         list_runs=list_runs,
         plot=plot,
+        vault=vault,
     )
 
 
-@task(name="inventory", iterable=["extra_vars"], help={k: H[k] for k in ("inventory", "limit", "json", "extra_vars")})
-def inventory_(c, inventory=None, limit=None, json=False, extra_vars=None):
+@task(
+    name="inventory",
+    iterable=REPEATED,
+    help={
+        **{k: H[k] for k in ("inventory", "limit", "json", "extra_vars")},
+        "show_vaulted": "Show what came out of a vault in clear, except secret variables (default: (vault)).",
+        **VAULT_HELP,
+    },
+)
+@vaulted
+def inventory_(c, inventory=None, limit=None, json=False, extra_vars=None, show_vaulted=False, vault=None):
     """Print the resolved inventory: hosts, groups and every variable after precedence."""
-    cli.show_inventory(inventory, extra_vars, json, limit)
+    cli.show_inventory(inventory, extra_vars, json, limit, vault, show_vaulted)
 
 
 @task(
-    iterable=["extra_vars"],
+    iterable=REPEATED,
     help={
         "out": "Folder to write into, as OUT/<host>/etc/systemd/system/<unit> (required).",
         "model": "GGUF file as deploy would take it; the head unit loads it from /var/lib/llamafleet/models.",
         **{k: H[k] for k in ("inventory", "extra_vars")},
+        **VAULT_HELP,
     },
 )
-def render(c, out=None, model=None, inventory=None, extra_vars=None):
+@vaulted
+def render(c, out=None, model=None, inventory=None, extra_vars=None, vault=None):
     """Write the workers' and the head's unit files per host, without connecting to any host."""
-    cli.render(inventory, extra_vars, out, model)
+    cli.render(inventory, extra_vars, out, model, vault)
 
 
 ns = Collection(provision, deploy, rollback, teardown, verify, status, logs, bench, inventory_, render)

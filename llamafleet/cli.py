@@ -6,8 +6,9 @@ import atexit
 import functools
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.exceptions import Exit
 
@@ -22,13 +23,40 @@ from .output import Output
 from .runner import Runner, RunOptions
 from .ssh import ConnectionPool
 
+if TYPE_CHECKING:
+    from .vault import VaultSecrets
+
 # The tasks of one command line (`invoke provision deploy --model M`) reach each host over one connection.
 CONNECTIONS = ConnectionPool()
 atexit.register(CONNECTIONS.close)
 
 
-def load_inventory(path: str | None, extra_vars: list[str] | None) -> inventory_mod.Inventory:
-    inventory = inventory_mod.load(path or inventory_mod.default_path(), inventory_mod.parse_extra_vars(extra_vars))
+@dataclass(frozen=True)
+class Vault:
+    """--vault-password-file and --vault-id (both repeatable) and --ask-vault-pass, as given."""
+
+    password_files: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
+    ask: bool = False
+
+
+NO_VAULT = Vault()
+
+
+@functools.cache
+def vault_secrets(vault: Vault) -> VaultSecrets:
+    """The vault passwords of the flags and the environment (ANSIBLE_VAULT_PASSWORD_FILE...), read once per
+    process: the tasks of one command line prompt once and run a password script once."""
+    from .vault_secrets import vault_secrets as read  # scripts run, prompts appear: only for tasks that need them
+
+    return read(vault.password_files, vault.ids, vault.ask)
+
+
+def load_inventory(path: str | None, extra_vars: list[str] | None, vault: Vault = NO_VAULT) -> inventory_mod.Inventory:
+    secrets = vault_secrets(vault)
+    inventory = inventory_mod.load(
+        path or inventory_mod.default_path(), inventory_mod.parse_extra_vars(extra_vars, secrets), vault_secrets=secrets
+    )
     for warning in getattr(inventory, "warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     return inventory
@@ -57,8 +85,9 @@ def _changing_hosts(
     inventory: str | None, extra_vars: list[str] | None, json_mode: bool, flags: dict[str, Any]
 ) -> converge.Connect:
     """The setup of a task that changes hosts: a bad flag is reported before the inventory is read."""
+    vault = flags.pop("vault", NO_VAULT)
     run_options = options(**flags)
-    return _runners(load_inventory(inventory, extra_vars), run_options, json_mode)
+    return _runners(load_inventory(inventory, extra_vars, vault), run_options, json_mode)
 
 
 def _exit_with(code: int) -> None:
@@ -108,11 +137,18 @@ def deploy(
 
 
 @reports_errors
-def show_inventory(inventory: str | None, extra_vars: list[str] | None, json_mode: bool, limit: str | None) -> None:
+def show_inventory(
+    inventory: str | None,
+    extra_vars: list[str] | None,
+    json_mode: bool,
+    limit: str | None,
+    vault: Vault = NO_VAULT,
+    show_vaulted: bool = False,
+) -> None:
     """Print the resolved inventory."""
     from . import inventory_listing  # the other tasks need none of it
 
-    inventory_listing.show(load_inventory(inventory, extra_vars), limit, json_mode)
+    inventory_listing.show(load_inventory(inventory, extra_vars, vault), limit, json_mode, show_vaulted=show_vaulted)
 
 
 @reports_errors
@@ -124,11 +160,12 @@ def verify(
     limit: str | None,
     junit_xml: str | None,
     html: str | None,
+    vault: Vault = NO_VAULT,
 ) -> None:
     """Run the verify suite against the inventory; print the per-host summary; exit 0 only if every check passed."""
     from .verify.suite import Suite
 
-    suite = Suite.load(inventory, limit, extra_vars)
+    suite = Suite.load(inventory, limit, extra_vars, vault_secrets(vault))
     for warning in [*getattr(suite.inventory, "warnings", []), *suite.expect.view.warnings]:
         print(f"warning: {warning}", file=sys.stderr)
     suite.start()
@@ -150,9 +187,10 @@ def status(
     *,
     limit: str | None,
     accept_new_host_keys: bool,
+    vault: Vault = NO_VAULT,
 ) -> None:
     """One row per host, head first then the workers in inventory order, read in parallel."""
-    inv = load_inventory(inventory, extra_vars)
+    inv = load_inventory(inventory, extra_vars, vault)
     rows, code = status_mod.read(inv, _read_only(inv, limit, accept_new_host_keys))
     if json_mode:
         print(json.dumps({"hosts": {row.host: row.to_json() for row in rows}}, indent=2))
@@ -171,12 +209,13 @@ def logs(
     lines: str | int,
     follow: bool,
     accept_new_host_keys: bool,
+    vault: Vault = NO_VAULT,
 ) -> None:
     """The journal of the head's and the workers' units, each line prefixed with its host."""
     if unit not in (None, *logs_mod.UNITS):
         raise UsageError(f"--unit: {unit!r} is not one of {', '.join(logs_mod.UNITS)}")
     count = parse_whole("--lines", lines, 1, logs_mod.MAX_LINES)
-    inv = load_inventory(inventory, extra_vars)
+    inv = load_inventory(inventory, extra_vars, vault)
     _exit_with(logs_mod.show(inv, _read_only(inv, limit, accept_new_host_keys), unit, count, follow))
 
 
@@ -188,6 +227,7 @@ def bench(
     compare: str | bool | None,
     list_runs: bool,
     plot: str | None,
+    vault: Vault = NO_VAULT,
     **measuring: Any,
 ) -> None:
     """Measure through the head's API (or compare runs kept in the history) and print a table.
@@ -196,7 +236,7 @@ def bench(
     """
     from . import bench as bench_mod  # requests: imported by the commands that use it, not by every run
 
-    inv = load_inventory(inventory, extra_vars)
+    inv = load_inventory(inventory, extra_vars, vault)
     runs = bench_mod.History.beside(inv.path)
     if list_runs:
         for run in runs.runs():
@@ -214,14 +254,16 @@ def bench(
 
 
 @reports_errors
-def render(inventory: str | None, extra_vars: list[str] | None, out: str | None, model: str | None) -> None:
+def render(
+    inventory: str | None, extra_vars: list[str] | None, out: str | None, model: str | None, vault: Vault = NO_VAULT
+) -> None:
     """Write every file the service roles would install, as OUT/<host>/<path>, without connecting to any host."""
     from . import render as render_mod  # the other tasks need none of it
 
     if not out:
         raise UsageError("render: --out DIR is required")
     model_path = render_mod.model_on_head(model)
-    for path in render_mod.write(load_inventory(inventory, extra_vars), Path(out).expanduser(), model_path):
+    for path in render_mod.write(load_inventory(inventory, extra_vars, vault), Path(out).expanduser(), model_path):
         print(path)
     if model is None:
         print(f"note: no --model: the head unit loads {model_path} until deploy names the model", file=sys.stderr)

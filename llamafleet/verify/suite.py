@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llamafleet import inventory as inventory_mod
 from llamafleet.inventory import Host, Inventory
@@ -13,6 +13,9 @@ from llamafleet.ssh import HostConnection
 
 from .expected import Expectations
 from .gather import Gathered, Observed, gather_all
+
+if TYPE_CHECKING:
+    from llamafleet.vault import VaultSecrets
 
 
 @dataclass
@@ -29,8 +32,18 @@ class Suite:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def load(cls, path: str | None, limit: str | None, extra_vars: list[str] | None) -> Suite:
-        inv = inventory_mod.load(path or inventory_mod.default_path(), inventory_mod.parse_extra_vars(extra_vars))
+    def load(
+        cls,
+        path: str | None,
+        limit: str | None,
+        extra_vars: list[str] | None,
+        vault_secrets: VaultSecrets | None = None,
+    ) -> Suite:
+        inv = inventory_mod.load(
+            path or inventory_mod.default_path(),
+            inventory_mod.parse_extra_vars(extra_vars, vault_secrets),
+            vault_secrets=vault_secrets,
+        )
         hosts = inv.select(limit)
         suite = cls(inv, hosts, Expectations(inv))
         base = inv.path.parent

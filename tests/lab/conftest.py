@@ -62,8 +62,13 @@ def admin_inventory(lab, tmp_path_factory) -> str:
         assert done.returncode == 0, (host.name, done.stderr)
     data = yaml.safe_load(Path(lab.inventory).read_text())
     data["all"]["vars"].update(ansible_user=ADMIN, ansible_become=True, ansible_become_password=password)
-    # The same API key as the lab's own inventory (each inventory would otherwise get its own key).
-    data["all"]["vars"]["api_key_file"] = str(Path(lab.inventory).with_suffix(".api-key"))
+    # The same API key as the lab's own inventory (each inventory would otherwise get its own key). A key file
+    # outside an inventory's folder is never made by llamafleet: made here when the lab's inventory has none yet.
+    key_file = Path(lab.inventory).with_suffix(".api-key")
+    if not key_file.exists():
+        with open(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as key:
+            key.write(secrets.token_urlsafe(32) + "\n")
+    data["all"]["vars"]["api_key_file"] = str(key_file)
     path = tmp_path_factory.mktemp("admin-inventory") / "hosts.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(path)
