@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import connvars, variables, yamlfile
+from . import connvars, ini_inventory, variables, yamlfile
 from .errors import InventoryError
 from .hostranges import MAX_HOSTS, expand_range, range_problem
 from .varsfiles import VarsFiles, check_vars, shown
@@ -108,7 +108,7 @@ def load(
             "no such inventory file (use -i FILE or set LLAMAFLEET_INVENTORY)", file=printable(str(path))
         )
     file = printable(str(path))
-    groups, host_vars, host_order = _Parser(file).parse(yamlfile.load(path, vault_secrets))
+    groups, host_vars, host_order = _Parser(file).parse(ini_inventory.read(path, vault_secrets))  # YAML or INI
     _set_depths(groups, file)
     members = _members(groups, _group_order(groups), file)
     vars_files = VarsFiles(path.parent, vault_secrets)
