@@ -52,12 +52,12 @@ class View:
 
 
 def ansible_environment(home: Path) -> dict[str, str]:
-    """ansible-inventory with no configuration of the machine's, failing on a file it cannot parse."""
+    """ansible-inventory with no configuration of the machine's or the user's, failing on a file it cannot parse."""
     home.mkdir(parents=True, exist_ok=True)
     config = home / "ansible.cfg"
     config.write_text("")
     return {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if not name.startswith("ANSIBLE_")},
         "ANSIBLE_CONFIG": str(config),
         "ANSIBLE_HOME": str(home),
         "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
@@ -323,6 +323,7 @@ comments = st.sampled_from(["", "", "", "  # a note", "\t# x=1"])
 @st.composite
 def host_lines(draw, hosts=st.sampled_from(HOSTS)) -> str:
     host = draw(hosts) + draw(st.sampled_from(["", "", ":2222", ":22"]))
+    host = draw(st.sampled_from([host, host, host, "[::1]:2201", "::2", "[h9.localhost]:2202"]))
     pairs = draw(st.lists(host_pairs, max_size=3))
     return " ".join([host, *(f"{k}={v}" for k, v in pairs)]) + draw(comments)
 
