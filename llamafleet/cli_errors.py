@@ -64,21 +64,23 @@ def crash_report() -> str:
 
 
 def report_parse_errors(program: Any) -> None:
-    """Make the `invoke` program answer a bad task name, flag or flag value with one line and exit 2.
+    """Make the program (`invoke`, or the installed `llamafleet`) answer a bad task name, flag or flag value
+    with one line and exit 2.
 
     Invoke itself exits 1 on an unknown flag and prints a traceback for a value its parser cannot
-    cast; llamafleet documents 2 for every kind of bad input. Installed from tasks.py, which
-    invoke imports before it parses the task part of the command line.
+    cast; llamafleet documents 2 for every kind of bad input. Installed by llamafleet/commands.py,
+    which is imported before the task part of the command line is parsed.
     """
     if getattr(program, "_llamafleet_parse_errors", False):
         return
     parse_tasks = program.parse_tasks
+    name = getattr(program, "_binary", None) or "invoke"
 
     def parse_tasks_reporting() -> None:
         try:
             parse_tasks()
         except (ParseError, ValueError) as exc:
-            raise Exit(f"error: {exc} (see: invoke --help TASK)", code=UsageError.exit_code) from None
+            raise Exit(f"error: {exc} (see: {name} --help TASK)", code=UsageError.exit_code) from None
 
     program.parse_tasks = parse_tasks_reporting
     program._llamafleet_parse_errors = True

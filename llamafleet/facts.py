@@ -145,7 +145,7 @@ class PathInfo(Fact):
         if checksum:
             # sha256sum starts faster, OpenSSL hashes faster (SHA extensions): the one that wins for the size.
             text += quote(
-                " && if [ -f %s ] && [ ! -L %s ]; then if [ \"${s##*|}\" -lt %s ]; then sha256sum %s; "
+                ' && if [ -f %s ] && [ ! -L %s ]; then if [ "${s##*|}" -lt %s ]; then sha256sum %s; '
                 "else openssl dgst -sha256 -r %s 2>/dev/null || sha256sum %s; fi; fi",
                 path,
                 path,

@@ -16,7 +16,8 @@ from . import yamlfile
 from .errors import InventoryError
 from .yamlfile import shorten
 
-ROLES_DIR = Path(__file__).resolve().parent.parent / "roles"
+# The checkout's roles/ (linked from llamafleet/data/), or the installed package's copy of it.
+ROLES_DIR = (Path(__file__).parent / "data" / "roles").resolve()
 
 # Ansible's connection variables, with their types: connvars.read() says which llamafleet honours (older
 # spellings included), warns about or refuses. "enum" without choices is any single value: Ansible reads

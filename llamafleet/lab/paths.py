@@ -8,11 +8,12 @@ from pathlib import Path
 
 import llamafleet
 
+from ..templating import SHARED_TEMPLATES
 from .system import LabError
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9]{0,9}")
 REPO_ROOT = Path(llamafleet.__file__).resolve().parent.parent
-TEMPLATES = REPO_ROOT / "templates" / "lab"
+TEMPLATES = SHARED_TEMPLATES / "lab"
 MAX_WORKERS = 250
 
 
@@ -54,9 +55,13 @@ def lab_dir(name: str) -> Path:
 
 
 def inventory_dir() -> Path:
-    """Where generated inventories live: the repo's inventory/ (env LLAMAFLEET_INVENTORY_DIR)."""
+    """Where generated inventories live (env LLAMAFLEET_INVENTORY_DIR): the checkout's inventory/ when llamafleet
+    runs from one, else inventory/ in the current folder (an installed llamafleet)."""
     override = os.environ.get("LLAMAFLEET_INVENTORY_DIR")
-    return Path(override) if override else REPO_ROOT / "inventory"
+    if override:
+        return Path(override)
+    checkout = (REPO_ROOT / "tasks.py").is_file() and (REPO_ROOT / "roles").is_dir()
+    return REPO_ROOT / "inventory" if checkout else Path.cwd() / "inventory"
 
 
 def check_name(name: str) -> str:
