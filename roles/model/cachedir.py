@@ -22,18 +22,21 @@ _AS_OWNER = (
 )
 
 # The owner's part: each entry from stdin (exact sizes, in order) under a temporary name of its own, checked, then
-# renamed: rpc-server never reads a half-written entry. Arguments: the cache, then NAME SIZE pairs.
+# renamed: rpc-server never reads a half-written entry. What was renamed is checked again (the name may have been
+# swapped for a link between the check and the rename). Arguments: the cache, then NAME SIZE pairs.
+_REPLACED = 'echo "rpc cache: entry $n was replaced while it was written: another process changes $d" >&2; exit 1; }; '
 WRITER = (
     'set -e; umask 077; d=$1; shift; cd -- "$d"; '
+    'whole() { [ -f "$1" ] && [ ! -L "$1" ] && [ "$(stat -c %s -- "$1")" -eq "$2" ]; }; '
     'while [ $# -gt 1 ]; do n=$1; s=$2; shift 2; t=$(mktemp -- ".$n.XXXXXX"); '
     'head -c "$s" > "$t" || { rm -f -- "$t"; echo "rpc cache: entry $n could not be written in $d" >&2; exit 1; }; '
-    '[ -f "$t" ] && [ ! -L "$t" ] || { rm -f -- "$t"; '
-    'echo "rpc cache: entry $n was replaced while it was written: another process changes $d" >&2; exit 1; }; '
-    'got=$(stat -c %s -- "$t"); [ "$got" -eq "$s" ] || { rm -f -- "$t"; '
+    'got=$(stat -c %s -- "$t" 2> /dev/null) && [ -f "$t" ] && [ ! -L "$t" ] || { rm -f -- "$t"; '
+    + _REPLACED
+    + '[ "$got" -eq "$s" ] || { rm -f -- "$t"; '
     'echo "rpc cache: entry $n cut short: $got of $s bytes arrived" >&2; exit 1; }; '
     'mv -fT -- "$t" "$n" || { rm -f -- "$t"; '
     'echo "rpc cache: entry $n could not be put in place in $d" >&2; exit 1; }; '
-    "done"
+    'whole "$n" "$s" || { rm -f -- "$n"; ' + _REPLACED + "done"
 )
 
 # Arguments: the cache, the service user (owner of a cache made here), then NAME SIZE pairs.

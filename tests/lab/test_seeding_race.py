@@ -117,18 +117,16 @@ def test_the_service_user_racing_a_seeding_deploy_changes_nothing_outside_its_ca
         swapped = {host: stop_swapper(lab, host, pid) for host, pid in pids.items()}
     assert {host: states(lab, host) for host in WORKERS} == canaries, "root wrote, chowned or chmodded through a link"
     assert all(count > 0 for count in swapped.values()), f"the swappers raced the writers: {swapped}"
+    # Whenever the swapper swapped one of its files, the writer noticed (before or after its rename) and stopped.
     failed = [r for r in doc["results"] if r["status"] in ("failed", "unreachable")]
-    if code != 0:  # a swapper that wins stops its worker's seeding, which says why
-        seeding = [r for r in failed if r["operation"].startswith("rpc cache seeded with")]
-        assert code == 1 and seeding, (code, failed, doc["messages"])
-        for result in seeding:
-            assert result["host"] in WORKERS and "rpc cache: entry " in result["error"]["output"], result["error"]
-        # What the swapper planted under the entries' names is its own rpc-server's to read: it may crash on it, and
-        # the head, which loads the model across the workers, with it. Nothing else fails.
-        others = [(r["host"], r["operation"]) for r in failed if r not in seeding]
-        assert all(host == "head" and what.startswith("llama-server ready") for host, what in others), others
-    else:
-        assert not failed
+    seeding = [r for r in failed if r["operation"].startswith("rpc cache seeded with")]
+    assert code == 1 and sorted(r["host"] for r in seeding) == list(WORKERS), (code, failed, doc["messages"])
+    for result in seeding:
+        assert "rpc cache: entry " in result["error"]["output"], result["error"]
+    # What the swapper planted under the entries' names is its own rpc-server's to read: it may crash on it, and the
+    # head, which loads the model across the workers, with it. Nothing else fails.
+    others = [(r["host"], r["operation"]) for r in failed if r not in seeding]
+    assert all(host == "head" and what.startswith("llama-server ready") for host, what in others), others
 
 
 def cache_listing(lab, host: str) -> dict[str, tuple[int, str]]:

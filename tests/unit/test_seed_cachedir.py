@@ -67,6 +67,11 @@ def test_the_owners_writer_renames_only_a_complete_regular_file_of_its_own_makin
     checks = " ".join(writer[writer.index("mktemp") : moved])
     assert "[ -f $t ] && [ ! -L $t ]" in checks and "[ $got -eq $s ]" in checks
     assert writer[moved : moved + 5] == ["mv", "-fT", "--", "$t", "$n"], "a directory planted at the name is refused"
+    # The name may be swapped for a link between that check and the rename: what was renamed is checked again.
+    after = writer[moved:]
+    assert after[after.index("whole") : after.index("whole") + 3] == ["whole", "$n", "$s"]
+    defined = writer[writer.index("whole") : writer.index("while")]
+    assert " ".join(defined) == "whole () { [ -f $1 ] && [ ! -L $1 ] && [ $(stat -c %s -- $1) -eq $2 ] ; } ;"
 
 
 class Mid:
