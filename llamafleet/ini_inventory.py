@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +146,20 @@ def _put(block: LineDict, key: Any, value: Any, line: int, *, first: bool = Fals
     block.lines[key] = line
 
 
-@dataclass
+@dataclass(slots=True)
 class _Group:
+    """A group's hosts (name -> None, in the order listed), vars and children (name -> None), each made when first
+    needed: a hostile file may name a million groups."""
+
     line: int | None
-    hosts: LineDict = field(default_factory=_line_dict)  # name -> None, in the order listed
-    vars: LineDict = field(default_factory=_line_dict)
-    children: LineDict = field(default_factory=_line_dict)  # name -> None
+    hosts: LineDict | None = None
+    vars: LineDict | None = None
+    children: LineDict | None = None
+
+    def block(self, kind: str) -> LineDict:
+        if getattr(self, kind) is None:
+            setattr(self, kind, _line_dict())
+        return getattr(self, kind)
 
 
 class _IniReader:
@@ -162,7 +170,7 @@ class _IniReader:
         self.line = 0
         self.groups: dict[str, _Group] = {"all": _Group(None), "ungrouped": _Group(None)}
         self.declared = {"all", "ungrouped"}
-        self.references: dict[str, tuple[int, str, str]] = {}  # group -> (line, where, message) of its first use
+        self.references: dict[str, tuple[int, str]] = {}  # group -> (line, group) of its first use as a child or vars
         self.host_vars: dict[str, LineDict] = {}
         self.entries = 0
 
@@ -193,17 +201,19 @@ class _IniReader:
     def section(self, name: str, kind: str) -> tuple[str, str]:
         if kind not in SECTION_KINDS:
             raise self.error(f"unknown section type {kind!r} (hosts, vars or children)", key=f"[{name}:{kind}]")
-        group = self.groups.setdefault(name, _Group(self.line))
-        group.line = group.line or self.line
+        if name not in self.groups:
+            self.groups[name] = _Group(self.line)
+        self.groups[name].line = self.groups[name].line or self.line
         if kind == "vars":
-            self.refer(name, f"group {name}", "vars for a group that no [group] or [group:children] section declares")
+            self.refer(name, name)
         else:
             self.declared.add(name)
         return name, kind
 
-    def refer(self, name: str, where: str, message: str) -> None:
+    def refer(self, name: str, group: str) -> None:
+        """Note a use of group `name` in a section of `group`: some section must declare it, before or after."""
         if name not in self.declared and name not in self.references:
-            self.references[name] = (self.line, where, message)
+            self.references[name] = (self.line, group)
 
     def host_line(self, text: str, group: str) -> None:
         where = f"group {group}"
@@ -228,7 +238,7 @@ class _IniReader:
                     _put(self.host_vars[name], "ansible_port", port, self.line)
             for key, value in values.items():
                 _put(self.host_vars[name], key, value, self.line)
-            _put(target.hosts, name, None, self.line, first=True)
+            _put(target.block("hosts"), name, None, self.line, first=True)
 
     def host_names(self, token: str, where: str) -> tuple[list[str], int | None]:
         pattern, port = _split_port(token)
@@ -250,7 +260,7 @@ class _IniReader:
         if not sep:
             raise self.error("expected key=value in a [group:vars] section", f"group {group}", text)
         key = key.strip()
-        _put(self.groups[group].vars, key, self.value(key, value.strip(), f"group {group}"), self.line)
+        _put(self.groups[group].block("vars"), key, self.value(key, value.strip(), f"group {group}"), self.line)
 
     def value(self, key: str, text: str, where: str) -> Any:
         try:
@@ -268,24 +278,29 @@ class _IniReader:
             raise self.error("a group cannot be its own child", where, child)
         if child == "all":
             raise self.error("'all' holds every group; it cannot be a child", where, child)
-        self.groups.setdefault(child, _Group(self.line))
-        self.refer(child, where, f"child group {child!r} is declared by no [{child}] or [{child}:children] section")
-        _put(self.groups[group].children, child, None, self.line, first=True)
+        if child not in self.groups:
+            self.groups[child] = _Group(self.line)
+        self.refer(child, group)
+        _put(self.groups[group].block("children"), child, None, self.line, first=True)
 
     def check_references(self) -> None:
-        missing = [self.references[name] for name in self.references if name not in self.declared]
-        if missing:
-            self.line, where, message = min(missing)
-            raise self.error(message, where)
+        missing = [(*self.references[name], name) for name in self.references if name not in self.declared]
+        if not missing:
+            return
+        self.line, group, name = min(missing)
+        if name == group:  # used by its own [name:vars] section
+            raise self.error("vars for a group that no [group] or [group:children] section declares", f"group {name}")
+        message = f"child group {name!r} is declared by no [{name}] or [{name}:children] section"
+        raise self.error(message, f"group {group}")
 
     def check_loops(self) -> None:
         """Refuse a group that contains itself through its children, naming the line that closes the loop."""
-        below = {name: set(group.children) for name, group in self.groups.items()}
+        below = {name: set(group.children) for name, group in self.groups.items() if group.children}
         parents: dict[str, list[str]] = {}
         for name, children in below.items():
             for child in children:
                 parents.setdefault(child, []).append(name)
-        leaves = [name for name, children in below.items() if not children]
+        leaves = [child for child in parents if child not in below]
         while leaves:  # take away groups whose children are all taken: what is left holds a loop
             leaf = leaves.pop()
             for parent in parents.get(leaf, []):
@@ -316,8 +331,8 @@ class _IniReader:
         for name, group in self.groups.items():
             body = _line_dict()
             hosts = _line_dict()
-            for host in group.hosts:
-                _put(hosts, host, None if host in listed else self.host_vars[host], group.hosts.lines[host])
+            for host, line in (group.hosts.lines if group.hosts else {}).items():
+                _put(hosts, host, None if host in listed else self.host_vars[host], line)
                 listed.add(host)
             for key, block in (("hosts", hosts), ("vars", group.vars), ("children", group.children)):
                 if block:
