@@ -104,6 +104,16 @@ def stop_swapper(lab, host: str, pid: int) -> int:
     return cache_swapper.swaps(printed)
 
 
+def settle(lab) -> None:
+    """The swappers' links removed from the caches (as the service user), the services restarted: while the links
+    are there, the workers' rpc-servers may crash on them whenever the head, itself restarting, loads the model."""
+    owner = "setpriv --reuid=llama --regid=llama --clear-groups --no-new-privs"
+    links = f"cd / && {owner} find {CACHE} -maxdepth 1 -type l -delete"
+    for host in WORKERS:
+        assert ssh(lab, host, f"{links} && systemctl restart llama-rpc").returncode == 0
+    assert ssh(lab, "head", "systemctl restart llama-server").returncode == 0
+
+
 def test_the_service_user_racing_a_seeding_deploy_changes_nothing_outside_its_cache(
     provisioned, lab, env, race_model, cluster_vars, canaries
 ):
@@ -115,6 +125,7 @@ def test_the_service_user_racing_a_seeding_deploy_changes_nothing_outside_its_ca
         code, doc = invoke_json("deploy", lab.inventory, env, "--model", str(race_model), *cluster_vars)
     finally:
         swapped = {host: stop_swapper(lab, host, pid) for host, pid in pids.items()}
+        settle(lab)
     assert {host: states(lab, host) for host in WORKERS} == canaries, "root wrote, chowned or chmodded through a link"
     assert all(count > 0 for count in swapped.values()), f"the swappers raced the writers: {swapped}"
     # Whenever the swapper swapped one of its files, the writer noticed (before or after its rename) and stopped.
