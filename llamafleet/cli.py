@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.exceptions import Exit
 
-from . import converge
+from . import converge, playbooks
 from . import inventory as inventory_mod
 from . import logs as logs_mod
 from . import status as status_mod
@@ -97,9 +97,22 @@ def _exit_with(code: int) -> None:
 
 
 @reports_errors
-def provision(inventory: str | None, extra_vars: list[str] | None, json_mode: bool, **flags: Any) -> None:
-    """Bring every host to the provisioned state."""
-    _exit_with(converge.provision(_changing_hosts(inventory, extra_vars, json_mode, flags)))
+def provision(
+    inventory: str | None,
+    extra_vars: list[str] | None,
+    json_mode: bool,
+    tags: str | None = None,
+    skip_tags: str | None = None,
+    **flags: Any,
+) -> None:
+    """Bring every host (or the roles --tags names) to the provisioned state."""
+    phases = playbooks.provision(_names(tags), _names(skip_tags))  # a bad tag: before the inventory is read
+    _exit_with(converge.provision(_changing_hosts(inventory, extra_vars, json_mode, flags), phases))
+
+
+def _names(value: str | None) -> tuple[str, ...]:
+    """A comma-separated list of names, as --tags takes them."""
+    return tuple(name.strip() for name in (value or "").split(",") if name.strip())
 
 
 @reports_errors

@@ -104,6 +104,12 @@ def host_task(action, doc: str, first=(), last=(), own_help=None):
 provision = host_task(
     cli.provision,
     "llama.cpp, firewall, rpc workers and the head's unit on every host (idempotent; --check to plan only).",
+    last=(("tags", None), ("skip_tags", None)),
+    own_help={
+        "tags": "Only these roles (comma-separated: base, llama_cpp, release, firewall, rpc_worker, head); "
+        "release takes llama_cpp, rpc_worker and head along.",
+        "skip_tags": "All roles but these (comma-separated role names).",
+    },
 )
 deploy = host_task(
     cli.deploy,

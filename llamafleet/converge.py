@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from . import paths, playbooks
 from .errors import LlamafleetError
 from .output import Output
-from .runner import Runner
+from .runner import Phase, Runner
 from .shell import quote
 
 if TYPE_CHECKING:  # role modules load with the run that uses them
@@ -20,10 +20,11 @@ if TYPE_CHECKING:  # role modules load with the run that uses them
 Connect = Callable[..., Runner]
 
 
-def provision(connect: Connect) -> int:
-    """Bring every host to the provisioned state; when it fails after hosts switched release, switch them back."""
+def provision(connect: Connect, phases: list[Phase] | None = None) -> int:
+    """Bring every host to the provisioned state (all of provision's phases, or `phases`); when it fails after
+    hosts switched release, switch them back."""
     runner = connect()
-    code = runner.play(playbooks.provision())
+    code = runner.play(playbooks.provision() if phases is None else phases)
     show_worker_journals(runner, runner.output)
     from .roles.release.role import Switched  # role modules load with the run that uses them
 

@@ -2,19 +2,53 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
+from .errors import UsageError
 from .roles import load
 from .runner import Phase
 
+# The roles of provision, in order, and what --tags takes along: release switches to what llama_cpp stages, and
+# the services restart on the release it switched to.
+PROVISION_ROLES = ("base", "llama_cpp", "release", "firewall", "rpc_worker", "head")
+PROVISION_NEEDS = {"release": ("llama_cpp", "rpc_worker", "head")}
 
-def provision() -> list[Phase]:
-    return [
-        Phase("base", (load("base"),)),
-        Phase("llama_cpp", (load("llama_cpp"),)),  # built or fetched, staged beside the running release
-        Phase("release", (load("release"),), needs_all=True),  # then every host switches together, or none
-        Phase("firewall", (load("firewall"),)),
-        Phase("workers", (load("rpc_worker"),), group="workers"),
-        Phase("head", (load("head"),), group="head", needs_all=True),
-    ]
+
+def provision(tags: Iterable[str] = (), skip_tags: Iterable[str] = ()) -> list[Phase]:
+    """Every role, or those --tags names (with the roles they read from) minus those --skip-tags names."""
+    wanted = selected(PROVISION_ROLES, tuple(tags), tuple(skip_tags), PROVISION_NEEDS)
+    phases = {
+        "base": lambda: Phase("base", (load("base"),)),
+        # built or fetched, staged beside the running release
+        "llama_cpp": lambda: Phase("llama_cpp", (load("llama_cpp"),)),
+        # then every host switches together, or none
+        "release": lambda: Phase("release", (load("release"),), needs_all=True),
+        "firewall": lambda: Phase("firewall", (load("firewall"),)),
+        "rpc_worker": lambda: Phase("workers", (load("rpc_worker"),), group="workers"),
+        "head": lambda: Phase("head", (load("head"),), group="head", needs_all=True),
+    }
+    return [phases[name]() for name in PROVISION_ROLES if name in wanted]
+
+
+def selected(
+    roles: tuple[str, ...], tags: tuple[str, ...], skip: tuple[str, ...], needs: Mapping[str, tuple[str, ...]]
+) -> set[str]:
+    """The roles a run plays: all, or the tagged ones and those they need, minus the skipped ones."""
+    for flag, names in (("--tags", tags), ("--skip-tags", skip)):
+        for name in names:
+            if name not in roles:
+                raise UsageError(f"{flag}: {name!r} is not a role of this task (its roles: {', '.join(roles)})")
+    wanted = set(tags or roles)
+    for name in tags:
+        wanted.update(needs.get(name, ()))
+    for name in skip:
+        needing = [role for role in sorted(wanted - set(skip)) if name in needs.get(role, ())]
+        if needing:
+            raise UsageError(f"--skip-tags: {needing[0]} needs {name}: run them together, or skip {needing[0]} too")
+    wanted -= set(skip)
+    if not wanted:
+        raise UsageError("--tags/--skip-tags: no role left to play")
+    return wanted
 
 
 def deploy() -> list[Phase]:

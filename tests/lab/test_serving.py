@@ -154,6 +154,23 @@ def test_render_writes_exactly_the_files_the_hosts_run(served, lab, env, model, 
     assert "LoadCredential=" in (tmp_path / "head/etc/systemd/system/llama-server.service").read_text()
 
 
+def test_tags_play_only_the_roles_named_and_what_they_read_from(served, lab, env, cluster_vars):
+    code, doc = invoke_json("provision", lab.inventory, env, "--tags", "firewall", *cluster_vars)
+    assert code == 0, [r for r in doc["results"] if r["status"] == "failed"] or doc["messages"]
+    assert {r["role"] for r in doc["results"]} == {"firewall"}
+    assert changed(doc) == {}, changed(doc)
+    code, doc = invoke_json("provision", lab.inventory, env, "--tags", "release", *cluster_vars)
+    assert code == 0, [r for r in doc["results"] if r["status"] == "failed"] or doc["messages"]
+    assert {r["role"] for r in doc["results"]} == {"llama_cpp", "release", "rpc_worker", "head"}
+    assert changed(doc) == {}, changed(doc)
+    ssh(lab, "w1", "rm -f /etc/llamafleet/host.yml")  # base's file: --skip-tags base leaves it missing
+    code, doc = invoke_json("provision", lab.inventory, env, "--skip-tags", "base,firewall", *cluster_vars)
+    assert code == 0 and "base" not in {r["role"] for r in doc["results"]}
+    assert ssh(lab, "w1", "test -e /etc/llamafleet/host.yml").returncode != 0
+    code, doc = invoke_json("provision", lab.inventory, env, "--tags", "base", *cluster_vars)
+    assert code == 0 and list(changed(doc)) == ["w1"], changed(doc)
+
+
 def test_tasks_of_one_command_line_share_one_connection_per_host(served, lab, env, model, cluster_vars):
     inv = lab.inventory
     before = {h: sessions(lab, h) for h in ("head", "w1", "w2")}
