@@ -18,7 +18,8 @@ cli_errors.report_parse_errors(invoke_program)  # bad flags: one line and exit 2
 
 # The help of the flags many tasks share.
 COMMON_HELP = {
-    "inventory": "Inventory file (default: $LLAMAFLEET_INVENTORY, else inventory/hosts.yml).",
+    "inventory": "Inventory file, folder or executable script; repeatable, merged in order (default: "
+    "$LLAMAFLEET_INVENTORY, else ANSIBLE_INVENTORY or ansible.cfg's inventory, else inventory/hosts.yml).",
     "limit": "Only these hosts or groups (comma-separated names).",
     "check": "Plan only: read the hosts' facts for real, change nothing, report what would change.",
     "diff": "Show a unified diff of every file that changes (or would change with --check).",
@@ -43,7 +44,7 @@ VAULT_HELP = {
     "ask_vault_pass": "Ask for the vault password.",
 }
 VAULT_FLAGS = (("vault_password_file", None), ("vault_id", None), ("ask_vault_pass", False))
-REPEATED = ["extra_vars", "vault_password_file", "vault_id"]
+REPEATED = ["inventory", "extra_vars", "vault_password_file", "vault_id"]
 
 
 def vault_of(given: dict) -> cli.Vault:

@@ -1,41 +1,28 @@
-"""Ansible-format YAML inventories: groups, group_vars/host_vars, precedence and validation."""
+"""Ansible-format inventories (YAML, INI, scripts, folders, several -i merged): groups, group_vars/host_vars,
+precedence and validation."""
 
 from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import connvars, ini_inventory, variables, yamlfile
+from . import connvars, inventory_sources, variables, yamlfile
 from .errors import InventoryError
 from .hostranges import MAX_HOSTS, expand_range, range_problem
+from .inventory_groups import Group, precedence_order, set_depths
+from .inventory_groups import members as group_members
+from .inventory_sources import DEFAULT_INVENTORY, Ignored
 from .varsfiles import VarsFiles, check_vars, shown
 from .vault import VaultSecrets
 from .yamlfile import printable, shorten
 
-DEFAULT_INVENTORY = "inventory/hosts.yml"
 GROUP_KEYS = {"hosts", "vars", "children"}
-
-# Limits, checked before anything is expanded or resolved (MAX_HOSTS and the range limits are in hostranges.py,
-# YAML's own in yamlfile.py). Host and group names follow variables.NAME_RULES: host names are plain DNS-like
-# names or IP addresses, group names letters, digits, '_' and '-'; both are used as file names
-# (host_vars/NAME.yml) and written into files.
-MAX_GROUP_DEPTH = 50  # groups nested below all (children of children ...)
-MAX_MEMBERSHIPS = 200_000  # (host, group) pairs, a group counting the hosts of its descendants
-
-
-@dataclass
-class Group:
-    """A group as written: its own vars, direct hosts, children, and where it was defined."""
-
-    name: str
-    vars: dict[str, Any] = field(default_factory=dict)
-    hosts: list[str] = field(default_factory=list)
-    children: list[str] = field(default_factory=list)
-    parents: set[str] = field(default_factory=set)
-    depth: int = 0
+# Host and group names follow variables.NAME_RULES: host names are plain DNS-like names or IP addresses, group
+# names letters, digits, '_' and '-'; both are used as file names (host_vars/NAME.yml) and written into files.
 
 
 @dataclass
@@ -57,12 +44,22 @@ class Host:
 
 @dataclass
 class Inventory:
-    """The resolved inventory: hosts in file order, each group's member hosts, and warnings about them."""
+    """The resolved inventory: hosts in file order, each group's member hosts, and warnings about them.
+
+    `path` is the first file read (relative paths in the inventory, the API key file and the run history are
+    beside it); `sources` the -i sources as given, files, folders or scripts.
+    """
 
     path: Path
     hosts: dict[str, Host]
     groups: dict[str, list[str]]
     warnings: list[str] = field(default_factory=list)
+    sources: tuple[Path, ...] = ()
+
+    @property
+    def shown(self) -> str:
+        """How messages about the whole inventory name it: its file, or its sources."""
+        return printable(", ".join(str(source) for source in self.sources or [self.path]))
 
     @property
     def head(self) -> Host:
@@ -98,51 +95,89 @@ def default_path() -> str:
 
 
 def load(
-    path: str | Path, extra_vars: dict[str, Any] | None = None, *, vault_secrets: VaultSecrets | None = None
+    paths: str | Path | Sequence[str | Path],
+    extra_vars: dict[str, Any] | None = None,
+    *,
+    vault_secrets: VaultSecrets | None = None,
+    fallback: Mapping[str, Any] | None = None,
+    ignored: Ignored | None = None,
 ) -> Inventory:
-    """Read, resolve and validate an inventory; raises InventoryError on the first problem. Vaulted files and
-    values are opened with `vault_secrets` (vault_secrets.vault_secrets() reads them)."""
-    path = _user_path(str(path), where=None)
-    if not _is_file(path):
-        raise InventoryError(
-            "no such inventory file (use -i FILE or set LLAMAFLEET_INVENTORY)", file=printable(str(path))
-        )
-    file = printable(str(path))
-    groups, host_vars, host_order = _Parser(file).parse(ini_inventory.read(path, vault_secrets))  # YAML or INI
-    _set_depths(groups, file)
-    members = _members(groups, _group_order(groups), file)
-    vars_files = VarsFiles(path.parent, vault_secrets)
+    """Read, resolve and validate an inventory; raises InventoryError on the first problem.
+
+    `paths`: one -i source or several, each a file, a folder of them or a script, merged in order as Ansible
+    merges them (a later source's values win; group_vars/ and host_vars/ beside each file or in each folder).
+    Vaulted files and values are opened with `vault_secrets` (vault_secrets.vault_secrets() reads them).
+    `fallback`: values a variable takes where neither the inventory nor -e sets it under any of Ansible's
+    spellings (ansible.cfg's remote_user...), above the roles' defaults. `ignored`: the names a folder skips.
+    """
+    sources = [_source(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    if not sources:
+        raise InventoryError("no inventory given (use -i FILE or set LLAMAFLEET_INVENTORY)")
+    parser, roots, first = _Parser(), [], None
+    for source in sources:
+        for file in inventory_sources.files(source, ignored):
+            parser.add(inventory_sources.read(file, vault_secrets), printable(str(file)))
+            first = first or file
+        roots.append(source if source.is_dir() else source.parent)
+    shown_name = printable(", ".join(map(str, sources)))
+    groups, host_vars, host_order = parser.finish(shown_name)
+    set_depths(groups, shown_name)
+    members = group_members(groups, precedence_order(groups), shown_name)
+    opened: dict[Path, VarsFiles] = {}
+    vars_files = [opened.setdefault(root, VarsFiles(root, vault_secrets)) for root in roots]
     groups_of: dict[str, list[str]] = {name: [] for name in host_order}
     for group, names in members.items():
         for name in names:
             groups_of[name].append(group)
     resolved = {
-        name: _resolve(name, groups_of[name], groups, host_vars, vars_files, extra_vars or {}) for name in host_order
+        name: _resolve(name, groups_of[name], groups, host_vars, vars_files, extra_vars or {}, fallback or {})
+        for name in host_order
     }
-    hosts, warnings = _hosts(groups_of, resolved, str(path))
-    inventory = Inventory(path=path, hosts=hosts, groups=members, warnings=warnings)
+    hosts, warnings = _hosts(groups_of, resolved, str(first))
+    inventory = Inventory(path=first, hosts=hosts, groups=members, warnings=warnings, sources=tuple(sources))
     _check_cluster(inventory)
     return inventory
 
 
-class _Parser:
-    """Walks the YAML structure into groups and inline host variables."""
+def _source(name: str | Path) -> Path:
+    """A -i source that exists: a file, a folder or a script."""
+    path = _user_path(str(name), where=None)
+    if not _is_file(path) and not _is_dir(path):
+        if "," in str(name) and not path.exists():
+            message = "a host list (-i host1,host2) is not an inventory llamafleet reads: write a file with groups"
+            raise InventoryError(message, file=printable(str(name)))
+        raise InventoryError(
+            "no such inventory file (use -i FILE or set LLAMAFLEET_INVENTORY)", file=printable(str(path))
+        )
+    return path
 
-    def __init__(self, file: str) -> None:
-        self.file = file
+
+class _Parser:
+    """Walks the YAML structure of each inventory file into groups and inline host variables; a later file's
+    values replace an earlier one's, key by key, as Ansible's sources do."""
+
+    def __init__(self) -> None:
+        self.file = ""
         self.groups: dict[str, Group] = {"all": Group("all")}
         self.host_vars: dict[str, dict[str, Any]] = {}
         self.host_order: dict[str, None] = {}  # an ordered set
 
-    def parse(self, data: Any) -> tuple[dict[str, Group], dict[str, dict[str, Any]], list[str]]:
+    def add(self, data: Any, file: str) -> None:
+        self.file = file
         if data is None:
             raise InventoryError("the inventory is empty", file=self.file)
         if not isinstance(data, dict):
             raise InventoryError("the top level must be a mapping of groups (all: ...)", file=self.file)
         for name, body in data.items():
             self.group(name, body, parent=None, line=data.line_of(name))
-        grouped = {h for name, g in self.groups.items() if name != "all" for h in g.hosts}
+
+    def finish(self, file: str) -> tuple[dict[str, Group], dict[str, dict[str, Any]], list[str]]:
+        """Groups, host variables and hosts in order once every file is read; `ungrouped` as Ansible makes it."""
+        self.file = file
+        grouped = {h for name, g in self.groups.items() if name not in ("all", "ungrouped") for h in g.hosts}
         loners = [h for h in self.host_order if h not in grouped]
+        if "ungrouped" in self.groups:  # a host listed there and in another group is that group's only
+            self.groups["ungrouped"].hosts = [h for h in self.groups["ungrouped"].hosts if h not in grouped]
         if loners:  # as in Ansible, hosts in no group but all form the group ungrouped
             self.group("ungrouped", None, parent=None, line=None)
             self.groups["ungrouped"].hosts.extend(loners)
@@ -225,83 +260,43 @@ class _Parser:
         return dict(block)
 
 
-def _set_depths(groups: dict[str, Group], file: str) -> None:
-    """Depth as Ansible counts it, the longest path from all; refuses cycles and nesting past MAX_GROUP_DEPTH."""
-    waiting = {name: len(group.parents) for name, group in groups.items()}
-    ready = [name for name, count in waiting.items() if count == 0]
-    done: set[str] = set()
-    while ready:
-        group = groups[ready.pop()]
-        done.add(group.name)
-        if group.depth > MAX_GROUP_DEPTH:
-            message = f"nested more than {MAX_GROUP_DEPTH} groups deep (the limit)"
-            raise InventoryError(message, file=file, where=f"group {group.name}")
-        for child in group.children:
-            groups[child].depth = max(groups[child].depth, group.depth + 1)
-            waiting[child] -= 1
-            if waiting[child] == 0:
-                ready.append(child)
-    if len(done) < len(groups):
-        _raise_cycle(groups, done, file)
-
-
-def _raise_cycle(groups: dict[str, Group], done: set[str], file: str) -> None:
-    """Name a group on a cycle: every group left over has a parent left over, so walking parents loops."""
-    parent_of = {name: min(g.parents - done) for name, g in groups.items() if name not in done}
-    name, seen = next(iter(parent_of)), set()
-    while name not in seen:
-        seen.add(name)
-        name = parent_of[name]
-    raise InventoryError(f"group '{name}' would contain itself", file=file, where=f"group {parent_of[name]}")
-
-
-def _group_order(groups: dict[str, Group]) -> list[str]:
-    """Groups in Ansible's precedence order: depth, then ansible_group_priority, then name."""
-
-    def key(name: str) -> tuple:
-        group = groups[name]
-        priority = group.vars.get("ansible_group_priority")
-        return (group.depth, 1 if priority is None else priority, name)
-
-    return sorted(groups, key=key)
-
-
-def _members(groups: dict[str, Group], order: list[str], file: str) -> dict[str, list[str]]:
-    """Every group's hosts, its descendants' included, in definition order; groups in precedence order."""
-    found: dict[str, list[str]] = {}
-    total = 0
-    for name in sorted(groups, key=lambda n: -groups[n].depth):  # children are deeper than their parents
-        hosts = dict.fromkeys(groups[name].hosts)
-        for child in groups[name].children:
-            hosts.update(dict.fromkeys(found[child]))
-        found[name] = list(hosts)
-        total += len(hosts)
-        if total > MAX_MEMBERSHIPS:
-            message = f"groups have more than {MAX_MEMBERSHIPS} host memberships in all (the limit)"
-            raise InventoryError(message, file=file, where=f"group {name}")
-    return {name: found[name] for name in order}
-
-
 def _resolve(
     host: str,
     member_of: list[str],
     groups: dict[str, Group],
     host_vars: dict[str, dict[str, Any]],
-    vars_files: VarsFiles,
+    vars_files: list[VarsFiles],
     extra_vars: dict[str, Any],
+    fallback: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Combine variables in Ansible's order (later wins, top-level keys replace); `member_of` includes all."""
-    resolved = {k: copy.deepcopy(v) if isinstance(v, (list, dict)) else v for k, v in variables.defaults().items()}
+    """Combine variables in Ansible's order (later wins, top-level keys replace); `member_of` includes all.
+
+    group_vars/ and host_vars/ come source by source (`vars_files`, in -i order): every source's
+    group_vars/all, then every source's files of the other groups, then host_vars/ likewise, as
+    ansible-core's vars manager combines them.
+    """
+    layered: dict[str, Any] = {}
     for name in member_of:
         # ansible_group_priority orders groups; it is not a variable of their hosts.
-        resolved.update({k: v for k, v in groups[name].vars.items() if k != "ansible_group_priority"})
-    for name in member_of:
-        resolved.update(vars_files.read("group_vars", name, f"group {name}"))
-    resolved.update(host_vars.get(host, {}))
-    resolved.update(vars_files.read("host_vars", host, f"host {host}"))
-    resolved.update(extra_vars)
+        layered.update({k: v for k, v in groups[name].vars.items() if k != "ansible_group_priority"})
+    for names in (["all"], [name for name in member_of if name != "all"]):
+        for files in vars_files:
+            for name in names:
+                layered.update(files.read("group_vars", name, f"group {name}"))
+    layered.update(host_vars.get(host, {}))
+    for files in vars_files:
+        layered.update(files.read("host_vars", host, f"host {host}"))
+    layered.update(extra_vars)
+    resolved = {k: copy.deepcopy(v) if isinstance(v, (list, dict)) else v for k, v in variables.defaults().items()}
+    resolved.update({k: v for k, v in fallback.items() if not _set_in(layered, k)})
+    resolved.update(layered)
     resolved.setdefault("inventory_hostname", host)
     return dict(sorted(resolved.items()))
+
+
+def _set_in(layered: dict[str, Any], name: str) -> bool:
+    """Whether the inventory or -e sets `name` under any of Ansible's spellings of it."""
+    return any(spelling in layered for spelling in (name, *connvars.ALIASES.get(name, ())))
 
 
 def _hosts(
@@ -322,7 +317,7 @@ def _hosts(
 
 def _check_cluster(inventory: Inventory) -> None:
     """Cross-host rules: exactly one head, head not a worker, unique address:port."""
-    file = printable(str(inventory.path))
+    file = inventory.shown
     heads = inventory.groups.get("head", [])
     if len(heads) != 1:
         found = ", ".join(heads) if heads else "none"
@@ -384,4 +379,11 @@ def _is_file(path: Path) -> bool:
     try:
         return path.is_file()
     except (OSError, ValueError):  # a name too long, a NUL byte
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
         return False

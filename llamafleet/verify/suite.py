@@ -34,7 +34,7 @@ class Suite:
     @classmethod
     def load(
         cls,
-        path: str | None,
+        path: str | list[str] | None,
         limit: str | None,
         extra_vars: list[str] | None,
         vault_secrets: VaultSecrets | None = None,
@@ -44,6 +44,11 @@ class Suite:
             inventory_mod.parse_extra_vars(extra_vars, vault_secrets),
             vault_secrets=vault_secrets,
         )
+        return cls.of(inv, limit)
+
+    @classmethod
+    def of(cls, inv: Inventory, limit: str | None) -> Suite:
+        """The suite of an inventory loaded already (`invoke verify` loads it as every task does)."""
         hosts = inv.select(limit)
         suite = cls(inv, hosts, Expectations(inv))
         base = inv.path.parent

@@ -225,8 +225,10 @@ def test_a_missing_inventory_file_is_refused_saying_how_to_name_one(tmp_path):
     assert str(error) == f"{path}: no such inventory file (use -i FILE or set LLAMAFLEET_INVENTORY)"
 
 
-def test_a_folder_is_no_inventory_file(tmp_path):
-    assert "no such inventory file" in str(load_error(tmp_path))
+def test_a_folder_without_an_inventory_file_is_refused(tmp_path):
+    assert str(load_error(tmp_path)) == f"{tmp_path}: no inventory file in this folder " + (
+        "(hidden, group_vars, host_vars and ignored names are skipped)"
+    )
 
 
 def test_list_as_a_key_is_an_inventory_error(tmp_path):
