@@ -6,13 +6,14 @@ import atexit
 import functools
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from invoke.exceptions import Exit
 
-from . import converge, playbooks
+from . import ansible_cfg, converge, inventory_sources, playbooks
 from . import inventory as inventory_mod
 from . import logs as logs_mod
 from . import status as status_mod
@@ -25,6 +26,9 @@ from .ssh import ConnectionPool
 
 if TYPE_CHECKING:
     from .vault import VaultSecrets
+
+# -i as given: several (in order), one, or none (then the configured or default inventory).
+Sources = Sequence[str] | str | None
 
 # The tasks of one command line (`invoke provision deploy --model M`) reach each host over one connection.
 CONNECTIONS = ConnectionPool()
@@ -44,18 +48,43 @@ NO_VAULT = Vault()
 
 
 @functools.cache
+def configuration() -> ansible_cfg.Settings:
+    """ansible.cfg and the ANSIBLE_* variables that stand for its keys, read once per process (its warnings
+    printed once)."""
+    settings = ansible_cfg.read()
+    for warning in settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return settings
+
+
+@functools.cache
 def vault_secrets(vault: Vault) -> VaultSecrets:
-    """The vault passwords of the flags and the environment (ANSIBLE_VAULT_PASSWORD_FILE...), read once per
-    process: the tasks of one command line prompt once and run a password script once."""
+    """The vault passwords of the flags, the environment (ANSIBLE_VAULT_PASSWORD_FILE...) and ansible.cfg, read
+    once per process: the tasks of one command line prompt once and run a password script once."""
     from .vault_secrets import vault_secrets as read  # scripts run, prompts appear: only for tasks that need them
 
-    return read(vault.password_files, vault.ids, vault.ask)
+    config = configuration()
+    return read(
+        vault.password_files,
+        vault.ids,
+        vault.ask,
+        environ=ansible_cfg.vault_environment(config),
+        configured_password_file=config.vault_password_file,
+        configured_ids=config.vault_identity_list,
+    )
 
 
-def load_inventory(path: str | None, extra_vars: list[str] | None, vault: Vault = NO_VAULT) -> inventory_mod.Inventory:
+def load_inventory(paths: Sources, extra_vars: list[str] | None, vault: Vault = NO_VAULT) -> inventory_mod.Inventory:
+    """The inventory of -i (each, in order), else $LLAMAFLEET_INVENTORY, else ANSIBLE_INVENTORY or ansible.cfg's
+    inventory, else inventory/hosts.yml; its warnings printed."""
+    config = configuration()
     secrets = vault_secrets(vault)
     inventory = inventory_mod.load(
-        path or inventory_mod.default_path(), inventory_mod.parse_extra_vars(extra_vars, secrets), vault_secrets=secrets
+        inventory_sources.chosen(paths, config.inventory, config.inventory_by),
+        inventory_mod.parse_extra_vars(extra_vars, secrets),
+        vault_secrets=secrets,
+        fallback=config.fallback,
+        ignored=config.ignored,
     )
     for warning in getattr(inventory, "warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
@@ -65,6 +94,8 @@ def load_inventory(path: str | None, extra_vars: list[str] | None, vault: Vault 
 def options(
     check: bool, diff: bool, forks: str | int | None, limit: str | None, accept_new_host_keys: bool
 ) -> RunOptions:
+    """The run's options; --forks defaults to ansible.cfg's forks (or ANSIBLE_FORKS), else 10."""
+    forks = forks if forks is not None else configuration().forks
     return RunOptions(
         check=check, diff=diff, forks=parse_forks(forks), limit=limit, accept_new_host_keys=accept_new_host_keys
     )
@@ -82,7 +113,7 @@ def _read_only(inv: inventory_mod.Inventory, limit: str | None, accept_new_host_
 
 
 def _changing_hosts(
-    inventory: str | None, extra_vars: list[str] | None, json_mode: bool, flags: dict[str, Any]
+    inventory: Sources, extra_vars: list[str] | None, json_mode: bool, flags: dict[str, Any]
 ) -> converge.Connect:
     """The setup of a task that changes hosts: a bad flag is reported before the inventory is read."""
     vault = flags.pop("vault", NO_VAULT)
@@ -98,7 +129,7 @@ def _exit_with(code: int) -> None:
 
 @reports_errors
 def provision(
-    inventory: str | None,
+    inventory: Sources,
     extra_vars: list[str] | None,
     json_mode: bool,
     tags: str | None = None,
@@ -116,13 +147,13 @@ def _names(value: str | None) -> tuple[str, ...]:
 
 
 @reports_errors
-def teardown(inventory: str | None, extra_vars: list[str] | None, json_mode: bool, purge: bool, **flags: Any) -> None:
+def teardown(inventory: Sources, extra_vars: list[str] | None, json_mode: bool, purge: bool, **flags: Any) -> None:
     """Units and firewall rules removed on every host; with purge, everything llamafleet put there."""
     _exit_with(converge.teardown(_changing_hosts(inventory, extra_vars, json_mode, flags), purge))
 
 
 @reports_errors
-def rollback(inventory: str | None, extra_vars: list[str] | None, json_mode: bool, **flags: Any) -> None:
+def rollback(inventory: Sources, extra_vars: list[str] | None, json_mode: bool, **flags: Any) -> None:
     """Every host back to its previous llama.cpp release together, then workers and head restarted."""
     _exit_with(converge.rollback(_changing_hosts(inventory, extra_vars, json_mode, flags)))
 
@@ -130,7 +161,7 @@ def rollback(inventory: str | None, extra_vars: list[str] | None, json_mode: boo
 @reports_errors
 def deploy(
     model: str | None,
-    inventory: str | None,
+    inventory: Sources,
     extra_vars: list[str] | None,
     json_mode: bool,
     *,
@@ -151,7 +182,7 @@ def deploy(
 
 @reports_errors
 def show_inventory(
-    inventory: str | None,
+    inventory: Sources,
     extra_vars: list[str] | None,
     json_mode: bool,
     limit: str | None,
@@ -166,7 +197,7 @@ def show_inventory(
 
 @reports_errors
 def verify(
-    inventory: str | None,
+    inventory: Sources,
     extra_vars: list[str] | None,
     json_mode: bool,
     *,
@@ -178,8 +209,8 @@ def verify(
     """Run the verify suite against the inventory; print the per-host summary; exit 0 only if every check passed."""
     from .verify.suite import Suite
 
-    suite = Suite.load(inventory, limit, extra_vars, vault_secrets(vault))
-    for warning in [*getattr(suite.inventory, "warnings", []), *suite.expect.view.warnings]:
+    suite = Suite.of(load_inventory(inventory, extra_vars, vault), limit)
+    for warning in suite.expect.view.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     suite.start()
     from .verify import report  # pytest and its plugins load while the hosts are read
@@ -194,7 +225,7 @@ def verify(
 
 @reports_errors
 def status(
-    inventory: str | None,
+    inventory: Sources,
     extra_vars: list[str] | None,
     json_mode: bool,
     *,
@@ -214,7 +245,7 @@ def status(
 
 @reports_errors
 def logs(
-    inventory: str | None,
+    inventory: Sources,
     extra_vars: list[str] | None,
     *,
     limit: str | None,
@@ -234,7 +265,7 @@ def logs(
 
 @reports_errors
 def bench(
-    inventory: str | None,
+    inventory: Sources,
     extra_vars: list[str] | None,
     *,
     compare: str | bool | None,
@@ -268,7 +299,7 @@ def bench(
 
 @reports_errors
 def render(
-    inventory: str | None, extra_vars: list[str] | None, out: str | None, model: str | None, vault: Vault = NO_VAULT
+    inventory: Sources, extra_vars: list[str] | None, out: str | None, model: str | None, vault: Vault = NO_VAULT
 ) -> None:
     """Write every file the service roles would install, as OUT/<host>/<path>, without connecting to any host."""
     from . import render as render_mod  # the other tasks need none of it
