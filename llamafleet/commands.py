@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from invoke import Collection, Program, task
 from invoke.main import program as invoke_program
 
-from llamafleet import cli, cli_errors, lab_tasks
+from llamafleet import cli, cli_errors, lab_tasks, loading
 
 # The interpreter's last collection would walk every object of a run that is over anyway.
 atexit.register(gc.freeze)
@@ -47,14 +47,14 @@ VAULT_FLAGS = (("vault_password_file", None), ("vault_id", None), ("ask_vault_pa
 REPEATED = ["inventory", "extra_vars", "vault_password_file", "vault_id"]
 
 
-def vault_of(given: dict) -> cli.Vault:
+def vault_of(given: dict) -> loading.Vault:
     """The vault flags, taken out of a task's flags."""
     files, ids = given.pop("vault_password_file") or (), given.pop("vault_id") or ()
-    return cli.Vault(tuple(files), tuple(ids), bool(given.pop("ask_vault_pass")))
+    return loading.Vault(tuple(files), tuple(ids), bool(given.pop("ask_vault_pass")))
 
 
 def vaulted(body):
-    """A task body that takes `vault`: it gets VAULT_FLAGS as its last flags instead, handed over as one cli.Vault."""
+    """A task body that takes `vault`: it gets VAULT_FLAGS as its last flags, handed over as one loading.Vault."""
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     own = [p for p in inspect.signature(body).parameters.values() if p.name != "vault"]
 

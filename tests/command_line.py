@@ -15,9 +15,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def environment(cache: Path | None = None, **extra: str) -> dict[str, str]:
     """This process's environment without a default inventory; LLAMAFLEET_CACHE is `cache` when given.
 
-    `extra` variables are added last. A developer's LLAMAFLEET_INVENTORY never reaches a test's command.
+    `extra` variables are added last. A developer's LLAMAFLEET_INVENTORY, ANSIBLE_* variables and ansible.cfg
+    never reach a test's command (ANSIBLE_CONFIG names one with no settings).
     """
-    env = {name: value for name, value in os.environ.items() if name != "LLAMAFLEET_INVENTORY"}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name != "LLAMAFLEET_INVENTORY" and not name.startswith("ANSIBLE_")
+    }
+    env["ANSIBLE_CONFIG"] = str(ROOT / "tests" / "fixtures" / "empty-ansible.cfg")
     if cache is not None:
         env["LLAMAFLEET_CACHE"] = str(cache)
     return {**env, **extra}

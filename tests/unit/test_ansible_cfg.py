@@ -14,7 +14,7 @@ import pytest
 from command_line import ROOT, environment, error_line, invoke_argv
 from test_ini_against_ansible import ansible_environment
 
-from llamafleet import ansible_cfg, cli
+from llamafleet import ansible_cfg, cli, loading
 
 ANSIBLE_CONFIG_TOOL = Path(sys.executable).with_name("ansible-config")
 ANSIBLE_VAULT = Path(sys.executable).with_name("ansible-vault")
@@ -336,11 +336,11 @@ def test_forks_default_to_ansible_cfg_s_and_the_flag_beats_it(project, monkeypat
         monkeypatch.setenv("ANSIBLE_CONFIG", str(project / "forks.cfg"))
         for name, value in variables.items():
             monkeypatch.setenv(name, value)
-        cli.configuration.cache_clear()
+        loading.configuration.cache_clear()
         try:
             assert cli.options(False, False, flag, None, False).forks == expected
         finally:
-            cli.configuration.cache_clear()
+            loading.configuration.cache_clear()
 
 
 MISTAKES = {
