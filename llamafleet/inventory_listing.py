@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from . import vault
+from . import redaction, vault
 from .inventory import Host, Inventory
 from .variables import SECRET_VARS
 
@@ -18,7 +18,9 @@ def show(inv: Inventory, limit: str | None, json_mode: bool, show_vaulted: bool 
     doc = inv.to_json()
     doc["hosts"] = {k: v for k, v in doc["hosts"].items() if k in chosen}
     for name, host in doc["hosts"].items():
-        host["vars"] = _vaulted_hidden(inv.hosts[name], host["vars"], show_vaulted)
+        host["vars"] = {
+            k: _secrets_hidden(v) for k, v in _vaulted_hidden(inv.hosts[name], host["vars"], show_vaulted).items()
+        }
     if json_mode:
         json.dump(doc, sys.stdout, indent=2, default=str)
         print()
@@ -41,3 +43,26 @@ def _vaulted_hidden(host: Host, shown: dict[str, Any], show_vaulted: bool) -> di
         else:
             result[key] = vault.shown(host.vars[key])
     return result
+
+
+def _secrets_hidden(value: Any) -> Any:
+    """A value with what is secret inside it hidden: URLs' users, passwords and queries, and the value of a
+    secret-carrying llama-server flag in an argument list (provision refuses those; the listing never shows them)."""
+    from .roles.head.settings import secret_flag  # the head's flags: only when a list is shown
+
+    if isinstance(value, str):
+        return redaction.text_shown(value)
+    if not isinstance(value, list):
+        return value
+    shown, hide_next = [], False
+    for item in value:
+        text = str(item)
+        flag = next(filter(None, map(secret_flag, text.split())), None)
+        if hide_next:
+            shown.append(redaction.SECRET_SHOWN)
+        elif flag is not None and "=" in text:
+            shown.append(f"{text.split('=', 1)[0]}={redaction.SECRET_SHOWN}")
+        else:
+            shown.append(_secrets_hidden(item) if isinstance(item, (str, list)) else item)
+        hide_next = flag is not None and "=" not in text and not hide_next
+    return shown
