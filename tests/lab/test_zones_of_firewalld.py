@@ -1,6 +1,7 @@
 """firewalld closes the RPC and API ports in every zone: hosts with a second interface in an accepting zone
 (trusted), and a zone made after provision, let nobody but the cluster in; verify fails when the policy's drop
-is removed by hand, and provision puts it back. A lab of its own: the session's has no firewalld host.
+is removed by hand, and provision puts it back. A lab of its own: the session's has no firewalld host. It runs
+after test_llama_cpp.py (files run in name order), whose first provision is the session's one build.
 
 The second network is a network namespace of this machine (the outsider) with a bridge, joined by a veth
 to an `eth1` in each host, routed so that the outsider also reaches the hosts' cluster addresses through it.
