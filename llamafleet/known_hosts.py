@@ -48,7 +48,9 @@ def read_known_hosts(path: Path, name: str) -> KnownHosts:
     if not path.exists():
         return found
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # Lines end at "\n" only, as ssh reads them and as controller_files checks them: a "\r" inside a comment
+        # line does not start a line of its own (splitlines() would make one, unchecked).
+        lines = path.read_bytes().decode("utf-8").split("\n")  # bytes: text mode would turn "\r" into "\n"
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read known_hosts {path}: {exc}") from None
     for number, line in enumerate(lines, 1):
