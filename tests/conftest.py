@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -13,6 +15,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "unit"))
 
 import sshd_server  # noqa: E402
+
+# Property tests draw the same examples on every run (a test run is a verdict on the code, not a lottery);
+# LLAMAFLEET_HYPOTHESIS=explore draws new ones each run, to look for what the fixed draw misses.
+settings.register_profile("fixed", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("LLAMAFLEET_HYPOTHESIS", "fixed"))
 
 TIERS = ("unit", "sshd", "lab")
 pytest_plugins = ["tests.lab.plugin"]  # --keep-lab, wherever pytest is started from
