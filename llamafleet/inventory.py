@@ -315,16 +315,27 @@ def _hosts(
     return hosts, list(warnings)
 
 
+# llama.cpp's head takes at most this many RPC servers (GGML_RPC_MAX_SERVERS in ggml-rpc.h); more fail at load.
+MAX_WORKERS = 16
+
+
 def _check_cluster(inventory: Inventory) -> None:
-    """Cross-host rules: exactly one head, head not a worker, unique address:port."""
+    """Cross-host rules: exactly one head, head not a worker, at most MAX_WORKERS workers, unique address:port."""
     file = inventory.shown
     heads = inventory.groups.get("head", [])
     if len(heads) != 1:
         found = ", ".join(heads) if heads else "none"
         raise InventoryError(f"must have exactly one host, found {len(heads)} ({found})", file=file, where="group head")
-    for name in inventory.groups.get("workers", []):
+    workers = inventory.groups.get("workers", [])
+    for name in workers:
         if name in heads:
             raise InventoryError("is in both head and workers", file=file, where=f"host {name}")
+    if len(workers) > MAX_WORKERS:
+        raise InventoryError(
+            f"{len(workers)} hosts, but llama-server takes at most {MAX_WORKERS} RPC workers (GGML_RPC_MAX_SERVERS)",
+            file=file,
+            where="group workers",
+        )
     seen: dict[tuple[str, int], str] = {}
     for host in inventory.hosts.values():
         key = (host.connection.address, host.connection.port)

@@ -143,7 +143,7 @@ def test_user_known_hosts_file_in_ssh_arguments_is_checked_too(tmp_path):
 def test_a_known_hosts_file_read_by_many_hosts_is_parsed_once(tmp_path):
     known = write(tmp_path / "known_hosts", "".join(f"w{n} {ED25519}\n" for n in range(50)))
     hosts = "".join(f"        w{n}: {{ansible_host: 127.0.0.{n + 2}}}\n" for n in range(50))
-    text = (HOSTS % json.dumps(str(known))) + "    workers:\n      hosts:\n" + hosts
+    text = (HOSTS % json.dumps(str(known))) + "    others:\n      hosts:\n" + hosts  # not workers: at most 16
     controller_files._known_hosts_problem.cache_clear()
     inventory.load(write(tmp_path / "hosts.yml", text))
     assert controller_files._known_hosts_problem.cache_info().misses == 1
