@@ -30,6 +30,18 @@ WITH_W2_VAR = (
 GOOD = WITH_W2_VAR % "rpc_port: 50052"
 
 
+def closed_loopback(*var_lines: str) -> str:
+    """hosts.yml of a head and a worker on loopback with a port nothing listens on (a command that got past
+    validation would fail to connect, exit 3), pinned to llama.cpp b11434, with `var_lines` among all's vars."""
+    extra = "".join(f"    {line}\n" for line in var_lines)
+    return (
+        "all:\n  vars:\n    ansible_port: 1\n    known_hosts_file: known_hosts\n    llama_cpp_version: b11434\n"
+        + extra
+        + "  children:\n    head:\n      hosts:\n        h1: {ansible_host: 127.0.0.1}\n"
+        + "    workers:\n      hosts:\n        w1: {ansible_host: 127.0.0.2}\n"
+    )
+
+
 def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
     """Write each file below `root` (text dedented, bytes as they are); returns the path of hosts.yml."""
     for name, content in files.items():

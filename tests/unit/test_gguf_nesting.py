@@ -13,6 +13,7 @@ import pytest
 from command_line import error_line, invoke
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from inventory_tree import closed_loopback
 
 from llamafleet.errors import UsageError
 from llamafleet.roles.model import layout
@@ -25,22 +26,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 U8, STRING, ARRAY, U32 = 0, 8, 9, 4
-# Loopback with a port nothing listens on: a command that got past validation would fail to connect (exit 3).
-HOSTS = """\
-all:
-  vars:
-    ansible_port: 1
-    known_hosts_file: known_hosts
-    llama_cpp_version: b11434
-    rpc_cache_seed: true
-  children:
-    head:
-      hosts:
-        h1: {ansible_host: 127.0.0.1}
-    workers:
-      hosts:
-        w1: {ansible_host: 127.0.0.2}
-"""
+HOSTS = closed_loopback("rpc_cache_seed: true")
 
 
 def text(value: str) -> bytes:

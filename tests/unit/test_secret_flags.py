@@ -13,6 +13,7 @@ import pytest
 from command_line import error_line, invoke_all
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from inventory_tree import closed_loopback
 from recordings import REFERENCE_BUILD
 
 from llamafleet import cluster, inventory
@@ -21,22 +22,7 @@ from llamafleet.roles.head import role as head_role
 from llamafleet.roles.head.settings import SECRET_FLAGS
 
 SECRET = "hf_unitTestSecret7Q2x"  # noqa: S105 - the value that must never be shown
-# Loopback with a port nothing listens on: a command that got past validation would fail to connect (exit 3).
-HOSTS = """\
-all:
-  vars:
-    ansible_port: 1
-    known_hosts_file: known_hosts
-    llama_cpp_version: b11434
-    llama_cpp_source_sha256: "0000000000000000000000000000000000000000000000000000000000000000"
-  children:
-    head:
-      hosts:
-        h1: {ansible_host: 127.0.0.1}
-    workers:
-      hosts:
-        w1: {ansible_host: 127.0.0.2}
-"""
+HOSTS = closed_loopback('llama_cpp_source_sha256: "' + "0" * 64 + '"')
 MCP_SERVERS = json.dumps({"mcpServers": {"gh": {"command": "gh-mcp", "env": {"GITHUB_TOKEN": SECRET}}}})
 HELP = REFERENCE_BUILD / "help-llama-server.txt"  # `llama-server --help` of the pinned build (b11434)
 # An option line of --help: its spellings (comma-separated), the name of its value, then the description.

@@ -14,6 +14,7 @@ from command_line import error_line, invoke
 from httpserve import Served, serving
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from inventory_tree import closed_loopback
 from model_samples import gguf
 
 from llamafleet import download, redaction
@@ -30,21 +31,7 @@ SETTINGS = settings(
 )
 PASSWORD = "pw-Secret-9Vb"  # noqa: S105 - what no message may show
 SIGNATURE = "X-Amz-Signature=c2lnbmF0dXJl&X-Amz-Credential=AKIAEXAMPLE%2F20250101&X-Amz-Expires=300"
-# Loopback with a port nothing listens on: a command that got past validation would fail to connect (exit 3).
-HOSTS = """\
-all:
-  vars:
-    ansible_port: 1
-    known_hosts_file: known_hosts
-    llama_cpp_version: b11434
-  children:
-    head:
-      hosts:
-        h1: {ansible_host: 127.0.0.1}
-    workers:
-      hosts:
-        w1: {ansible_host: 127.0.0.2}
-"""
+HOSTS = closed_loopback()
 
 
 def with_user(url: str, user: str = "alice", password: str = PASSWORD) -> str:
