@@ -14,7 +14,7 @@ import os
 import re
 import stat
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -100,21 +100,29 @@ def known_hosts_problem(path: Path) -> str | None:
     return _known_hosts_problem(str(path), info.st_size, info.st_mtime_ns, info.st_ino)
 
 
+def known_hosts_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
+    """Each line of a known_hosts file with its number, as ssh reads them: ended by "\n" only (a "\r" inside a
+    line ends nothing), read at most KNOWN_HOSTS_LINE_LIMIT + 1 bytes at a time. The check and the reader both
+    read through this, so they see the same lines."""
+    with open(path, "rb") as handle:
+        yield from enumerate(iter(lambda: handle.readline(KNOWN_HOSTS_LINE_LIMIT + 1), b""), 1)
+
+
 @lru_cache(maxsize=16)
 def _known_hosts_problem(path: str, size: int, mtime_ns: int, inode: int) -> str | None:
     """Read once per version of the file, however many hosts name it."""
     try:
-        with open(path, "rb") as handle:
-            for number, raw in enumerate(iter(lambda: handle.readline(KNOWN_HOSTS_LINE_LIMIT + 1), b""), 1):
-                problem = _line_problem(raw)
-                if problem:
-                    return f"{printable(path)}:{number}: {problem}: not a known_hosts file"
+        for number, raw in known_hosts_lines(path):
+            problem = line_problem(raw)
+            if problem:
+                return f"{printable(path)}:{number}: {problem}: not a known_hosts file"
     except OSError as exc:
         return f"{printable(path)}: cannot read: {exc.strerror}"
     return None
 
 
-def _line_problem(raw: bytes) -> str | None:
+def line_problem(raw: bytes) -> str | None:
+    """Why one raw line of a known_hosts file is not one (too long, not UTF-8, not an entry), or None."""
     if len(raw) > KNOWN_HOSTS_LINE_LIMIT:
         return f"a line longer than {KNOWN_HOSTS_LINE_LIMIT // 1024} KiB"
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 import paramiko
 from paramiko.pkey import UnknownKeyType
 
-from .controller_files import parse_host_key_line
+from .controller_files import KNOWN_HOSTS_LINE_LIMIT, known_hosts_lines, parse_host_key_line
 from .errors import ConnectError
 
 
@@ -48,15 +48,15 @@ def read_known_hosts(path: Path, name: str) -> KnownHosts:
     if not path.exists():
         return found
     try:
-        # Lines end at "\n" only, as ssh reads them and as controller_files checks them: a "\r" inside a comment
-        # line does not start a line of its own (splitlines() would make one, unchecked).
-        lines = path.read_bytes().decode("utf-8").split("\n")  # bytes: text mode would turn "\r" into "\n"
+        lines = [(number, raw.decode("utf-8")) for number, raw in known_hosts_lines(path)]  # as the check reads them
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read known_hosts {path}: {exc}") from None
-    for number, line in enumerate(lines, 1):
+    for number, line in lines:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
+        if len(line) > KNOWN_HOSTS_LINE_LIMIT:
+            raise ValueError(f"{path}:{number}: a line longer than {KNOWN_HOSTS_LINE_LIMIT // 1024} KiB")
         try:
             _add_known_host(found, line, number)
         except ValueError as exc:
