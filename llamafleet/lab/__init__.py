@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .lifecycle import down, firewall_frontends, shell_command, status, up
+from .lifecycle import down, firewall_frontends, reboot, shell_command, status, up
 from .state import LabHost, LabInfo
 from .system import LabError
 
-__all__ = ["LabError", "LabHost", "LabInfo", "down", "firewall_frontends", "shell_command", "status", "up"]
+__all__ = ["LabError", "LabHost", "LabInfo", "down", "firewall_frontends", "reboot", "shell_command", "status", "up"]

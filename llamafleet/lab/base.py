@@ -1,4 +1,4 @@
-"""The lab's Debian base root (debootstrap, cached by recipe) and cached firewall package layers."""
+"""The lab's Debian base root (debootstrap, cached by recipe) and cached package layers (firewalls, balancers)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from .mounts import mount_overlay, unmount_all_under
@@ -32,6 +33,10 @@ INCLUDE = ("systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "ca-
 # Timers that would start apt in the background and race provisioning for the dpkg lock.
 DISABLED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer")
 FIREWALL_PACKAGES = {"ufw": ("ufw",), "firewalld": ("firewalld",), "nftables": ("nftables",)}
+# A balancer's packages: HAProxy, and socat for its runtime API socket. Installed only: the balancer role
+# configures and enables haproxy, so the layer takes back the enabling its package does on install.
+BALANCER_PACKAGES = ("haproxy", "socat")
+BALANCER_DISABLED = ("haproxy.service",)
 SSHD_DROPIN = "etc/ssh/sshd_config.d/llamafleet-lab.conf"
 POLICY_RC_D = "#!/bin/sh\n# llamafleet lab layer build: do not start services in the build root\nexit 101\n"
 
@@ -128,15 +133,46 @@ def _debootstrap(root: Path) -> None:
     run(argv, what="building the lab base with debootstrap", timeout=1200)
 
 
-def layer_path(base_root: Path, frontend: str) -> Path:
-    """The cached layer directory of a frontend over this base (its files are layer_path()/upper)."""
-    key = _digest([base_root.parent.name, FIREWALL_PACKAGES[frontend], inspect.getsource(_install_in_layer)])
-    return cache_dir() / f"layer-{frontend}-{key}"
+@dataclass(frozen=True)
+class Layer:
+    """Packages installed over the base, cached as one overlay layer: a firewall frontend's, a balancer's, or both.
+
+    `disabled`: units the packages enable on install that the roles enable themselves.
+    """
+
+    name: str
+    packages: tuple[str, ...]
+    disabled: tuple[str, ...] = ()
+
+
+def layer_for(firewall: str, balancer: bool) -> Layer | None:
+    """The layer a host boots on: its firewall frontend's packages, plus the balancer's on a balancer.
+
+    None: the host boots on the bare base.
+    """
+    packages = FIREWALL_PACKAGES.get(firewall, ())
+    if not balancer:
+        return Layer(firewall, packages) if packages else None
+    name = f"balancer-{firewall}" if packages else "balancer"
+    return Layer(name, (*BALANCER_PACKAGES, *packages), BALANCER_DISABLED)
+
+
+def all_layers() -> list[Layer]:
+    """Every layer lab.up may ask for (the cache keeps these)."""
+    layers = [layer_for(firewall, balancer) for balancer in (False, True) for firewall in ("none", *FIREWALL_PACKAGES)]
+    return [layer for layer in layers if layer is not None]
+
+
+def layer_path(base_root: Path, layer: Layer) -> Path:
+    """The cached directory of a layer over this base (its files are layer_path()/upper)."""
+    recipe = [base_root.parent.name, layer.packages, inspect.getsource(_install_in_layer)]
+    key = _digest([*recipe, layer.disabled] if layer.disabled else recipe)  # firewall layers: named as before
+    return cache_dir() / f"layer-{layer.name}-{key}"
 
 
 def prune_cache(base_root: Path) -> None:
     """Remove bases and layers of older recipes that no mounted overlay still uses."""
-    keep = {base_root.parent, *(layer_path(base_root, fw) for fw in FIREWALL_PACKAGES)}
+    keep = {base_root.parent, *(layer_path(base_root, layer) for layer in all_layers())}
     with open("/proc/mounts", encoding="utf-8") as table:
         mounted = table.read()
     for entry in [*cache_dir().glob("base-*"), *cache_dir().glob("layer-*")]:
@@ -144,10 +180,9 @@ def prune_cache(base_root: Path) -> None:
             remove_tree(entry)
 
 
-def ensure_layer(base_root: Path, frontend: str) -> Path:
-    """A cached overlay layer over the base with a firewall frontend's packages installed."""
-    packages = FIREWALL_PACKAGES[frontend]
-    final = layer_path(base_root, frontend)
+def ensure_layer(base_root: Path, layer: Layer) -> Path:
+    """The cached overlay layer over the base with the layer's packages installed, its `disabled` units off."""
+    final = layer_path(base_root, layer)
     if (final / "upper").is_dir():
         return final / "upper"
     with _build_lock():
@@ -156,7 +191,10 @@ def ensure_layer(base_root: Path, frontend: str) -> Path:
         tmp = cache_dir() / f".tmp-{final.name}-{os.getpid()}"
         try:
             mount_overlay([base_root], tmp / "upper", tmp / "work", tmp / "root")
-            _install_in_layer(tmp / "root", frontend, packages)
+            _install_in_layer(tmp / "root", layer.name, layer.packages)
+            if layer.disabled:
+                argv = ["systemctl", f"--root={tmp / 'root'}", "disable", *layer.disabled]
+                run(argv, what=f"disabling {', '.join(layer.disabled)} in the {layer.name} layer")
             unmount_all_under(tmp)
             remove_tree(tmp / "work")
             remove_tree(tmp / "root")

@@ -1,4 +1,4 @@
-"""One lab host: its overlay root, identity files and keys, its nspawn boot, readiness and stop."""
+"""One lab host: its overlay root, identity files and keys, its nspawn boot, readiness, poweroff and stop."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ from .system import LabError, pid_alive, run
 
 BOOT_TIMEOUT = float(os.environ.get("LLAMAFLEET_LAB_BOOT_TIMEOUT", "90"))
 STOP_TIMEOUT = 20.0
+POWEROFF_TIMEOUT = 60.0
+# systemd as PID 1 takes this signal as `systemctl poweroff`: poweroff.target, every unit stopped in order.
+POWEROFF_SIGNAL = signal.SIGRTMIN + 4
 RESOLV_CANDIDATES = ("/run/systemd/resolve/resolv.conf", "/etc/resolv.conf")
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -269,6 +272,23 @@ def stop(hostdirs: list[Path], timeout: float = STOP_TIMEOUT) -> None:
         left = _wait_gone(left, 10)
     if left:
         raise LabError(f"processes {', '.join(map(str, left))} survived SIGKILL")
+
+
+def power_off(host: LabHost, timeout: float = POWEROFF_TIMEOUT) -> None:
+    """Shut the host down as `systemctl poweroff` does (its units stop in order); return once its nspawn and
+    PID 1 are gone. Its root stays mounted. A host whose nspawn is gone already has its leftovers stopped."""
+    hostdir = Path(host.dir)
+    nspawn, init = recorded_pids(hostdir)
+    if not (nspawn and init):
+        stop([hostdir])
+        return
+    _signal([init], POWEROFF_SIGNAL)
+    left = _wait_gone([nspawn, init], timeout)
+    if left:
+        raise LabError(
+            f"{host.name}: still up {timeout:.0f} s after poweroff (pids {', '.join(map(str, left))})"
+            f"{log_tail(host)}; `invoke lab.down` removes it"
+        )
 
 
 def kill_now(pids: list[int], what: str) -> None:

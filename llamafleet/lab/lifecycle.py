@@ -9,18 +9,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import cgroups, limits, network
+from . import cgroups, layout, limits, network
 from . import host as host_mod
-from .base import FIREWALL_PACKAGES, ensure_base, ensure_layer
+from .base import FIREWALL_PACKAGES, Layer, ensure_base, ensure_layer, layer_for
 from .inventory import create_user_key, remove_generated, ssh_argv, write_inventory, write_known_hosts
 from .mounts import unmount_all_under
 from .paths import (
-    MAX_WORKERS,
     bridge_name,
     cache_dir,
     check_name,
     former_cache_dir,
-    host_names,
     inventory_dir,
     lab_dir,
     machine_name,
@@ -41,7 +39,7 @@ def forwarding_marker() -> Path:
 
 
 def firewall_frontends(spec: str, hosts: list[str]) -> dict[str, str]:
-    """`ufw,nftables` -> head ufw, w1.. nftables: a list is spread over hosts, the last repeats."""
+    """`ufw,nftables` -> head ufw, w1.. nftables: a list is spread over hosts in order, the last repeats."""
     items = [item.strip() for item in str(spec).split(",")]
     bad = [item for item in items if item not in FRONTENDS]
     if bad:
@@ -52,27 +50,35 @@ def firewall_frontends(spec: str, hosts: list[str]) -> dict[str, str]:
     return {host: items[min(index, len(items) - 1)] for index, host in enumerate(hosts)}
 
 
-def _check_workers(workers: object) -> int:
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= MAX_WORKERS:
-        raise LabError(f"--workers {workers!r}: use a whole number from 0 to {MAX_WORKERS}")
-    return workers
+def lab_hosts(
+    name: str, planned: list[layout.PlannedHost], frontends: dict[str, str], subnet: ipaddress.IPv4Network
+) -> list[LabHost]:
+    """The planned hosts with their addresses (.2 upwards, in order), machine names, frontends and directories."""
+    first = subnet.network_address + 2
+    return [
+        LabHost(
+            name=host.name,
+            group=host.group,
+            machine=machine_name(name, host.name),
+            address=str(first + index),
+            firewall=frontends[host.name],
+            dir=str(lab_dir(name) / host.name),
+            cluster=host.cluster,
+        )
+        for index, host in enumerate(planned)
+    ]
 
 
-def _new_info(name: str, frontends: dict[str, str], rate: str | None, delay: str | None) -> LabInfo:
+def host_layer(host: LabHost) -> Layer | None:
+    """The package layer a lab host boots on (None: the bare base)."""
+    return layer_for(host.firewall, host.group == "balancers")
+
+
+def _new_info(
+    name: str, planned: list[layout.PlannedHost], frontends: dict[str, str], rate: str | None, delay: str | None
+) -> LabInfo:
     reserved = [info.subnet for info in status() if info.name != name]
     subnet = network.pick_subnet(name, reserved)
-    first = subnet.network_address + 2
-    hosts = [
-        LabHost(
-            name=host,
-            group="head" if host == "head" else "workers",
-            machine=machine_name(name, host),
-            address=str(first + index),
-            firewall=frontends[host],
-            dir=str(lab_dir(name) / host),
-        )
-        for index, host in enumerate(frontends)
-    ]
     files = inventory_dir()
     return LabInfo(
         name=name,
@@ -82,7 +88,7 @@ def _new_info(name: str, frontends: dict[str, str], rate: str | None, delay: str
         inventory=str((files / f"{name}.yml").absolute()),
         known_hosts=str((files / f"{name}.known_hosts").absolute()),
         key=str((files / f"{name}.key").absolute()),
-        hosts=hosts,
+        hosts=lab_hosts(name, planned, frontends, subnet),
         link_rate=rate,
         link_delay=delay,
     )
@@ -95,14 +101,19 @@ def up(
     link_rate: str | None = None,
     link_delay: str | None = None,
     say: Callable[[str], None] = print,
+    clusters: int = 1,
+    balancers: int = 0,
 ) -> LabInfo:
-    """Create (or recreate) lab `name`: a head and `workers` hosts, booted, reachable by SSH.
+    """Create (or recreate) lab `name`: `clusters` of a head and `workers` hosts each, and `balancers` hosts,
+    booted, reachable by SSH (layout.plan names them).
 
-    Before anything boots, the machine's limits are checked (limits.py): `say` gets one line per
-    kernel limit raised for the lab; a limit that cannot be raised stops it with a LabError.
+    Every value is checked before anything is touched. Before anything boots, the machine's limits are
+    checked (limits.py): `say` gets one line per kernel limit raised for the lab; a limit that cannot be
+    raised stops it with a LabError.
     """
     check_name(name)
-    frontends = firewall_frontends(firewall, host_names(_check_workers(workers)))
+    planned = layout.plan(clusters, workers, balancers)
+    frontends = firewall_frontends(firewall, [host.name for host in planned])
     network.check_shaping(link_rate, link_delay)
     require_root()
     ensure_host_tools()
@@ -112,8 +123,8 @@ def up(
     limits.ensure(len(frontends), say)
     base_root, _ = ensure_base()
     _note_former_cache(say)
-    layers = {fw: ensure_layer(base_root, fw) for fw in sorted(set(frontends.values())) if fw in FIREWALL_PACKAGES}
-    info = _new_info(name, frontends, link_rate, link_delay)
+    layers = _ensure_layers(base_root, [layer_for(frontends[h.name], h.group == "balancers") for h in planned])
+    info = _new_info(name, planned, frontends, link_rate, link_delay)
     info.base = str(base_root)
     try:
         _create(info, base_root, layers)
@@ -122,6 +133,12 @@ def up(
             down(name)
         raise
     return info
+
+
+def _ensure_layers(base_root: Path, wanted: list[Layer | None]) -> dict[str, Path]:
+    """Each layer asked for, built once (in name order) if the cache lacks it: name -> its upper directory."""
+    layers = {layer.name: layer for layer in wanted if layer is not None}
+    return {key: ensure_layer(base_root, layers[key]) for key in sorted(layers)}
 
 
 def _note_former_cache(say: Callable[[str], None]) -> None:
@@ -139,7 +156,8 @@ def _create(info: LabInfo, base_root: Path, layers: dict[str, Path]) -> None:
     pubkey = create_user_key(Path(info.key), info.name)
 
     def prepare(host: LabHost) -> str:
-        lowers = [layers[host.firewall], base_root] if host.firewall in layers else [base_root]
+        layer = host_layer(host)
+        lowers = [layers[layer.name], base_root] if layer else [base_root]
         return host_mod.prepare(info, host, lowers, pubkey)
 
     host_keys = dict(zip([h.name for h in info.hosts], _parallel(prepare, info.hosts), strict=True))
@@ -210,12 +228,39 @@ def status(name: str | None = None) -> list[LabInfo]:
 
 def shell_command(name: str, host: str) -> list[str]:
     """argv of an interactive ssh into a lab host (lab key, pinned known_hosts, checking on)."""
+    info, target = _lab_host(name, host)
+    return ssh_argv(info, target, batch=False)
+
+
+def reboot(name: str, host: str) -> LabHost:
+    """Reboot one host of lab `name` as a VM reboots: a clean poweroff (units stop in order), then a boot on the
+    same root (every file stays; enabled units start). Returns once sshd answers with the pinned key and
+    systemd says running (bounded waits, LabError naming the host). The lab's state then holds the new
+    pids and veth, so `down` finds them.
+    """
+    info, target = _lab_host(name, host)
+    require_root()
+    host_mod.power_off(target)
+    target.pid = target.init_pid = target.veth = None
+    save(info)
+    host_mod.spawn(info.name, target, info.bridge)
+    save(info)
+    host_mod.find_init(target)
+    save(info)
+    host_mod.wait_ready(target, ssh_argv(info, target))
+    target.veth = network.veth_of(target.init_pid)
+    network.shape_link(target.name, target.veth, info.link_rate, info.link_delay)
+    save(info)
+    return target
+
+
+def _lab_host(name: str, host: str) -> tuple[LabInfo, LabHost]:
+    """The recorded lab and its host `host`; a one-line LabError when either is not there."""
     info = load(check_name(name))
     if info is None:
         raise LabError(f"lab {name} is not up (no state in {lab_dir(name)}): run `invoke lab.up --name {name}`")
     try:
-        target = info.host(host)
+        return info, info.host(host)
     except KeyError:
         known = ", ".join(h.name for h in info.hosts)
         raise LabError(f"lab {name} has no host {host!r} (hosts: {known})") from None
-    return ssh_argv(info, target, batch=False)

@@ -71,11 +71,6 @@ def check_name(name: str) -> str:
     return name
 
 
-def host_names(workers: int) -> list[str]:
-    """head, then w1..wN."""
-    return ["head"] + [f"w{index}" for index in range(1, workers + 1)]
-
-
 def machine_name(lab: str, host: str) -> str:
     """The nspawn machine name: prefixed by the lab so several labs never share one."""
     return f"lf-{lab}-{host}"

@@ -28,6 +28,7 @@ class LabHost:
     init_pid: int | None = None
     veth: str | None = None
     dir: str = ""
+    cluster: str | None = None
 
     @property
     def root(self) -> Path:
@@ -41,10 +42,16 @@ class LabHost:
     def running(self) -> bool:
         return pid_alive(self.pid)
 
+    @property
+    def role(self) -> str:
+        """head, worker or balancer, with the cluster when the lab has several: `head of c2`."""
+        role = {"head": "head", "workers": "worker", "balancers": "balancer"}.get(self.group, self.group)
+        return f"{role} of {self.cluster}" if self.cluster else role
+
 
 @dataclasses.dataclass
 class LabInfo:
-    """A lab: network, generated files and hosts (head first, then w1..wN)."""
+    """A lab: network, generated files and hosts (each cluster's head and workers, then the balancers)."""
 
     name: str
     subnet: str
