@@ -1,4 +1,7 @@
-"""The cluster as its services see it: the head, the workers' RPC endpoints in order, and who may connect.
+"""The clusters as their services see them: each head, its workers' RPC endpoints in order, who may connect,
+and the balancers in front of the heads.
+
+An inventory holds one cluster or several (a host's `cluster` variable; inventory.clusters_of partitions them).
 
 Addresses (the RPC protocol has no authentication, so these are what keep strangers out):
 
@@ -9,7 +12,11 @@ Addresses (the RPC protocol has no authentication, so these are what keep strang
   head's `rpc_host` when set (the address its connections to the workers come from), else (also when
   it is 0.0.0.0) its `ansible_host`; either must be a numeric IPv4 address. `api_host` is not used: it
   is where clients reach the API, often on another network.
-- The API admits `api_allow` (the head's value); empty means the cluster's own addresses.
+- The API admits `api_allow` (the head's value); empty means the cluster's own addresses. With balancers
+  (group `balancers`), a head's API admits the balancers only, and a balancer's port admits its own
+  `api_allow` (empty: every host of the inventory).
+- A balancer reaches a head's API at its `api_host`, or at its cluster address when that is 0.0.0.0; the
+  heads admit a balancer by its ansible_host, which must be a numeric IPv4 address.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InventoryError
-from .inventory import Host, Inventory
+from .inventory import Host, Inventory, Members, clusters_of
 from .yamlfile import printable, shorten
 
 ANY_IPV4 = "0.0.0.0"  # noqa: S104 - named to be recognised and refused, never bound by default
@@ -41,13 +48,16 @@ class Worker:
 
 @dataclass(frozen=True)
 class Cluster:
-    """A read-only view of the cluster, built from an inventory by view()."""
+    """A read-only view of one cluster, built from an inventory by fleet()."""
 
     head: str
     head_address: str
     workers: tuple[Worker, ...]
     api_allow: tuple[str, ...]  # addresses and CIDR networks allowed to reach the API
     warnings: tuple[str, ...] = ()
+    name: str = "default"
+    api_address: str = ""  # where a balancer reaches the head's API
+    api_port: int = 0
 
     @property
     def rpc_servers(self) -> str:
@@ -66,18 +76,92 @@ class Cluster:
         raise KeyError(name)
 
 
-def view(inventory: Inventory) -> Cluster:
-    """The cluster of a resolved inventory; InventoryError naming file, host and key when an address is unusable."""
+@dataclass(frozen=True)
+class Balancer:
+    """One host of group balancers: the address the heads admit it from, and who may reach its port."""
+
+    name: str
+    address: str
+    allow: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Every cluster of an inventory, in the order of their heads, and the balancers in front of them."""
+
+    clusters: tuple[Cluster, ...]
+    balancers: tuple[Balancer, ...] = ()
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(warning for cluster in self.clusters for warning in cluster.warnings))
+
+    def of(self, host: str) -> Cluster | None:
+        """The cluster a head or worker belongs to (None for a balancer or a host of neither group)."""
+        for cluster in self.clusters:
+            if cluster.head == host or any(worker.name == host for worker in cluster.workers):
+                return cluster
+        return None
+
+    def balancer(self, name: str) -> Balancer:
+        return next(balancer for balancer in self.balancers if balancer.name == name)
+
+
+def fleet(inventory: Inventory) -> Fleet:
+    """The clusters and balancers of a resolved inventory; InventoryError naming file, host and key when an
+    address is unusable."""
     file = printable(str(inventory.path))
-    head = inventory.head
+    members = clusters_of(inventory)
+    balancers = tuple(_balancer(inventory.hosts[name], file) for name in inventory.groups.get("balancers", []))
+    clusters = tuple(_cluster(each, balancers, file) for each in members.values())
+    _check_unique(tuple(worker for cluster in clusters for worker in cluster.workers), file)
+    if balancers:
+        everyone = tuple(dict.fromkeys(a for c in clusters for a in c.addresses)) + tuple(b.address for b in balancers)
+        balancers = tuple(Balancer(b.name, b.address, b.allow or everyone) for b in balancers)
+    return Fleet(clusters, balancers)
+
+
+def view(inventory: Inventory) -> Cluster:
+    """The cluster of an inventory that holds one (its first, when it holds several)."""
+    return fleet(inventory).clusters[0]
+
+
+def _cluster(members: Members, balancers: tuple[Balancer, ...], file: str) -> Cluster:
+    head = members.head
     warnings: list[str] = []
-    workers = tuple(_worker(host, file, warnings) for host in inventory.workers)
-    _check_unique(workers, file)
+    workers = tuple(_worker(host, file, warnings) for host in members.workers)
     head_address = _head_address(head, file)
-    allow = _networks(head.vars.get("api_allow"), file, head.name)
+    if balancers:
+        allow = tuple(dict.fromkeys(balancer.address for balancer in balancers))
+    else:
+        allow = _networks(head.vars.get("api_allow"), file, head.name)
     if not allow:
         allow = tuple(dict.fromkeys([head_address, *(worker.address for worker in workers)]))
-    return Cluster(head.name, head_address, workers, allow, tuple(warnings))
+    api_host = head.vars.get("api_host")
+    api_address = api_host if _ipv4(api_host) and api_host != ANY_IPV4 else head_address
+    return Cluster(
+        head.name,
+        head_address,
+        workers,
+        allow,
+        tuple(warnings),
+        members.name,
+        api_address,
+        head.vars["api_port"],
+    )
+
+
+def _balancer(host: Host, file: str) -> Balancer:
+    address = _ipv4(host.connection.address)
+    if address is None or address.is_unspecified:
+        raise InventoryError(
+            f"{shorten(host.connection.address)!r} is not a numeric IPv4 address: the heads admit a balancer by "
+            "the address it connects from",
+            file=file,
+            where=f"host {host.name}",
+            key="ansible_host",
+        )
+    return Balancer(host.name, str(address), _networks(host.vars.get("api_allow"), file, host.name))
 
 
 def _ipv4(value: Any) -> ipaddress.IPv4Address | None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from . import paths, playbooks
 from .errors import LlamafleetError
+from .inventory import clusters_of
 from .output import Output
 from .runner import Phase, Runner
 from .shell import quote
@@ -86,12 +87,17 @@ def teardown(connect: Connect, purge: bool) -> int:
 
 
 def show_worker_journals(runner: Runner, output: Output) -> None:
-    """When the head failed, the end of each worker's journal too: a worker is often why (wrong build, no bind)."""
-    head = runner.inventory.head
-    if head not in runner.hosts or runner.healthy([head]):
+    """When a head failed, the end of its workers' journals too: a worker is often why (wrong build, no bind)."""
+    failed = [
+        members
+        for members in clusters_of(runner.inventory).values()
+        if members.head in runner.hosts and not runner.healthy([members.head])
+    ]
+    if not failed:
         return
     command = quote("journalctl -u %s -n 50 --no-pager -o short-iso", paths.RPC_UNIT)
-    for worker in runner.healthy([w for w in runner.inventory.workers if w in runner.hosts]):
+    workers = [w for members in failed for w in members.workers if w in runner.hosts]
+    for worker in runner.healthy(workers):
         try:
             lines = runner.remote(worker, command).stdout.splitlines()
         except LlamafleetError as exc:

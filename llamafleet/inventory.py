@@ -63,10 +63,12 @@ class Inventory:
 
     @property
     def head(self) -> Host:
+        """The first host of group head: the head, in an inventory of one cluster (see clusters_of)."""
         return self.hosts[self.groups["head"][0]]
 
     @property
     def workers(self) -> list[Host]:
+        """Every host of group workers, of every cluster."""
         return [self.hosts[name] for name in self.groups.get("workers", [])]
 
     def select(self, limit: str | None) -> list[Host]:
@@ -319,23 +321,69 @@ def _hosts(
 MAX_WORKERS = 16
 
 
+@dataclass(frozen=True)
+class Members:
+    """The hosts of one cluster: its head and its workers, in inventory order."""
+
+    name: str
+    head: Host
+    workers: tuple[Host, ...]
+
+
+def clusters_of(inventory: Inventory) -> dict[str, Members]:
+    """Each cluster (the `cluster` variable of heads and workers) with its hosts, in the order of its head."""
+    heads = [inventory.hosts[name] for name in inventory.groups.get("head", [])]
+    workers = [inventory.hosts[name] for name in inventory.groups.get("workers", [])]
+    return {
+        head.vars["cluster"]: Members(
+            head.vars["cluster"], head, tuple(w for w in workers if w.vars["cluster"] == head.vars["cluster"])
+        )
+        for head in heads
+    }
+
+
 def _check_cluster(inventory: Inventory) -> None:
-    """Cross-host rules: exactly one head, head not a worker, at most MAX_WORKERS workers, unique address:port."""
+    """Cross-host rules: one head per cluster, a head for every worker's cluster, at most MAX_WORKERS workers in
+    a cluster, roles not shared by one host, unique address:port."""
     file = inventory.shown
     heads = inventory.groups.get("head", [])
-    if len(heads) != 1:
-        found = ", ".join(heads) if heads else "none"
-        raise InventoryError(f"must have exactly one host, found {len(heads)} ({found})", file=file, where="group head")
+    if not heads:
+        raise InventoryError("must have exactly one host, found 0 (none)", file=file, where="group head")
+    by_cluster: dict[str, list[str]] = {}
+    for name in heads:
+        by_cluster.setdefault(inventory.hosts[name].vars["cluster"], []).append(name)
+    for cluster, names in by_cluster.items():
+        if len(names) > 1:
+            raise InventoryError(
+                f"must have exactly one host per cluster, found {len(names)} ({', '.join(names)}) in cluster {cluster}:"
+                " give each head and its workers their own `cluster`",
+                file=file,
+                where="group head",
+            )
     workers = inventory.groups.get("workers", [])
+    for group in ("workers", "balancers"):
+        for name in inventory.groups.get(group, []):
+            other = "head" if name in heads else "workers" if group == "balancers" and name in workers else None
+            if other:
+                raise InventoryError(f"is in both {other} and {group}", file=file, where=f"host {name}")
+    count: dict[str, list[str]] = {}
     for name in workers:
-        if name in heads:
-            raise InventoryError("is in both head and workers", file=file, where=f"host {name}")
-    if len(workers) > MAX_WORKERS:
-        raise InventoryError(
-            f"{len(workers)} hosts, but llama-server takes at most {MAX_WORKERS} RPC workers (GGML_RPC_MAX_SERVERS)",
-            file=file,
-            where="group workers",
-        )
+        count.setdefault(inventory.hosts[name].vars["cluster"], []).append(name)
+    for cluster, names in count.items():
+        where = "group workers" if list(by_cluster) == [cluster] else f"cluster {cluster}"
+        if cluster not in by_cluster:
+            raise InventoryError(
+                f"has no head: its workers ({shorten(', '.join(names))}) need a host of group head with "
+                f"cluster {cluster}",
+                file=file,
+                where=f"cluster {cluster}",
+            )
+        if len(names) > MAX_WORKERS:
+            raise InventoryError(
+                f"{len(names)} hosts, but llama-server takes at most {MAX_WORKERS} RPC workers (GGML_RPC_MAX_SERVERS)",
+                file=file,
+                where=where,
+            )
     seen: dict[tuple[str, int], str] = {}
     for host in inventory.hosts.values():
         key = (host.connection.address, host.connection.port)

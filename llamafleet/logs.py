@@ -26,10 +26,10 @@ def show(inv: Inventory, connect: Callable[[], Runner], unit: str | None, count:
 
     Without `follow` each host's lines are kept and printed together, host after host in inventory order.
     """
-    view = cluster.view(inv)
-    wanted = _units(view, unit)
+    fleet = cluster.fleet(inv)
+    wanted = {name: found for view in fleet.clusters for name, found in _units(view, unit).items()}
     runner = connect()
-    order = [view.head, *(w.name for w in view.workers)]
+    order = list(wanted)
     hosts = sorted((h for h in runner.hosts if h.name in wanted), key=lambda h: order.index(h.name))
     if not hosts:
         runner.close()

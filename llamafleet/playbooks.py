@@ -12,6 +12,7 @@ from .runner import Phase
 # the services restart on the release it switched to.
 PROVISION_ROLES = ("base", "llama_cpp", "release", "firewall", "rpc_worker", "head")
 PROVISION_NEEDS = {"release": ("llama_cpp", "rpc_worker", "head")}
+NOT_BALANCERS = "all:!balancers"
 
 
 def provision(tags: Iterable[str] = (), skip_tags: Iterable[str] = ()) -> list[Phase]:
@@ -19,10 +20,10 @@ def provision(tags: Iterable[str] = (), skip_tags: Iterable[str] = ()) -> list[P
     wanted = selected(PROVISION_ROLES, tuple(tags), tuple(skip_tags), PROVISION_NEEDS)
     phases = {
         "base": lambda: Phase("base", (load("base"),)),
-        # built or fetched, staged beside the running release
-        "llama_cpp": lambda: Phase("llama_cpp", (load("llama_cpp"),)),
+        # built or fetched, staged beside the running release (balancers run no llama.cpp)
+        "llama_cpp": lambda: Phase("llama_cpp", (load("llama_cpp"),), group=NOT_BALANCERS),
         # then every host switches together, or none
-        "release": lambda: Phase("release", (load("release"),), needs_all=True),
+        "release": lambda: Phase("release", (load("release"),), group=NOT_BALANCERS, needs_all=True),
         "firewall": lambda: Phase("firewall", (load("firewall"),)),
         "rpc_worker": lambda: Phase("workers", (load("rpc_worker"),), group="workers"),
         "head": lambda: Phase("head", (load("head"),), group="head", needs_all=True),
@@ -56,7 +57,7 @@ def deploy() -> list[Phase]:
     rpc_cache_seed), the head restarted on it (the workers are provision's), then older models pruned, only once
     the head serves the new one."""
     return [
-        Phase("identity", (load("llama_cpp/gate"),)),
+        Phase("identity", (load("llama_cpp/gate"),), group=NOT_BALANCERS),
         Phase("model", (load("model"),)),
         Phase("head", (load("head"),), group="head"),
         Phase("prune", (load("model/prune"),), needs_all=True),
@@ -66,7 +67,7 @@ def deploy() -> list[Phase]:
 def rollback() -> list[Phase]:
     """Every host back to its previous release at once, then workers restarted, then the head."""
     return [
-        Phase("rollback", (load("rollback"),), needs_all=True),
+        Phase("rollback", (load("rollback"),), group=NOT_BALANCERS, needs_all=True),
         Phase("workers", (load("rpc_worker"),), group="workers"),
         Phase("head", (load("head"),), group="head", needs_all=True),
     ]

@@ -31,12 +31,14 @@ def write(inv: Inventory, out: Path, model: str) -> list[Path]:
 
 def service_files(inv: Inventory, model: str) -> dict[str, dict[str, str]]:
     """host -> {path on the host: content} for the rpc_worker role on the workers and the head role on the head."""
-    view = cluster.view(inv)
-    for warning in view.warnings:
+    fleet = cluster.fleet(inv)
+    for warning in fleet.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     file = str(inv.path)
-    rendered = {host.name: worker_role.files(host, view, file) for host in inv.workers}
-    rendered[inv.head.name] = head_role.files(inv.head, view, file, model=model)
+    rendered = {}
+    for view in fleet.clusters:  # each cluster's workers, then its head
+        rendered.update({worker.name: worker_role.files(inv.hosts[worker.name], view, file) for worker in view.workers})
+        rendered[view.head] = head_role.files(inv.hosts[view.head], view, file, model=model)
     return rendered
 
 

@@ -1,4 +1,4 @@
-"""What a role sees of a run: the inventory, the cluster, typed hand-offs, a small API; and one host's context.
+"""What a role sees of a run: the inventory, the clusters, typed hand-offs, a small API; and one host's context.
 
 Roles get this view, never the Runner: a role's hooks are called as `hook(run, hosts)` and its
 operations see the view as `ctx.run`. Everything here either reads the run's inputs or does
@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 import jinja2
 
 from . import templating
-from .cluster import Cluster, view
+from .cluster import Cluster, Fleet, fleet
 from .errors import LlamafleetError
 from .facts import Fact
 from .inventory import Host, Inventory
@@ -74,7 +74,7 @@ class Run:
 
     def __init__(self, runner: Engine) -> None:
         self._runner = runner
-        self._cluster: Cluster | None = None
+        self._fleet: Fleet | None = None
 
     # -- inputs ----------------------------------------------------------------
     @property
@@ -101,14 +101,21 @@ class Run:
         return self._runner.handoffs(kind)
 
     @property
-    def cluster(self) -> Cluster:
-        """The cluster view (head, workers, RPC endpoints, API clients), computed and warned about once."""
-        if self._cluster is None:
-            found = view(self._runner.inventory)
+    def fleet(self) -> Fleet:
+        """The clusters (head, workers, RPC endpoints, API clients) and balancers, computed and warned about once."""
+        if self._fleet is None:
+            found = fleet(self._runner.inventory)
             for warning in found.warnings:
                 self.say(f"warning: {warning}")
-            self._cluster = found
-        return self._cluster
+            self._fleet = found
+        return self._fleet
+
+    def cluster(self, host: Host) -> Cluster:
+        """The cluster of a head or worker."""
+        found = self.fleet.of(host.name)
+        if found is None:
+            raise LlamafleetError(f"{host.name}: not a head or worker of any cluster")
+        return found
 
     def group(self, name: str) -> list[str]:
         """Host names of an inventory group, in inventory order."""

@@ -28,7 +28,8 @@ DIFF_LIMIT = 256 * 1024
 
 @dataclass(frozen=True)
 class Phase:
-    """Roles applied to the hosts of a group; `needs_all` phases start only if every host is healthy."""
+    """Roles applied to the hosts of a group (or a pattern as Ansible writes it: `all:!balancers`); `needs_all`
+    phases start only if every host is healthy."""
 
     name: str
     roles: tuple[Role, ...]
@@ -167,7 +168,9 @@ class Runner:
         return [h for h in hosts if self._sessions[h.name].healthy]
 
     def phase_hosts(self, phase: Phase) -> list[Host]:
-        members = set(self.inventory.groups.get(phase.group, []))
+        included, *excluded = phase.group.split(":!")
+        members = set(self.inventory.groups.get(included, []))
+        members.difference_update(*(self.inventory.groups.get(group, []) for group in excluded))
         return [h for h in self.hosts if h.name in members]
 
     def play(self, phases: list[Phase]) -> int:

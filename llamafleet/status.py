@@ -51,33 +51,37 @@ class Row:
     health: str | None = None  # 200 ok | 503 loading | not answering
     slots_busy: int | None = None
     slots_total: int | None = None
+    cluster: str | None = None  # the cluster of a head or worker
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def read(inv: Inventory, connect: Callable[[], Runner]) -> tuple[list[Row], int]:
-    """One row per host, head first then the workers in inventory order, read in parallel; and the exit code.
+    """One row per host, cluster by cluster (head first then the workers in inventory order), read in parallel;
+    and the exit code.
 
-    The cluster's addresses and the head's settings are checked before `connect` makes the runner.
+    The clusters' addresses and the heads' settings are checked before `connect` makes the runner.
     """
     from .roles.head import role as head_role  # role modules load with the task that uses them
 
-    view = cluster.view(inv)
-    head = head_role.settings.settings(inv.head, str(inv.path))
+    fleet = cluster.fleet(inv)
+    heads = {view.head: head_role.settings.settings(inv.hosts[view.head], str(inv.path)) for view in fleet.clusters}
     runner = connect()
-    order = [inv.head.name, *(w.name for w in view.workers)]
+    order = [name for view in fleet.clusters for name in (view.head, *(w.name for w in view.workers))]
     hosts = sorted(runner.hosts, key=lambda h: order.index(h.name) if h.name in order else len(order))
     rows: dict[str, Row] = {}
 
     def probe(host: Host) -> None:
         part, port, api = "-", None, None
-        if host.name == view.head:
+        view = fleet.of(host.name)
+        if host.name in heads:
+            head = heads[host.name]
             part, port, api = "head", head.api_port, (head_role.probe_address(head), head.api_port)
-        elif host.name in {w.name for w in view.workers}:
+        elif view is not None:
             part, port = "worker", view.worker(host.name).port
         text = runner.remote(host, script(part, port, api)).stdout
-        rows[host.name] = parse(host.name, part, port, text)
+        rows[host.name] = parse(host.name, part, port, text, view.name if view else None)
 
     try:
         runner.each_host(hosts, probe)
@@ -85,8 +89,10 @@ def read(inv: Inventory, connect: Callable[[], Runner]) -> tuple[list[Row], int]
         runner.close()
     for result in runner.output.results:  # unreachable (or failed) hosts still get their row
         if result.host not in rows:
-            part = "head" if result.host == view.head else "worker" if result.host in order else "-"
+            part = "head" if result.host in heads else "worker" if result.host in order else "-"
+            view = fleet.of(result.host)
             rows[result.host] = Row(result.host, part, reachable=False, error=result.reason)
+            rows[result.host].cluster = view.name if view else None
     return [rows[h.name] for h in hosts if h.name in rows], runner.exit_code()
 
 
@@ -117,9 +123,9 @@ def script(part: str, port: int | None, api: tuple[str, int] | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse(host: str, part: str, port: int | None, text: str) -> Row:
+def parse(host: str, part: str, port: int | None, text: str, cluster_name: str | None = None) -> Row:
     """A Row from the status script's output (lines not starting with MARK are ignored)."""
-    row = Row(host, part)
+    row = Row(host, part, cluster=cluster_name)
     unit: dict[str, str] = {}
     record, sizes, now = None, {}, None
     for line in text.splitlines():
@@ -201,9 +207,13 @@ def _http(row: Row, value: str) -> None:
 
 
 def table(rows: list[Row]) -> str:
-    """The rows as an aligned text table."""
+    """The rows as an aligned text table (with a CLUSTER column when the hosts are of several clusters)."""
     header = ("HOST", "PART", "SERVICE", "UP", "LLAMA.CPP", "LISTENING", "MODEL", "HEALTH", "SLOTS")
     body = [header] + [_cells(row) for row in rows]
+    if len({row.cluster for row in rows if row.cluster}) > 1:
+        body = [("CLUSTER", *header)] + [
+            (row.cluster or "-", *cells) for row, cells in zip(rows, body[1:], strict=True)
+        ]
     widths = [max(len(r[i]) for r in body) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in body)
 

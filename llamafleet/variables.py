@@ -293,6 +293,13 @@ def _is_address(value: Any) -> str | None:
     return problem
 
 
+def _is_name(value: Any) -> str | None:
+    problem = _is_str(value)
+    if problem is None and name_problem(value, "group"):
+        problem = f"{shorten(value)!r} is not a valid name (letters, digits, '_' and '-', not starting with '-')"
+    return problem
+
+
 def _is_username(value: Any) -> str | None:
     return _user_problem(value, USERNAME, "a POSIX user name: a-z, 0-9, '_' and '-', starting with a letter or '_'")
 
@@ -382,6 +389,7 @@ _CHECKERS = {
     "cidr_list": _is_cidr_list,
     "positive_int": _is_positive_int,
     "address": _is_address,
+    "name": _is_name,
     "username": _is_username,
     "login_name": _is_login_name,
     "package_list": _is_package_list,

@@ -47,39 +47,54 @@ class Expectations:
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
         self.file = str(inventory.path)
-        self.view = cluster.view(inventory)
-        self.head = inventory.head
-        self.head_settings = head_role.settings.settings(self.head, self.file)
+        self.fleet = cluster.fleet(inventory)
+        self.heads = {
+            view.head: head_role.settings.settings(inventory.hosts[view.head], self.file)
+            for view in self.fleet.clusters
+        }
         self.workers = {host.name: worker_role.settings.settings(host, self.file) for host in inventory.workers}
         self.llama = {name: llama_cpp_settings.settings(host) for name, host in inventory.hosts.items()}
+        self._keys: dict[Path, bytes | None] = {}
 
     def role_of(self, host: Host) -> str:
-        if host.name == self.view.head:
+        if host.name in self.heads:
             return "head"
         return "worker" if host.name in self.workers else "other"
 
+    def view(self, host: Host | str) -> cluster.Cluster:
+        """The cluster of a head or worker."""
+        found = self.fleet.of(host if isinstance(host, str) else host.name)
+        if found is None:
+            raise KeyError(host)
+        return found
+
     # -- the head ---------------------------------------------------------------------------
-    @cached_property
-    def key_file(self) -> Path:
+    def head_settings(self, host: Host | str) -> Any:
+        """The settings of the head of the host's cluster."""
+        return self.heads[self.view(host).head]
+
+    def key_file(self, host: Host | str) -> Path:
         """The controller's API key file, found as the head role finds it (api_key_file, else <inventory>.api-key)."""
-        return Path(self.head_settings.api_key_file)
+        return Path(self.head_settings(host).api_key_file)
 
-    @cached_property
-    def key(self) -> bytes | None:
+    def key(self, host: Host | str) -> bytes | None:
         """The key line as the head holds it (first line + newline), None when the controller has no key file."""
-        try:
-            return head_role.read_key(self.key_file)
-        except InventoryError:
-            return None
+        path = self.key_file(host)
+        if path not in self._keys:
+            try:
+                self._keys[path] = head_role.read_key(path)
+            except InventoryError:
+                self._keys[path] = None
+        return self._keys[path]
 
-    @property
-    def key_sha256(self) -> str | None:
-        return hashlib.sha256(self.key).hexdigest() if self.key else None
+    def key_sha256(self, host: Host | str) -> str | None:
+        key = self.key(host)
+        return hashlib.sha256(key).hexdigest() if key else None
 
-    @property
-    def api_probe(self) -> tuple[str, int]:
+    def api_probe(self, host: Host | str) -> tuple[str, int]:
         """Where the head reaches its own API (loopback when it listens on every address)."""
-        return head_role.probe_address(self.head_settings), self.head_settings.api_port
+        head = self.head_settings(host)
+        return head_role.probe_address(head), head.api_port
 
     def seeded_entries(self, sha256: str | None) -> int | None:
         """How many cache entries seeding gives a worker for the model with this sha256 (its tensors over
@@ -91,19 +106,19 @@ class Expectations:
         except (OSError, ValueError, TypeError):
             return None
 
-    def model_alias(self, record: dict[str, str] | None) -> str | None:
+    def model_alias(self, host: Host, record: dict[str, str] | None) -> str | None:
         """The id /v1/models lists: model_alias, else the path of the deployed file on the head."""
         name = (record or {}).get("name")
-        return self.head_settings.model_alias or (head_role.model_path(name) if name else None)
+        return self.head_settings(host).model_alias or (head_role.model_path(name) if name else None)
 
     # -- units ---------------------------------------------------------------------------------
     def unit(self, host: Host) -> str:
-        return paths.SERVER_UNIT if host.name == self.view.head else paths.RPC_UNIT
+        return paths.SERVER_UNIT if host.name in self.heads else paths.RPC_UNIT
 
     def unit_text(self, host: Host) -> str:
-        if host.name == self.view.head:
-            return head_role.files(host, self.view, self.file)[head_role.UNIT_PATH]
-        return worker_role.files(host, self.view, self.file)[worker_role.UNIT_PATH]
+        if host.name in self.heads:
+            return head_role.files(host, self.view(host), self.file)[head_role.UNIT_PATH]
+        return worker_role.files(host, self.view(host), self.file)[worker_role.UNIT_PATH]
 
     def hardening(self, host: Host) -> dict[str, frozenset[str]]:
         """The sandbox properties the host's unit sets, normalised as `systemctl show` reports them."""
@@ -111,27 +126,34 @@ class Expectations:
 
     # -- workers, firewall, reachability ---------------------------------------------------------
     def worker(self, host: Host) -> cluster.Worker:
-        return self.view.worker(host.name)
+        return self.view(host).worker(host.name)
 
     def cache_limit(self, host: Host) -> int | None:
         return size_bytes(self.workers[host.name].rpc_cache_max_size)
 
     def outsider_of(self, worker: str) -> str | None:
-        """The worker that probes `worker`'s RPC port from outside the head: the next one in inventory order."""
-        names = [w.name for w in self.view.workers if w.name != self.view.head]
+        """The worker that probes `worker`'s RPC port from outside the head: the next one of its cluster in
+        inventory order."""
+        view = self.fleet.of(worker)
+        names = [w.name for w in view.workers] if view else []
         if len(names) < 2 or worker not in names:
             return None
         return names[(names.index(worker) + 1) % len(names)]
 
+    @property
+    def all_workers(self) -> tuple[cluster.Worker, ...]:
+        return tuple(worker for view in self.fleet.clusters for worker in view.workers)
+
     def probed_by(self, host: Host) -> tuple[str, ...]:
-        """Endpoints this host probes: every worker's from the head; the previous worker's from a worker."""
-        if host.name == self.view.head:
-            return tuple(w.endpoint for w in self.view.workers)
-        return tuple(w.endpoint for w in self.view.workers if self.outsider_of(w.name) == host.name)
+        """Endpoints this host probes: every worker's of its cluster from a head; the previous worker's from a
+        worker."""
+        if host.name in self.heads:
+            return tuple(w.endpoint for w in self.view(host).workers)
+        return tuple(w.endpoint for w in self.all_workers if self.outsider_of(w.name) == host.name)
 
     @cached_property
     def firewall_rulesets(self) -> dict[str, Any]:
-        return firewall_rules.rulesets(self.view, self.inventory)
+        return firewall_rules.rulesets(self.fleet, self.inventory)
 
     def firewall_operations(self, host: Host, found_frontends: Any = None) -> list:
         """The firewall role's operations for the host's frontend (for `auto`, every frontend's until known)."""

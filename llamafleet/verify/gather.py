@@ -55,7 +55,7 @@ def named_facts(expect: Expectations, host: Host) -> dict[str, Fact]:
         facts["cache_entries"] = probes.RpcCacheEntries()
         facts["rpc_announced"] = probes.RpcAnnounced(paths.RPC_UNIT)
     elif role == "head":
-        address, port = expect.api_probe
+        address, port = expect.api_probe(host)
         facts |= {
             "service": probes.Service(paths.SERVER_UNIT),
             "model": probes.DeployedModel(),
@@ -76,7 +76,7 @@ def observe(connection: HostConnection, expect: Expectations) -> Observed:
     todo = list({f.key: f for f in [*named.values(), *firewall]}.values())
     script, token = batch_script(todo, at_once=True)  # as long as the slowest probe, not their sum
     head = expect.role_of(host) == "head"
-    stdin = (expect.key or b"\n") if head else None
+    stdin = (expect.key(host) or b"\n") if head else None
     if head:
         script = f"IFS= read -r {probes.KEY_VARIABLE} || true\n{script}"
     observed = Observed(host, commands=1)
@@ -116,7 +116,7 @@ class Gathered:
 def gather_all(connections: dict[str, HostConnection], expect: Expectations) -> Gathered:
     """Observe every host in parallel; with a single worker the controller is its outside prober."""
     started = time.monotonic()
-    outside = [w.endpoint for w in expect.view.workers if expect.outsider_of(w.name) is None]
+    outside = [w.endpoint for w in expect.all_workers if expect.outsider_of(w.name) is None]
     reach: dict[str, str] = {}
     lock = threading.Lock()
 

@@ -46,7 +46,7 @@ def test_health(node, observed, record_property):
 
 
 def test_models_lists_alias(node, observed, expect):
-    alias = expect.model_alias(observed.facts["model"])
+    alias = expect.model_alias(node, observed.facts["model"])
     answer = _answer(observed, "models")
     names = [m.get("id") for m in _json(answer).get("data", []) if isinstance(m, dict)]
     require(
@@ -86,7 +86,7 @@ def test_api_key_required(node, observed):
 
 
 def test_metrics(node, observed, expect):
-    if not expect.head_settings.metrics:
+    if not expect.head_settings(node).metrics:
         pytest.skip("metrics: false in the inventory")
     answer = _answer(observed, "metrics")
     ok = answer is not None and answer.status == 200 and "llamacpp:" in answer.body
@@ -102,7 +102,7 @@ def test_metrics(node, observed, expect):
 
 def test_model_on_every_worker(node, observed, expect):
     held = observed.facts["load_log"]
-    wanted = [w.endpoint for w in expect.view.workers]
+    wanted = [w.endpoint for w in expect.view(node).workers]
     missing = [e for e in wanted if held.get(e, 0) <= 0]
     found = ", ".join(f"{e} {mib:.2f} MiB" for e, mib in held.items()) or "no RPC model buffer in the load log"
     require(
@@ -131,7 +131,7 @@ def test_model_checksum(node, observed):
 def test_api_key_file(node, observed, expect):
     state = observed.facts["key_file"]
     found = "missing" if state is None else f"{state.owner}:{state.group} {state.mode:04o}"
-    same = state is not None and state.sha256 == expect.key_sha256
+    same = state is not None and state.sha256 == expect.key_sha256(node)
     if state is not None and not same:
         found += ", content differs from the controller's key file"
     ok = state is not None and (state.owner, state.group, state.mode) == ("root", "root", 0o600) and same
@@ -139,7 +139,7 @@ def test_api_key_file(node, observed, expect):
         ok,
         node.name,
         "API key file private and current",
-        f"{paths.API_KEY_FILE} root:root 0600 holding the key of {expect.key_file}",
+        f"{paths.API_KEY_FILE} root:root 0600 holding the key of {expect.key_file(node)}",
         found,
         "`invoke provision` writes it again",
     )

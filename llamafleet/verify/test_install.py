@@ -29,17 +29,22 @@ def test_pinned_release_current(node, observed, expect):
 
 
 def test_builds_identical(suite):
-    manifests = {
-        name: build_manifest(seen.facts["identity"]) for name, seen in suite.gathered.hosts.items() if not seen.error
-    }
-    head = suite.expect.view.head
-    wanted = {h.name: suite.expect.llama_settings(h) for h in suite.hosts}
-    problems = identity.identity_problems(manifests, wanted, head if head in manifests else None)
-    require(
-        len(manifests) == len(suite.hosts) and not problems,
-        "cluster",
-        "one identical llama.cpp build on every host",
-        f"the same version, source and files on all {len(suite.hosts)} hosts",
-        "; ".join(problems) or f"only {len(manifests)} hosts could be read",
-        LOOK,
-    )
+    # One build inside each cluster; clusters may differ from each other (a rolling upgrade goes one at a time).
+    clusters = suite.expect.fleet.clusters
+    for view in clusters:
+        members = {view.head, *(worker.name for worker in view.workers)}
+        hosts = [h for h in suite.hosts if h.name in members]
+        seen_hosts = {name: seen for name, seen in suite.gathered.hosts.items() if name in members}
+        manifests = {
+            name: build_manifest(seen.facts["identity"]) for name, seen in seen_hosts.items() if not seen.error
+        }
+        wanted = {h.name: suite.expect.llama_settings(h) for h in hosts}
+        problems = identity.identity_problems(manifests, wanted, view.head if view.head in manifests else None)
+        require(
+            len(manifests) == len(hosts) and not problems,
+            "cluster" if len(clusters) == 1 else f"cluster {view.name}",
+            "one identical llama.cpp build on every host",
+            f"the same version, source and files on all {len(hosts)} hosts",
+            "; ".join(problems) or f"only {len(manifests)} hosts could be read",
+            LOOK,
+        )

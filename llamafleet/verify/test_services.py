@@ -51,7 +51,7 @@ def test_service_hardening(node, observed, expect):
 
 def test_listening_address(node, observed, expect):
     if expect.role_of(node) == "head":
-        wanted, port = expect.head_settings.api_host, expect.head_settings.api_port
+        wanted, port = expect.head_settings(node).api_host, expect.head_settings(node).api_port
     else:
         worker = expect.worker(node)
         wanted, port = worker.bind, worker.port

@@ -14,7 +14,7 @@ testinfra_hosts = ["workers"]
 
 
 def test_rpc_in_use_by_head(node, observed, expect):
-    worker, head = expect.worker(node), expect.view.head_address
+    worker, head = expect.worker(node), expect.view(node).head_address
     peers = sorted({s.peer for s in observed.facts["established"] if s.port == worker.port})
     require(
         head in peers,
@@ -22,7 +22,7 @@ def test_rpc_in_use_by_head(node, observed, expect):
         "the head holds a connection to the RPC server",
         f"an established connection {head} -> {worker.endpoint}",
         ", ".join(peers) or "no connection",
-        f"journalctl -u llama-server on {expect.view.head}; {Journal(node.name, paths.RPC_UNIT)}",
+        f"journalctl -u llama-server on {expect.view(node).head}; {Journal(node.name, paths.RPC_UNIT)}",
     )
 
 
@@ -43,7 +43,7 @@ def test_rpc_cache_seeded(node, observed, expect, suite):
     if not expect.workers[node.name].rpc_cache_seed:
         pytest.skip(f"{node.name}: rpc_cache_seed is off")
     cache = observed.facts["cache"]
-    head = suite.gathered.hosts.get(expect.view.head)
+    head = suite.gathered.hosts.get(expect.view(node).head)
     record = (head.facts.get("model") if head is not None and head.error is None else None) or {}
     wanted = seeded_sizes(record.get("sha256"))  # None: this controller did not deploy it
     if wanted is None:
@@ -72,7 +72,7 @@ def _wrong_entries(wanted: dict[str, int], present: dict[str, tuple[str, int]]) 
 
 
 def test_rpc_protocol_as_head(node, observed, expect, suite):
-    head = expect.view.head
+    head = expect.view(node).head
     if head not in suite.gathered.hosts:
         pytest.skip(f"{head} is not in --limit: its RPC protocol version is not read")
     seen = suite.gathered.hosts[head]
@@ -98,7 +98,7 @@ def _reach(suite, prober: str, endpoint: str) -> str | None:
 
 def test_rpc_reachable_from_head(node, suite, expect):
     endpoint = expect.worker(node).endpoint
-    head = expect.view.head
+    head = expect.view(node).head
     state = _reach(suite, head, endpoint)
     require(
         state in ("session", "open"),

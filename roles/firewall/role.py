@@ -43,12 +43,12 @@ class Rulesets:
 
 def validate(run, hosts) -> None:
     """Before any connection: the plans can be made (addresses hold together)."""
-    _rules.rulesets(run.cluster, run.inventory)
+    _rules.rulesets(run.fleet, run.inventory)
 
 
 def prepare(run, hosts) -> None:
     """Each host's ruleset from the cluster view: a worker's RPC port from the head only, the API from its clients."""
-    run.handoff(Rulesets).by_host.update(_rules.rulesets(run.cluster, run.inventory))
+    run.handoff(Rulesets).by_host.update(_rules.rulesets(run.fleet, run.inventory))
 
 
 def choose_frontend(choice: str, found) -> str | None:

@@ -1,8 +1,9 @@
-"""Which rules each host gets, from the cluster view: a worker's RPC port from the head, the API from its clients."""
+"""Which rules each host gets, from the clusters: a worker's RPC port from its head, a head's API from its clients
+(the balancers, when there are any), a balancer's port from its own clients."""
 
 from __future__ import annotations
 
-from llamafleet.cluster import Cluster
+from llamafleet.cluster import Fleet
 from llamafleet.inventory import Inventory
 from llamafleet.roles.head import settings as head_settings
 
@@ -11,17 +12,22 @@ from . import ruleset as _ruleset
 LOOPBACK = ("127.0.0.1", "::1")
 
 
-def rulesets(view: Cluster, inventory: Inventory) -> dict[str, object]:
-    """host name -> Ruleset for every host of the cluster (other hosts: SSH only)."""
+def rulesets(fleet: Fleet, inventory: Inventory) -> dict[str, object]:
+    """host name -> Ruleset for every host of the inventory (hosts of no cluster and no balancer: SSH only)."""
     found = {}
+    balancers = {balancer.name: balancer for balancer in fleet.balancers}
     for host in inventory.hosts.values():
         rules = []
-        if host.name in {worker.name for worker in view.workers}:
+        view = fleet.of(host.name)
+        if view is not None and host.name != view.head:
             worker = view.worker(host.name)
             rules.append(_ruleset.Rule(worker.port, (view.head_address,), "rpc"))
-        if host.name == view.head:  # loopback too: the head probes its own /health
+        if view is not None and host.name == view.head:  # loopback too: the head probes its own /health
             sources = (*view.api_allow, *LOOPBACK)
             api_port = head_settings.settings(host, str(inventory.path)).api_port
             rules.append(_ruleset.Rule(api_port, sources, "api"))
+        if host.name in balancers:  # loopback too: verify asks the endpoint from the balancer itself
+            sources = (*balancers[host.name].allow, *LOOPBACK)
+            rules.append(_ruleset.Rule(host.vars["balancer_port"], sources, "balancer"))
         found[host.name] = _ruleset.Ruleset(rules=tuple(rules), ssh_port=host.connection.port)
     return found

@@ -146,7 +146,7 @@ class Serving:
 
 def validate(run, hosts) -> None:
     """Before any connection, changing nothing: the cluster's addresses and the head's settings."""
-    _ = run.cluster  # computed once per run: this checks the addresses before any connection
+    _ = run.fleet  # computed once per run: this checks the addresses before any connection
     for host in hosts:
         settings.settings(host, run.inventory_file)
 
@@ -223,7 +223,7 @@ def model_path(name: str) -> str:
 
 
 def operations(ctx):
-    view = ctx.run.cluster
+    view = ctx.run.cluster(ctx.host)
     head = settings.settings(ctx.host, ctx.run.inventory_file)
     serving = ctx.run.handoff(Serving)
     model, alias = serving.models.get(ctx.name), serving.aliases.get(ctx.name)
@@ -234,7 +234,7 @@ def operations(ctx):
     if model is None:  # nothing to serve yet: installed, not started (`invoke deploy --model` starts it)
         yield systemd.service(UNIT, running=False, enabled=False)
         return
-    restarted = sorted(ctx.run.handoff(Restarted).workers)
+    restarted = sorted(ctx.run.handoff(Restarted).workers & {worker.name for worker in view.workers})
     if restarted:  # llama-server's sessions to them broke: reconnect now rather than abort on the next request
         yield _reconnect(restarted)
     # Readiness is waited for by the handler, after the one restart the changes above may have notified; a

@@ -19,7 +19,7 @@ from .targets import Targets
 
 
 def identity_gate(run, hosts: list[Host], role: str) -> list[str]:
-    """Every host must run the same source; within a platform group every file must match the artifact.
+    """Every host of a cluster must run the same source; within a platform group every file must match the artifact.
 
     Run by role release once current is switched, with the facts its operations read (`role`).
     """
@@ -27,12 +27,30 @@ def identity_gate(run, hosts: list[Host], role: str) -> list[str]:
     run.each_host(hosts, lambda host: manifests.__setitem__(host.name, _read_identity(run, host, role)))
     targets = run.handoff(Targets).by_host
     group_files = {t.group.name: t.artifact.files for t in targets.values() if t.artifact}
-    head = run.group("head")[0]
     wanted = {h.name: llama_cpp_settings.settings(h) for h in hosts}
-    problems = identity.identity_problems(manifests, wanted, head if head in manifests else None, group_files)
+    problems: list[str] = []
+    # One build inside each cluster; clusters may differ from each other while a rolling upgrade goes round.
+    for members in _partition(run, hosts):
+        head = members[0]
+        ours = {name: manifests[name] for name in members if name in manifests}
+        problems += identity.identity_problems(
+            ours, {n: wanted[n] for n in ours}, head if head in ours else None, group_files
+        )
     if problems:
         problems.append(_remedy(problems, manifests))
     return problems
+
+
+def _partition(run, hosts: list[Host]) -> list[list[str]]:
+    """The run's hosts by cluster, each list led by its head when the run has it; hosts of no cluster (balancers)
+    left out."""
+    names = {host.name for host in hosts}
+    found = []
+    for view in run.fleet.clusters:
+        members = [name for name in (view.head, *(w.name for w in view.workers)) if name in names]
+        if members:
+            found.append(members if view.head in names else [view.head, *members])
+    return found
 
 
 def _remedy(problems: list[str], manifests: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llamafleet.errors import GateError
+from llamafleet.inventory import clusters_of
 
 from . import facts as model_facts
 
@@ -30,13 +31,19 @@ def shortfall(size: int, memories: dict[str, dict[str, int]]) -> str | None:
 
 
 def check(run, model) -> None:
-    """GateError naming the numbers when the model cannot fit in the cluster (read on the head and the workers)."""
+    """GateError naming the numbers when the model cannot fit in a cluster of this run (read on its head and
+    workers)."""
     fact = model_facts.Memory()
-    hosts = [run.inventory.head, *run.inventory.workers]
-    if any(host not in run.hosts for host in hosts):
-        run.say(f"{model.name}: memory fit not checked (--limit leaves out hosts that would hold it)")
-        return
-    memories = {host.name: run.gather(host, [fact])[fact] for host in hosts}
-    problem = shortfall(model.size, memories)
-    if problem:
-        raise GateError(f"{model.name}: {problem}")
+    clusters = clusters_of(run.inventory)
+    for members in clusters.values():
+        hosts = [members.head, *members.workers]
+        if len(clusters) > 1 and not any(host in run.hosts for host in hosts):
+            continue  # a cluster this run leaves alone (a rolling deploy's other clusters)
+        if any(host not in run.hosts for host in hosts):
+            run.say(f"{model.name}: memory fit not checked (--limit leaves out hosts that would hold it)")
+            continue
+        memories = {host.name: run.gather(host, [fact])[fact] for host in hosts}
+        problem = shortfall(model.size, memories)
+        if problem:
+            where = "" if len(clusters) == 1 else f"cluster {members.name}: "
+            raise GateError(f"{model.name}: {where}{problem}")

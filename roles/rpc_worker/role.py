@@ -65,11 +65,11 @@ class Restarted:
 
 def validate(run, hosts) -> None:
     """Before any connection: the cluster's addresses hold together (see llamafleet/cluster.py)."""
-    _ = run.cluster  # computed once per run: this checks the addresses before any connection
+    _ = run.fleet  # computed once per run: this checks the addresses before any connection
 
 
 def operations(ctx):
-    view = ctx.run.cluster
+    view = ctx.run.cluster(ctx.host)
     unit = render_unit(settings.settings(ctx.host, ctx.run.inventory_file), view)
     yield systemd.unit_file(UNIT, unit, notify=(RESTART,))
     # Started again (it was stopped): the head's session to it broke as with a restart.

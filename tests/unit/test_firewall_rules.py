@@ -14,7 +14,7 @@ from llamafleet.roles.firewall import rules as RULES
 
 def plans_for(tmp_path, text: str) -> dict:
     inv = inventory.load(write_tree(tmp_path, {"hosts.yml": text}))
-    return RULES.rulesets(cluster.view(inv), inv)
+    return RULES.rulesets(cluster.fleet(inv), inv)
 
 
 def test_workers_accept_rpc_from_the_head_only(tmp_path):

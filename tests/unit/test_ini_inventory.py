@@ -324,7 +324,7 @@ LLAMAFLEET_MISTAKES = [
     ("[a]\nh_:2222\n", ":4: group a: 'h_:2222' looks like host:port"),  # Ansible takes no port after h_: a name
     ("[a]\nh1 rpc_prot=1\n", ":4: host h1: rpc_prot: unknown variable (did you mean 'rpc_port'?)"),
     ("[a.b]\n", ":3: 'a.b' is not a valid group name"),
-    ("[a]\nh1\n[b]\nh2\n[head]\nh1\n", ": group head: must have exactly one host, found 2 (h0, h1)"),
+    ("[a]\nh1\n[b]\nh2\n[head]\nh1\n", ": group head: must have exactly one host per cluster, found 2 (h0, h1)"),
 ]
 MISTAKES = FORMAT_MISTAKES + LLAMAFLEET_MISTAKES
 

@@ -118,7 +118,8 @@ def test_an_inventory_without_a_head_is_refused(tmp_path):
 
 def test_two_heads_are_refused_naming_both(tmp_path):
     path = write_tree(tmp_path, {"hosts.yml": "all:\n  children:\n    head:\n      hosts:\n        h1:\n        h2:\n"})
-    assert str(load_error(path)) == f"{path}: group head: must have exactly one host, found 2 (h1, h2)"
+    wanted = "must have exactly one host per cluster, found 2 (h1, h2) in cluster default: give each head and its "
+    assert str(load_error(path)) == f"{path}: group head: {wanted}workers their own `cluster`"
 
 
 def test_head_through_a_child_group_counts(tmp_path):

@@ -136,7 +136,8 @@ def test_the_mistakes_of_several_sources_are_one_line_and_exit_2(tmp_path):
     error_line(results["missing"], f"{tmp_path / 'nope.yml'}: no such inventory file (use -i FILE")
     error_line(results["host_list"], "127.0.0.1,127.0.0.2: a host list (-i host1,host2) is not an inventory")
     error_line(results["broken"], f"{broken / 'hosts.ini'}:4: group workers: ", "a group cannot be its own child")
-    error_line(results["two_heads"], f"{FIRST}, {SITE}: group head: must have exactly one host, found 2 (h1, gpu-box)")
+    two = "must have exactly one host per cluster, found 2 (h1, gpu-box)"
+    error_line(results["two_heads"], f"{FIRST}, {SITE}: group head: {two}")
 
 
 def test_a_host_ungrouped_in_one_file_and_in_a_group_in_another_is_only_that_group_s(ansible, tmp_path):

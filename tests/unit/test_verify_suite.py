@@ -132,7 +132,7 @@ def test_head_api_answers_parse_into_status_bodies_and_waited_time(expect):
     assert api["waited"] == 0
     assert (api["health"].status, api["models_without_key"].status, api["models"].status) == (200, 401, 200)
     ids = [m["id"] for m in json.loads(api["models"].body)["data"]]
-    assert expect.model_alias({"name": "vdev-tiny.gguf"}) in ids
+    assert expect.model_alias(expect.inventory.head, {"name": "vdev-tiny.gguf"}) in ids
     assert json.loads(api["completion"].body)["tokens_predicted"] == probes.COMPLETION_TOKENS
     assert api["metrics"].status == 200 and "llamacpp:prompt_tokens_total" in api["metrics"].body
     assert probes.KeyInArguments().process(recorded("head", "key_in_arguments")) == ()
@@ -141,9 +141,9 @@ def test_head_api_answers_parse_into_status_bodies_and_waited_time(expect):
 def test_the_key_travels_on_stdin_never_in_a_command(expect):
     for fact in (probes.HeadApi("127.0.0.1", 8080, 5), probes.KeyInArguments()):
         assert f'"${probes.KEY_VARIABLE}"' in fact.command()
-    key_file = expect.key_file
+    key_file = expect.key_file(expect.inventory.head)
     key_file.write_text("lf-secret-key\n")
-    assert expect.key == b"lf-secret-key\n"
+    assert expect.key(expect.inventory.head) == b"lf-secret-key\n"
     assert "lf-secret-key" not in probes.HeadApi("127.0.0.1", 8080, 5).command()
 
 
