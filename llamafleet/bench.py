@@ -352,24 +352,60 @@ def _aligned(rows: list[list[str]]) -> str:
 
 
 def plot(runs: list[dict[str, Any]], path: Path) -> None:
-    """Generation tokens/s against concurrency, one line per run (needs matplotlib)."""
-    try:
-        import matplotlib
+    """Write figure(runs) to `path` as PNG (needs matplotlib)."""
+    figure(runs).savefig(path, format="png")
 
-        matplotlib.use("Agg")
-        from matplotlib import pyplot
+
+def figure(runs: list[dict[str, Any]]) -> Any:
+    """Generation tokens/s (all clients) against concurrent clients, one line per run, as a matplotlib Figure.
+
+    The x axis has whole-number ticks only (the levels measured, when there are few), the y axis starts at 0,
+    and each run's legend entry names it and what it measured through: its clusters, else its head and workers.
+    """
+    try:
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise UsageError("--plot needs matplotlib: pip install matplotlib (or the package's 'plot' extra)") from None
-    figure, axes = pyplot.subplots(figsize=(7, 4.5))
+    drawn = Figure(figsize=(8, 5), dpi=110)
+    axes = drawn.subplots()
     for run in runs:
         levels = sorted(run["levels"], key=lambda x: x["concurrency"])
-        label = f"#{run['id']} {run.get('label') or ''} ({len(run.get('workers') or [])} workers)"
-        axes.plot([x["concurrency"] for x in levels], [x["gen_tokens_per_s"] for x in levels], marker="o", label=label)
+        xs, ys = [x["concurrency"] for x in levels], [x["gen_tokens_per_s"] for x in levels]
+        axes.plot(xs, ys, marker="o", label=legend(run))
+    measured = sorted({level["concurrency"] for run in runs for level in run["levels"]})
+    if 0 < len(measured) <= 12:
+        axes.set_xticks(measured)
+    else:
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylim(bottom=0, top=max([axes.get_ylim()[1], 1.0]))
     axes.set_xlabel("concurrent clients")
     axes.set_ylabel("generated tokens/s (all clients)")
-    axes.set_title("llamafleet bench")
+    axes.set_title("llamafleet bench: generation throughput")
     axes.grid(True, alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, format="png")
-    pyplot.close(figure)
+    if runs:
+        axes.legend(loc="best", fontsize="small")
+    drawn.tight_layout()
+    return drawn
+
+
+def legend(run: dict[str, Any]) -> str:
+    """A run's legend entry: `#id label: ` and its clusters (each with its worker count), else head and workers."""
+    name = f"#{run['id']}" + (f" {run['label']}" if run.get("label") else "")
+    clusters = run.get("clusters") or []
+    if clusters:
+        shown = [_cluster_shown(c) for c in clusters]
+        return f"{name}: {len(shown)} cluster{'s' * (len(shown) != 1)} ({', '.join(shown)})"
+    workers = [str(w) for w in run.get("workers") or []]
+    head = f"{run['head']} + " if run.get("head") else ""
+    listed = f" ({', '.join(workers)})" if 0 < len(workers) <= 4 else ""
+    return f"{name}: {head}{len(workers)} worker{'s' * (len(workers) != 1)}{listed}"
+
+
+def _cluster_shown(cluster: Any) -> str:
+    """A cluster of a run: its name, with its worker count when the run recorded its workers."""
+    if not isinstance(cluster, dict):
+        return str(cluster)
+    workers = cluster.get("workers")
+    count = f" {len(workers)} worker{'s' * (len(workers) != 1)}" if isinstance(workers, list) else ""
+    return f"{cluster.get('name', '?')}{':' if count else ''}{count}"

@@ -7,7 +7,10 @@ host of the groups or hosts named by its module's `testinfra_hosts` (default: ev
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import pytest
@@ -20,6 +23,8 @@ from .gather import Observed
 from .suite import Suite
 
 STATE = pytest.StashKey["Suite"]()
+CHECKS = pytest.StashKey[list[tuple[str, str]]]()  # (host, check) of a test's require() calls, pass or fail
+_checking: ContextVar[list[tuple[str, str]] | None] = ContextVar("llamafleet_verify_checks", default=None)
 
 
 class CheckFailed(AssertionError):
@@ -34,6 +39,9 @@ class CheckFailed(AssertionError):
 def require(ok: Any, host: str, check: str, expected: Any, found: Any, look: Any = "") -> None:
     """Fail the calling test with CheckFailed unless `ok` (hidden from the traceback, like testinfra's helpers)."""
     __tracebackhide__ = True
+    named = _checking.get()
+    if named is not None:
+        named.append((host, check))
     if not ok:
         raise CheckFailed(host, check, expected, found, str(look))
 
@@ -99,15 +107,38 @@ def observed(suite: Suite, node: Host) -> Observed:
     return found
 
 
+def description(item: pytest.Item, host: str, checks: list[tuple[str, str]]) -> str:
+    """What a test checks, in words: its docstring's first paragraph, else the last check its require() calls
+    named about the test's own host (one about another host is a precondition: that host could be read); else ""."""
+    doc = inspect.getdoc(getattr(item, "function", None)) or ""
+    own = [check for about, check in checks if about == host]
+    return " ".join(doc.split("\n\n")[0].split()) or (own[-1] if own else "")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Collect the checks the test names through require(), passed ones too: they describe the test."""
+    token = _checking.set(item.stash.setdefault(CHECKS, []))
+    try:
+        yield
+    finally:
+        _checking.reset(token)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    """Record host, check, expected, found and where to look as test properties (JUnit XML carries them)."""
+    """Record host, description, check, expected, found and where to look as test properties (JUnit XML
+    carries them): the description once the test ran (or failed to set up), the rest when a check failed."""
     outcome = yield
     report = outcome.get_result()
     callspec = getattr(item, "callspec", None)
     props = []
+    host = callspec.id if callspec is not None and "host" in callspec.params else "cluster"
     if call.when == "setup":
-        props.append(("host", callspec.id if callspec is not None and "host" in callspec.params else "cluster"))
+        props.append(("host", host))
+    described = description(item, host, item.stash.get(CHECKS, []))
+    if described and (call.when == "call" or (call.when == "setup" and not report.passed)):
+        props.append(("description", described))
     error = call.excinfo.value if call.excinfo is not None else None
     if isinstance(error, CheckFailed):
         props += [("check", error.check), ("expected", error.expected), ("found", error.found), ("look", error.look)]

@@ -16,7 +16,7 @@ import pytest
 
 from llamafleet.errors import UsageError
 
-from . import plugin
+from . import page, plugin
 from .suite import Suite
 
 SUITE_DIR = Path(__file__).resolve().parent
@@ -26,7 +26,10 @@ CLUSTER = "cluster"
 
 @dataclass
 class Outcome:
-    """One test id's result: passed, failed or skipped, with what it expected and found when it failed."""
+    """One test id's result: passed, failed or skipped, with what it expected and found when it failed.
+
+    `description` says in words what the test checks (its docstring, else the checks it named), when known.
+    """
 
     test: str
     host: str
@@ -36,6 +39,7 @@ class Outcome:
     found: str = ""
     look: str = ""
     message: str = ""
+    description: str = ""
 
 
 def outcome_of(report: pytest.TestReport) -> Outcome:
@@ -58,6 +62,7 @@ def outcome_of(report: pytest.TestReport) -> Outcome:
         props.get("found", ""),
         props.get("look", ""),
         message,
+        props.get("description", ""),
     )
 
 
@@ -82,36 +87,27 @@ class Collector:
             self.outcomes.append(Outcome(report.nodeid or "collect", CLUSTER, "failed", message=text[:300]))
 
 
-def pytest_args(junit_xml: str | None, html: str | None, paths: Iterable[str] = ()) -> list[str]:
-    """The suite's pytest command line: quiet (the summary is ours), JUnit XML and HTML when asked."""
+def pytest_args(junit_xml: str | None, paths: Iterable[str] = ()) -> list[str]:
+    """The suite's pytest command line: quiet (the summary is ours), JUnit XML when asked (the HTML page is ours)."""
     args = [str(SUITE_DIR), *paths, "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR)]
     # Third-party plugins are not autoloaded (hypothesis, testinfra's own host parametrisation): only these.
     args += ["-p", "no:terminal", "-p", "no:cacheprovider", "-p", "llamafleet.verify.plugin"]
     if junit_xml:
         args += ["--junit-xml", str(Path(junit_xml).expanduser())]
-    if html:
-        args += [
-            "-p",
-            "pytest_metadata.plugin",
-            "-p",
-            "pytest_html.plugin",
-            "-p",
-            "pytest_html.fixtures",
-            "--html",
-            str(Path(html).expanduser()),
-            "--self-contained-html",
-        ]
     return args
 
 
 def run(suite: Suite, *, junit_xml: str | None, html: str | None) -> tuple[int, dict[str, Any]]:
-    """Run every check; (exit status, the JSON document of the run)."""
+    """Run every check; (exit status, the JSON document of the run). `html`: the page of the run written there."""
     collector = Collector(suite)
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    code = pytest.main(pytest_args(junit_xml, html), plugins=[collector])
+    code = pytest.main(pytest_args(junit_xml), plugins=[collector])
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.INTERRUPTED):
         raise UsageError(f"verify: the suite could not run (pytest exit {int(code)})")
-    return document(suite, collector.outcomes, time.monotonic() - suite.started, junit_xml, html)
+    result = document(suite, collector.outcomes, time.monotonic() - suite.started, junit_xml, html)
+    if html:
+        page.write(result[1], Path(html).expanduser())
+    return result
 
 
 def document(
@@ -134,6 +130,7 @@ def document(
         "waited_for_head": _waited(suite),
         "junit_xml": junit_xml,
         "html": html,
+        "overview": page.overview(suite.inventory, suite.hosts, suite.gathered.hosts if suite._gathered else {}),
     }
     return code, doc
 
