@@ -1,0 +1,188 @@
+"""Role balancer: HAProxy (the distribution's package) on the hosts of group balancers, one endpoint spreading
+requests over the heads of every cluster, in a hardened drop-in; reloaded, not restarted, when the heads change."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from llamafleet import haproxy, units
+from llamafleet.errors import InventoryError
+from llamafleet.operations import files, packages, systemd
+from llamafleet.operations.base import Change, Facts, NoChange, Operation, Shell, Step, Upload
+from llamafleet.roles import Role, templates_beside
+from llamafleet.shell import quote
+
+from . import settings
+from .settings import BalancerSettings
+
+NAME = "balancer"
+TEMPLATE_DIR = templates_beside(__file__)
+PACKAGES = ("haproxy", "socat")  # socat carries the runtime-API commands to haproxy's unix socket
+UNIT = "haproxy.service"
+DROPIN_DIR = f"{systemd.UNIT_DIR}/{UNIT}.d"
+DROPIN = f"{UNIT}.d/llamafleet.conf"  # relative to the unit folder
+CONFIG = "/etc/haproxy/haproxy.cfg"
+# The new configuration is written beside the old one and checked by haproxy before it replaces it.
+STAGED = f"{CONFIG}.lf-new"
+RUNTIME_DIR = "/run/haproxy"
+# The master process chroots, drops to user haproxy and signals its workers (they no longer run as root).
+CAPABILITIES = ("CAP_SETUID", "CAP_SETGID", "CAP_SYS_CHROOT", "CAP_KILL")
+PRIVILEGED_PORTS = 1024
+
+RESTART = "restart haproxy"
+RELOAD = "reload haproxy"
+
+
+class Served(Protocol):
+    """What the balancer needs of a cluster: its name and where its head's API answers."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def api_address(self) -> str: ...
+    @property
+    def api_port(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Server:
+    """One server line of the backend: a cluster's head."""
+
+    name: str
+    address: str
+    port: int
+
+
+def servers(clusters: Iterable[Served]) -> list[Server]:
+    """The backend's servers in cluster order; ValueError unless each has a plain name, a numeric IPv4 address and a
+    port (nothing else may reach a configuration line)."""
+    found = []
+    for cluster in clusters:
+        name = haproxy.server_name(cluster.name)
+        address = ipaddress.IPv4Address(cluster.api_address)  # ValueError for anything but a numeric address
+        if address.is_unspecified:
+            raise ValueError(f"cluster {name}: the head's API address is {address}, which no balancer can reach")
+        port = cluster.api_port
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"cluster {name}: {port!r} is not a TCP port")
+        found.append(Server(name, str(address), port))
+    names = [server.name for server in found]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two clusters have the same name: {', '.join(names)}")
+    return found
+
+
+def render_config(balancer: BalancerSettings, clusters: Iterable[Served]) -> str:
+    """The text of /etc/haproxy/haproxy.cfg: one frontend on balancer_host:balancer_port, one backend of every
+    cluster's head."""
+    context = {
+        "admin_socket": haproxy.ADMIN_SOCKET,
+        "frontend": haproxy.FRONTEND,
+        "backend": haproxy.BACKEND,
+        "bind": balancer.balancer_host,
+        "port": balancer.balancer_port,
+        "interval": balancer.balancer_check_interval,
+        "timeout": balancer.balancer_timeout,
+        "servers": servers(clusters),
+    }
+    return units.render(TEMPLATE_DIR, "haproxy.cfg.j2", context)
+
+
+def render_dropin(balancer: BalancerSettings, clusters: Iterable[Served], clients: Sequence[str] = ()) -> str:
+    """The text of haproxy.service's drop-in: the sandbox, and when `clients` (addresses or networks) are given,
+    the only addresses it exchanges packets with: them, the heads and loopback."""
+    heads = [server.address for server in servers(clusters)]
+    bind_service = balancer.balancer_port < PRIVILEGED_PORTS
+    context = {
+        "runtime_dir": RUNTIME_DIR,
+        "allow": [*dict.fromkeys([*clients, *heads]), "localhost"] if clients else [],
+        "capabilities": [*CAPABILITIES, *(["CAP_NET_BIND_SERVICE"] if bind_service else [])],
+        "bind_service": bind_service,
+        "port": balancer.balancer_port,
+    }
+    return units.render(TEMPLATE_DIR, "haproxy.service.conf.j2", context)
+
+
+def _clients(fleet, host_name: str) -> tuple[str, ...]:
+    """Who may reach this balancer's port (the balancer's api_allow, as the fleet resolved it)."""
+    return fleet.balancer(host_name).allow
+
+
+def files(host, fleet, file: str | None = None) -> dict[str, str]:
+    """Every file this role renders on a balancer: path on the host -> content."""
+    balancer = settings.settings(host, file)
+    return {
+        CONFIG: render_config(balancer, fleet.clusters),
+        f"{systemd.UNIT_DIR}/{DROPIN}": render_dropin(balancer, fleet.clusters, _clients(fleet, host.name)),
+    }
+
+
+def validate(run, hosts) -> None:
+    """Before any connection: each balancer's settings, and every cluster can be a server of the backend."""
+    for host in hosts:
+        settings.settings(host, run.inventory_file)
+    try:
+        servers(run.fleet.clusters)
+    except ValueError as exc:
+        raise InventoryError(str(exc), file=run.inventory_file, where="group balancers") from None
+
+
+# -- operations ----------------------------------------------------------------------------------------------
+
+
+def checked_config(text: str, *, notify: tuple[str, ...] = ()) -> Operation:
+    """/etc/haproxy/haproxy.cfg holds `text` (0640 root:haproxy), installed only once `haproxy -c` accepted it: a
+    configuration haproxy refuses fails the operation and leaves the running one as it was."""
+    operation = files.file(CONFIG, text, mode="0640", group="haproxy", notify=notify, description=f"config {CONFIG}")
+    inner = operation.planner
+
+    def plan(facts: Facts) -> Change | NoChange:
+        result = inner(facts)
+        if isinstance(result, Change):
+            steps = tuple(step for each in result.steps for step in _staged(each))
+            return dataclasses.replace(result, steps=steps)
+        return result
+
+    operation.planner = plan
+    return operation
+
+
+def _staged(step: Step) -> tuple[Step, ...]:
+    if not isinstance(step, Upload):
+        return (step,)
+    check = quote("(haproxy -c -q -f %s || { rm -f -- %s; exit 1; }; mv -fT -- %s %s)", STAGED, STAGED, STAGED, CONFIG)
+    return (dataclasses.replace(step, path=STAGED), Shell(check))
+
+
+def reloaded() -> Operation:
+    """haproxy re-reads its configuration, keeping its connections (a handler); started when it was not running."""
+
+    def plan(facts: Facts) -> Change:
+        return Change((Shell(quote("systemctl reload-or-restart %s", UNIT)),), "notified")
+
+    return Operation(f"reload {UNIT}", [], plan, idempotent=False)
+
+
+def operations(ctx):
+    balancer = settings.settings(ctx.host, ctx.run.inventory_file)
+    fleet = ctx.run.fleet
+    yield packages.present(list(PACKAGES), ctx.os["family"])
+    yield files.directory(DROPIN_DIR)
+    # A changed sandbox or environment takes effect only when haproxy starts again: restart.
+    dropin = render_dropin(balancer, fleet.clusters, _clients(fleet, ctx.name))
+    yield systemd.unit_file(DROPIN, dropin, notify=(RESTART,))
+    yield checked_config(render_config(balancer, fleet.clusters), notify=(RELOAD,))
+    yield systemd.service(UNIT, running=True, enabled=True, restarts=(RESTART, RELOAD))
+
+
+ROLE = Role(
+    NAME,
+    operations,
+    template_dir=TEMPLATE_DIR,
+    handlers={RESTART: lambda ctx: systemd.restarted(UNIT), RELOAD: lambda ctx: reloaded()},
+    validate=validate,
+)
