@@ -133,7 +133,8 @@ def parse_servers(lines: Iterable[str], backend: str = BACKEND) -> dict[str, Ser
     state_rows, stat_rows = _tables(list(lines))
     stats = {row.get("svname"): row for row in stat_rows if row.get("pxname") == backend}
     try:
-        return {row["srv_name"]: _server(row, stats[row["srv_name"]]) for row in state_rows if row["be_name"] == backend}
+        ours = [row for row in state_rows if row["be_name"] == backend]
+        return {row["srv_name"]: _server(row, stats[row["srv_name"]]) for row in ours}
     except KeyError as missing:
         raise ValueError(f"haproxy's answer has no {missing} for a server of {backend}") from None
 

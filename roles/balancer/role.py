@@ -11,7 +11,8 @@ from typing import Protocol
 
 from llamafleet import haproxy, units
 from llamafleet.errors import InventoryError
-from llamafleet.operations import files, packages, systemd
+from llamafleet.operations import files as file_ops
+from llamafleet.operations import packages, systemd
 from llamafleet.operations.base import Change, Facts, NoChange, Operation, Shell, Step, Upload
 from llamafleet.roles import Role, templates_beside
 from llamafleet.shell import quote
@@ -63,7 +64,10 @@ def servers(clusters: Iterable[Served]) -> list[Server]:
     found = []
     for cluster in clusters:
         name = haproxy.server_name(cluster.name)
-        address = ipaddress.IPv4Address(cluster.api_address)  # ValueError for anything but a numeric address
+        try:
+            address = ipaddress.IPv4Address(cluster.api_address)
+        except ValueError:
+            raise ValueError(f"cluster {name}: {cluster.api_address!r} is not a numeric IPv4 address") from None
         if address.is_unspecified:
             raise ValueError(f"cluster {name}: the head's API address is {address}, which no balancer can reach")
         port = cluster.api_port
@@ -137,7 +141,7 @@ def validate(run, hosts) -> None:
 def checked_config(text: str, *, notify: tuple[str, ...] = ()) -> Operation:
     """/etc/haproxy/haproxy.cfg holds `text` (0640 root:haproxy), installed only once `haproxy -c` accepted it: a
     configuration haproxy refuses fails the operation and leaves the running one as it was."""
-    operation = files.file(CONFIG, text, mode="0640", group="haproxy", notify=notify, description=f"config {CONFIG}")
+    operation = file_ops.file(CONFIG, text, mode="0640", group="haproxy", notify=notify, description=f"config {CONFIG}")
     inner = operation.planner
 
     def plan(facts: Facts) -> Change | NoChange:
@@ -152,10 +156,18 @@ def checked_config(text: str, *, notify: tuple[str, ...] = ()) -> Operation:
 
 
 def _staged(step: Step) -> tuple[Step, ...]:
+    """An upload of the configuration lands beside it, then replaces it once haproxy accepted it."""
     if not isinstance(step, Upload):
         return (step,)
-    check = quote("(haproxy -c -q -f %s || { rm -f -- %s; exit 1; }; mv -fT -- %s %s)", STAGED, STAGED, STAGED, CONFIG)
-    return (dataclasses.replace(step, path=STAGED), Shell(check))
+    return (dataclasses.replace(step, path=STAGED), Shell(install_checked(STAGED, CONFIG)))
+
+
+def install_checked(staged: str, config: str) -> str:
+    """Shell command: `staged` replaces `config` when `haproxy -c` accepts it; otherwise it is removed and the
+    command fails with haproxy's reasons on stderr."""
+    return quote(
+        "(haproxy -c -f %s >/dev/null || { rm -f -- %s; exit 1; }; mv -fT -- %s %s)", staged, staged, staged, config
+    )
 
 
 def reloaded() -> Operation:
@@ -171,7 +183,7 @@ def operations(ctx):
     balancer = settings.settings(ctx.host, ctx.run.inventory_file)
     fleet = ctx.run.fleet
     yield packages.present(list(PACKAGES), ctx.os["family"])
-    yield files.directory(DROPIN_DIR)
+    yield file_ops.directory(DROPIN_DIR)
     # A changed sandbox or environment takes effect only when haproxy starts again: restart.
     dropin = render_dropin(balancer, fleet.clusters, _clients(fleet, ctx.name))
     yield systemd.unit_file(DROPIN, dropin, notify=(RESTART,))
