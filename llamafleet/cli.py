@@ -11,7 +11,7 @@ from typing import Any
 
 from invoke.exceptions import Exit
 
-from . import converge, playbooks
+from . import converge, playbooks, rolling
 from . import inventory as inventory_mod
 from . import logs as logs_mod
 from . import status as status_mod
@@ -71,11 +71,13 @@ def provision(
     json_mode: bool,
     tags: str | None = None,
     skip_tags: str | None = None,
+    serial: str | int = 1,
     **flags: Any,
 ) -> None:
     """Bring every host (or the roles --tags names) to the provisioned state."""
     phases = playbooks.provision(_names(tags), _names(skip_tags))  # a bad tag: before the inventory is read
-    _exit_with(converge.provision(_changing_hosts(inventory, extra_vars, json_mode, flags), phases))
+    count = rolling.parse_serial(serial)
+    _exit_with(converge.provision(_changing_hosts(inventory, extra_vars, json_mode, flags), phases, count))
 
 
 def _names(value: str | None) -> tuple[str, ...]:
@@ -104,17 +106,19 @@ def deploy(
     *,
     sha256: str | None = None,
     alias: str | None = None,
+    serial: str | int = 1,
     **flags: Any,
 ) -> None:
     """Put a GGUF model on the head and (re)start llama-server on it; wait until it is ready."""
     if not model:
         raise UsageError("--model is required: a GGUF file, an http(s) URL or hf://owner/repo/file.gguf")
+    count = rolling.parse_serial(serial)
     connect = _changing_hosts(inventory, extra_vars, json_mode, flags)
     # Downloaded, checked (GGUF, --sha256) and hashed here, before any connection: refused, nothing is sent.
     from .roles.model.source import resolve  # role modules load with the task that uses them
 
     source = resolve(model, sha256=sha256, alias=alias, progress=not json_mode)
-    _exit_with(converge.deploy(connect, source))
+    _exit_with(converge.deploy(connect, source, count))
 
 
 @reports_errors

@@ -67,6 +67,7 @@ def vaulted(body):
     return with_vault
 
 
+SERIAL_HELP = "Behind balancers: how many clusters leave the rotation and change at once (default 1); the others serve."
 # The flags of the tasks that change hosts, in the order their short flags are given out.
 RUN_FLAGS = (
     ("inventory", None),
@@ -105,23 +106,25 @@ def host_task(action, doc: str, first=(), last=(), own_help=None):
 provision = host_task(
     cli.provision,
     "llama.cpp, firewall, rpc workers and the head's unit on every host (idempotent; --check to plan only).",
-    last=(("tags", None), ("skip_tags", None)),
+    last=(("tags", None), ("skip_tags", None), ("serial", 1)),
     own_help={
-        "tags": "Only these roles (comma-separated: base, llama_cpp, release, firewall, rpc_worker, head); "
-        "release takes llama_cpp, rpc_worker and head along.",
+        "tags": "Only these roles (comma-separated: base, llama_cpp, release, firewall, rpc_worker, head, "
+        "balancer); release takes llama_cpp, rpc_worker and head along.",
         "skip_tags": "All roles but these (comma-separated role names).",
+        "serial": SERIAL_HELP,
     },
 )
 deploy = host_task(
     cli.deploy,
     "Fetch, check and copy a GGUF model to the head (resumable), restart llama-server on it, wait until ready.",
     first=(("model", None),),
-    last=(("sha256", None), ("alias", None)),
+    last=(("sha256", None), ("alias", None), ("serial", 1)),
     own_help={
         "model": "GGUF model: a file on the controller, an http(s) URL or hf://owner/repo/file.gguf (HF_TOKEN "
         "is sent when set); a split model by its first part (-00001-of-0000N.gguf). Not GGUF: refused, nothing sent.",
         "sha256": "The sha256 the model (its first part) must have; another is refused before anything is sent.",
         "alias": "The model's name in the API (/v1/models) instead of its file name; kept for later runs.",
+        "serial": SERIAL_HELP,
     },
 )
 rollback = host_task(

@@ -6,7 +6,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from . import paths, playbooks
+from . import paths, playbooks, rolling
+from .cluster import Fleet
 from .errors import LlamafleetError
 from .inventory import clusters_of
 from .output import Output
@@ -21,28 +22,64 @@ if TYPE_CHECKING:  # role modules load with the run that uses them
 Connect = Callable[..., Runner]
 
 
-def provision(connect: Connect, phases: list[Phase] | None = None) -> int:
+def provision(connect: Connect, phases: list[Phase] | None = None, serial: int = 1) -> int:
     """Bring every host to the provisioned state (all of provision's phases, or `phases`); when it fails after
-    hosts switched release, switch them back."""
-    runner = connect()
-    code = runner.play(playbooks.provision() if phases is None else phases)
+    hosts switched release, switch them back. Behind balancers, the balancers first, then the clusters `serial`
+    at a time out of rotation (see rolling.py)."""
+    phases = playbooks.provision() if phases is None else phases
+    everyone, plan = _rolling_plan(connect, phases)
+    if plan is None:
+        runner = _provision_step(connect, phases, everyone)
+        return finish(runner, runner.exit_code())
+    balancers, fleet = plan
+    runners = [balancers]
+    code = balancers.play(phases)  # their own roles (and the rules the heads' firewalls will need)
+    if code == 0:
+
+        def step(hosts: frozenset[str]) -> int:
+            runners.append(_provision_step(connect, phases, connect(only=hosts)))
+            return runners[-1].exit_code()
+
+        code = rolling.roll(balancers, fleet, serial, step, "provisioning", wait_all=False)
+    return finish_all(runners, code)
+
+
+def _provision_step(connect: Connect, phases: list[Phase], runner: Runner) -> Runner:
+    code = runner.play(phases)
     show_worker_journals(runner, runner.output)
     from .roles.release.role import Switched  # role modules load with the run that uses them
 
     switched = sorted(runner.handoffs(Switched).hosts)
     if code and switched and not runner.options.check:
-        roll_back_upgrade(connect, runner.output, switched)
-    return finish(runner, code)
+        roll_back_upgrade(connect, runner.output, switched, frozenset(h.name for h in runner.hosts))
+    return runner
 
 
-def roll_back_upgrade(connect: Connect, output: Output, hosts: list[str]) -> None:
+def _rolling_plan(connect: Connect, phases: list[Phase], *given: object) -> tuple[Runner, tuple[Runner, Fleet] | None]:
+    """A runner of every host of the run; with balancers in it (and not --check), every role's checks on every
+    host done (nothing connects yet), a runner of the balancers alone and the clusters to roll (else None: the
+    first runner plays the task at once)."""
+    everyone = connect(given=given)
+    fleet = everyone.run.fleet
+    selected = {host.name for host in everyone.hosts}
+    balancers = frozenset(b.name for b in fleet.balancers if b.name in selected)
+    if not balancers or everyone.options.check:
+        if fleet.balancers and not everyone.options.check:
+            everyone.output.say("warning: --limit leaves out every balancer: the clusters change while in rotation")
+        return everyone, None
+    everyone.before_connecting(phases)
+    clusters = tuple(c for c in fleet.clusters if rolling.hosts_of([c]) & selected)
+    return everyone, (connect(only=balancers, given=given), Fleet(clusters, fleet.balancers))
+
+
+def roll_back_upgrade(connect: Connect, output: Output, hosts: list[str], only: frozenset[str] | None = None) -> None:
     """A provision failed after hosts switched release: every switched host back to its previous one."""
     failed = [r for r in output.results if r.status in ("failed", "unreachable")]
     what = "; ".join(f"{r.host}: {r.role}: {r.operation}: {r.reason}" for r in failed[:5]) or "see above"
     output.say(f"\nupgrade failed ({what}); rolling {', '.join(hosts)} back to the previous release")
     from .roles.rollback.role import Only
 
-    runner = connect(given=(Only(frozenset(hosts)),))
+    runner = connect(given=(Only(frozenset(hosts)),), only=only)
     back = runner.play(playbooks.rollback())
     show_worker_journals(runner, output)
     output.say(
@@ -52,22 +89,44 @@ def roll_back_upgrade(connect: Connect, output: Output, hosts: list[str]) -> Non
     )
 
 
-def deploy(connect: Connect, source: Model) -> int:
-    """Put the resolved model on the head and (re)start llama-server on it; say when it served."""
+def deploy(connect: Connect, source: Model, serial: int = 1) -> int:
+    """Put the resolved model on the heads and (re)start llama-server on it; say when it served. Behind balancers,
+    the clusters `serial` at a time out of rotation (see rolling.py)."""
     from .roles.head.role import Serving
     from .roles.model.source import Deploying
 
-    runner = connect(given=(Deploying(source),))
     started = time.monotonic()
-    code = runner.play(playbooks.deploy())
-    show_worker_journals(runner, runner.output)
+    phases = playbooks.deploy()
+    everyone, plan = _rolling_plan(connect, phases, Deploying(source))
+    runners: list[Runner] = []
+
+    def step(runner: Runner) -> int:
+        runners.append(runner)
+        code = runner.play(phases)
+        show_worker_journals(runner, runner.output)
+        return code
+
+    if plan is None:
+        code = step(everyone)
+    else:
+        balancers, fleet = plan
+        runners.append(balancers)
+        code = rolling.roll(
+            balancers,
+            fleet,
+            serial,
+            lambda hosts: step(connect(given=(Deploying(source),), only=hosts)),
+            f"deploying {source.name}",
+            wait_all=True,
+        )
+    runner = runners[-1]
     if code == 0 and not runner.options.check:
-        ready = runner.handoffs(Serving).ready_seconds
+        ready = {h: s for r in runners for h, s in r.handoffs(Serving).ready_seconds.items()}
         serving = "".join(f"; {host} served it {seconds:.1f} s after its restart" for host, seconds in ready.items())
         runner.output.say(
             f"deployed {source.name} (sha256 {source.sha256[:12]}) in {time.monotonic() - started:.1f} s{serving}"
         )
-    return finish(runner, code)
+    return finish_all(runners, code)
 
 
 def rollback(connect: Connect) -> int:
@@ -110,4 +169,17 @@ def show_worker_journals(runner: Runner, output: Output) -> None:
 def finish(runner: Runner, code: int) -> int:
     """Print the run's recap (or its JSON document, with the round trips per host); return its exit code."""
     runner.output.finish(code, {"round_trips": runner.round_trips})
+    return code
+
+
+def finish_all(runners: list[Runner], code: int | None = None) -> int:
+    """finish() for the runs of one task (the steps of a roll): round trips added up; the exit code given, else
+    the first failed run's."""
+    trips: dict[str, int] = {}
+    for runner in runners:
+        for host, count in runner.round_trips.items():
+            trips[host] = trips.get(host, 0) + count
+    if code is None:
+        code = next((runner.exit_code() for runner in runners if runner.exit_code()), 0)
+    runners[-1].output.finish(code, {"round_trips": trips})
     return code

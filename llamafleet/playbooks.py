@@ -10,7 +10,7 @@ from .runner import Phase
 
 # The roles of provision, in order, and what --tags takes along: release switches to what llama_cpp stages, and
 # the services restart on the release it switched to.
-PROVISION_ROLES = ("base", "llama_cpp", "release", "firewall", "rpc_worker", "head")
+PROVISION_ROLES = ("base", "llama_cpp", "release", "firewall", "rpc_worker", "head", "balancer")
 PROVISION_NEEDS = {"release": ("llama_cpp", "rpc_worker", "head")}
 NOT_BALANCERS = "all:!balancers"
 
@@ -27,6 +27,8 @@ def provision(tags: Iterable[str] = (), skip_tags: Iterable[str] = ()) -> list[P
         "firewall": lambda: Phase("firewall", (load("firewall"),)),
         "rpc_worker": lambda: Phase("workers", (load("rpc_worker"),), group="workers"),
         "head": lambda: Phase("head", (load("head"),), group="head", needs_all=True),
+        # HAProxy in front of the heads (reloaded, never restarted, when they change)
+        "balancer": lambda: Phase("balancers", (load("balancer"),), group="balancers"),
     }
     return [phases[name]() for name in PROVISION_ROLES if name in wanted]
 

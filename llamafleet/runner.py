@@ -58,15 +58,17 @@ class Runner:
         output: Output,
         pool: ConnectionPool | None = None,
         given: tuple[Any, ...] = (),
+        only: frozenset[str] | None = None,
     ) -> None:
         """`pool`: connections shared with the process's other runs (it closes them); without it, this run's own.
 
-        `given`: the task's parameters, typed hand-offs the roles read (see run.Handoffs).
+        `given`: the task's parameters, typed hand-offs the roles read (see run.Handoffs). `only`: the run's
+        hosts narrowed further than --limit (one step of a rolling change).
         """
         self.inventory = inventory
         self.options = options
         self.output = output
-        self.hosts = inventory.select(options.limit)
+        self.hosts = [h for h in inventory.select(options.limit) if only is None or h.name in only]
         if options.accept_new_host_keys:
             controller_files.check_new_known_hosts(inventory.path, self.hosts)
         self._pool = pool
@@ -175,15 +177,7 @@ class Runner:
 
     def play(self, phases: list[Phase]) -> int:
         """Check every role's settings, then its controller-side setup (no connection yet), then the phases."""
-        for phase in phases:
-            for role in phase.roles:
-                self.handler_names.update(role.handlers)
-        for phase in phases:  # every role validated before any role acts
-            for role in phase.roles:
-                self._before_connecting(role.validate, phase)
-        for phase in phases:
-            for role in phase.roles:
-                self._before_connecting(role.setup, phase)
+        self.before_connecting(phases)
         if self.options.check:
             self._say_controller_reads(phases)
         memory = factmemory.location(self.inventory.path, playbook_signature(phases))
@@ -196,6 +190,18 @@ class Runner:
             self.remember_facts(memory)
             self.close()
         return self.exit_code()
+
+    def before_connecting(self, phases: list[Phase]) -> None:
+        """Every role's validate hook on its phase's hosts, then every setup hook: nothing connects yet."""
+        for phase in phases:
+            for role in phase.roles:
+                self.handler_names.update(role.handlers)
+        for phase in phases:  # every role validated before any role acts
+            for role in phase.roles:
+                self._before_connecting(role.validate, phase)
+        for phase in phases:
+            for role in phase.roles:
+                self._before_connecting(role.setup, phase)
 
     def _before_connecting(self, call: Callable[[Run, list[Host]], None] | None, phase: Phase) -> None:
         """A role's validate or setup hook on the phase's hosts; its InventoryError names the inventory file."""

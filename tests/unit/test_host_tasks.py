@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from inventory_tree import GOOD, write_tree
 
-from llamafleet import converge, inventory, playbooks
+from llamafleet import cluster, converge, inventory, playbooks
 from llamafleet.output import OpResult, Output
 from llamafleet.roles.head.role import Serving
 from llamafleet.roles.model.source import Deploying
@@ -31,13 +31,19 @@ class RecordedRunner:
         self.handoffs = Handoffs(*left)
         self.round_trips = {host.name: 2 for host in self.hosts}
         self.ran, self.sent = [], []
+        self.run = SimpleNamespace(fleet=cluster.fleet(inv))
+        self.played = False
 
     def given(self, given) -> RecordedRunner:
         """Made by the task's connect(given=...): the task's parameters beside what the roles will hand over."""
         self.handoffs = Handoffs(*self.left, *given)
         return self
 
+    def exit_code(self) -> int:
+        return self.code if self.played else 0
+
     def play(self, phases) -> int:
+        self.played = True
         self.ran.append([phase.name for phase in phases])
         for failure in self.failures:
             self.output.record(failure)
@@ -61,7 +67,7 @@ def inv(tmp_path):
 
 def connector(*runners: RecordedRunner):
     made = iter(runners)
-    return lambda given=(): next(made).given(given)
+    return lambda given=(), only=None: next(made).given(given)
 
 
 def names(playbook) -> list[str]:
