@@ -100,16 +100,17 @@ def test_each_head_is_checked_on_health_and_only_200_keeps_it_in():
 def test_requests_a_head_did_not_take_go_to_another_and_long_generations_are_not_cut():
     config = role.render_config(replace(DEFAULTS, balancer_timeout=1800), ONE)
     defaults = section(config, "defaults")
-    assert {"retries 3", "option redispatch 1", "retry-on conn-failure empty-response 503"} <= set(defaults)
+    retried = ["option http-buffer-request", "retries 3", "option redispatch 1"]
+    assert {*retried, "retry-on conn-failure empty-response 503"} <= set(defaults)
     assert {"timeout server 1800s", "timeout client 1800s", "timeout tunnel 1800s"} <= set(defaults)
     assert "hard-stop-after 1800s" in section(config, "global")
 
 
 def test_streams_pass_unbuffered_and_the_key_untouched():
-    """Nothing compresses, buffers whole requests or rewrites headers; no auth or stats page at the balancer."""
+    """Nothing compresses or holds back responses, nothing rewrites headers; no auth or stats page at the balancer."""
     config = lines(role.render_config(DEFAULTS, THREE))
     touching = re.compile(
-        r"^(compression|option http-buffer-request|http-request|http-response|stats (enable|uri|auth)"
+        r"^(compression|http-request|http-response|stats (enable|uri|auth)"
         r"|userlist|acl|use_backend|option forwardfor|http-reuse)\b"
     )
     assert [line for line in config if touching.match(line)] == []
