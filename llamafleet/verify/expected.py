@@ -59,7 +59,37 @@ class Expectations:
     def role_of(self, host: Host) -> str:
         if host.name in self.heads:
             return "head"
-        return "worker" if host.name in self.workers else "other"
+        if host.name in self.workers:
+            return "worker"
+        return "balancer" if host.name in self.balancers else "other"
+
+    # -- balancers ------------------------------------------------------------------------------
+    @cached_property
+    def balancers(self) -> dict[str, Any]:
+        """Each balancer's settings (role balancer's)."""
+        from llamafleet.roles.balancer import settings as balancer_settings
+
+        names = [balancer.name for balancer in self.fleet.balancers]
+        return {name: balancer_settings.settings(self.inventory.hosts[name], self.file) for name in names}
+
+    def endpoint_probe(self, host: Host) -> tuple[str, int]:
+        """Where a balancer asks its own endpoint (loopback when it listens on every address)."""
+        balancer = self.balancers[host.name]
+        address = "127.0.0.1" if balancer.balancer_host == "0.0.0.0" else balancer.balancer_host  # noqa: S104
+        return address, balancer.balancer_port
+
+    def head_api(self, view: cluster.Cluster) -> str:
+        """The head's API as a balancer reaches it: ip:port."""
+        return f"{view.api_address}:{view.api_port}"
+
+    def outside_of_balancer(self, host: Host) -> str | None:
+        """A head or worker the balancer's port must refuse (its address outside the balancer's allow), if any."""
+        allow = [ipaddress.ip_network(item) for item in self.fleet.balancer(host.name).allow]
+        for view in self.fleet.clusters:
+            for name, address in ((view.head, view.head_address), *((w.name, w.address) for w in view.workers)):
+                if not any(ipaddress.ip_address(address) in network for network in allow):
+                    return name
+        return None
 
     def view(self, host: Host | str) -> cluster.Cluster:
         """The cluster of a head or worker."""
@@ -144,12 +174,26 @@ class Expectations:
     def all_workers(self) -> tuple[cluster.Worker, ...]:
         return tuple(worker for view in self.fleet.clusters for worker in view.workers)
 
+    def api_prober(self, view: cluster.Cluster) -> str | None:
+        """With balancers, the host that checks the head's API is closed to all but them: its first worker."""
+        return view.workers[0].name if self.fleet.balancers and view.workers else None
+
     def probed_by(self, host: Host) -> tuple[str, ...]:
         """Endpoints this host probes: every worker's of its cluster from a head; the previous worker's from a
-        worker."""
+        worker (and with balancers, the first worker its head's API, and the balancers' ports it must not reach);
+        every head's API from a balancer."""
         if host.name in self.heads:
             return tuple(w.endpoint for w in self.view(host).workers)
-        return tuple(w.endpoint for w in self.all_workers if self.outsider_of(w.name) == host.name)
+        if host.name in self.balancers:
+            return tuple(self.head_api(view) for view in self.fleet.clusters)
+        found = [w.endpoint for w in self.all_workers if self.outsider_of(w.name) == host.name]
+        view = self.fleet.of(host.name)
+        if view is not None and self.api_prober(view) == host.name:
+            found.append(self.head_api(view))
+        for name, balancer in self.balancers.items():
+            if self.outside_of_balancer(self.inventory.hosts[name]) == host.name:
+                found.append(f"{self.fleet.balancer(name).address}:{balancer.balancer_port}")
+        return tuple(found)
 
     @cached_property
     def firewall_rulesets(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from llamafleet.ssh import HostConnection
 from . import probes
 from .expected import Expectations, firewall_role, service_user
 
+BALANCER_UNIT = "haproxy.service"
 HEALTH_WAIT = 120  # seconds the head may still be loading its model (/health 503) before it counts as failed
 BATCH_TIMEOUT = HEALTH_WAIT + 180
 MAX_PARALLEL = 32
@@ -54,6 +55,13 @@ def named_facts(expect: Expectations, host: Host) -> dict[str, Fact]:
         facts["cache"] = probes.RpcCache()
         facts["cache_entries"] = probes.RpcCacheEntries()
         facts["rpc_announced"] = probes.RpcAnnounced(paths.RPC_UNIT)
+    elif role == "balancer":
+        address, port = expect.endpoint_probe(host)
+        facts |= {
+            "service": probes.Service(BALANCER_UNIT),
+            "api": probes.HeadApi(address, port, HEALTH_WAIT),
+            "rotation": probes.Rotation(),
+        }
     elif role == "head":
         address, port = expect.api_probe(host)
         facts |= {
@@ -75,8 +83,10 @@ def observe(connection: HostConnection, expect: Expectations) -> Observed:
     firewall = [f for op in expect.firewall_operations(host) for f in op.facts]
     todo = list({f.key: f for f in [*named.values(), *firewall]}.values())
     script, token = batch_script(todo, at_once=True)  # as long as the slowest probe, not their sum
-    head = expect.role_of(host) == "head"
-    stdin = (expect.key(host) or b"\n") if head else None
+    role = expect.role_of(host)
+    head = role in ("head", "balancer")  # the key travels to the API asked from there
+    key_of = host if role == "head" else expect.inventory.hosts[expect.fleet.clusters[0].head]
+    stdin = (expect.key(key_of) or b"\n") if head else None
     if head:
         script = f"IFS= read -r {probes.KEY_VARIABLE} || true\n{script}"
     observed = Observed(host, commands=1)

@@ -7,7 +7,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from llamafleet import paths
+from llamafleet import haproxy, paths
 from llamafleet.facts import Fact
 from llamafleet.shell import quote
 
@@ -422,3 +422,17 @@ class RpcOfBuild(Fact):
 
     def process(self, lines: list[str]) -> str | None:
         return rpc_version(lines)
+
+
+class Rotation(Fact):
+    """The heads as the balancer's HAProxy sees them (its runtime API on the local socket): cluster -> Server;
+    None when haproxy could not be asked."""
+
+    def command(self) -> str:
+        return f"{haproxy.show_servers()} 2>/dev/null || true"
+
+    def process(self, lines: list[str]) -> dict[str, haproxy.Server] | None:
+        try:
+            return haproxy.parse_servers(lines)
+        except ValueError:
+            return None

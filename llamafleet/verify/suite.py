@@ -56,10 +56,15 @@ class Suite:
         return suite
 
     def names(self, wanted: list[str] | None) -> list[str]:
-        """Selected hosts that are in (or are) the named groups or hosts; all selected hosts when None."""
+        """Selected hosts that are in (or are) the named groups or hosts (`!group`: minus that group's); all
+        selected hosts when None."""
         if wanted is None:
             return [h.name for h in self.hosts]
-        members = {n for w in wanted for n in self.inventory.groups.get(w, [w] if w in self.inventory.hosts else [])}
+        groups = self.inventory.groups
+        members = {
+            n for w in wanted if not w.startswith("!") for n in groups.get(w, [w] if w in self.inventory.hosts else [])
+        }
+        members -= {n for w in wanted if w.startswith("!") for n in groups.get(w[1:], [])}
         return [h.name for h in self.hosts if h.name in members]
 
     def start(self) -> None:

@@ -155,3 +155,25 @@ def test_key_not_in_arguments(node, observed):
         "; ".join(holders),
         "ps -eo pid,args; llama_server_extra_args",
     )
+
+
+def test_api_closed_to_all_but_the_balancers(node, suite, expect):
+    """With balancers, the head's API is closed to other hosts (its first worker tries)."""
+    view = expect.view(node)
+    prober = expect.api_prober(view)
+    if prober is None:
+        pytest.skip("no balancers (or no worker to probe from): the API admits api_allow")
+    endpoint = expect.head_api(view)
+    if prober not in suite.gathered.hosts:
+        pytest.skip(f"{prober} is not in --limit: it probes {endpoint}")
+    seen = suite.gathered.hosts[prober]
+    require(seen.error is None, prober, "reachable over SSH (to probe from it)", "an SSH session", seen.error)
+    state = seen.facts["reach"].get(endpoint)
+    require(
+        state == "closed",
+        node.name,
+        "the API closed to all but the balancers",
+        f"{prober} cannot connect to {endpoint}",
+        f"{prober} could: {state}" if state else "not probed",
+        "`invoke provision` rewrites the firewall and IPAddressAllow= of llama-server",
+    )

@@ -7,6 +7,7 @@ from llamafleet.verify.expected import build_manifest, identity
 from llamafleet.verify.plugin import require
 
 LOOK = f"{paths.CURRENT_LINK}/BUILD.json; `invoke provision` reinstalls the pinned release"
+testinfra_hosts = ["all", "!balancers"]  # balancers run HAProxy, no llama.cpp
 
 
 def test_pinned_release_current(node, observed, expect):
