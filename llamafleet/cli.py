@@ -151,7 +151,7 @@ def verify(
     from .verify.suite import Suite
 
     suite = Suite.of(load_inventory(inventory, extra_vars, vault), limit)
-    for warning in suite.expect.view.warnings:
+    for warning in suite.expect.fleet.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     suite.start()
     from .verify import report  # pytest and its plugins load while the hosts are read

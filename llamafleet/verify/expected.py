@@ -182,14 +182,15 @@ class Expectations:
         """Endpoints this host probes: every worker's of its cluster from a head; the previous worker's from a
         worker (and with balancers, the first worker its head's API, and the balancers' ports it must not reach);
         every head's API from a balancer."""
-        if host.name in self.heads:
-            return tuple(w.endpoint for w in self.view(host).workers)
         if host.name in self.balancers:
             return tuple(self.head_api(view) for view in self.fleet.clusters)
-        found = [w.endpoint for w in self.all_workers if self.outsider_of(w.name) == host.name]
         view = self.fleet.of(host.name)
-        if view is not None and self.api_prober(view) == host.name:
-            found.append(self.head_api(view))
+        if host.name in self.heads:
+            found = [w.endpoint for w in self.view(host).workers]
+        else:
+            found = [w.endpoint for w in self.all_workers if self.outsider_of(w.name) == host.name]
+            if view is not None and self.api_prober(view) == host.name:
+                found.append(self.head_api(view))
         for name, balancer in self.balancers.items():
             if self.outside_of_balancer(self.inventory.hosts[name]) == host.name:
                 found.append(f"{self.fleet.balancer(name).address}:{balancer.balancer_port}")
