@@ -13,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import cluster, paths
+from . import cluster, haproxy, paths
 from .shell import quote
 
 if TYPE_CHECKING:
     from .inventory import Host, Inventory
     from .runner import Runner
 
+BALANCER_UNIT = "haproxy.service"
 MARK = "@lf "  # every line of the status script starts with it; anything else (a login banner) is ignored
 
 # The head's API, asked from the head itself: GET path with the key from its file, status line then body.
@@ -52,6 +53,8 @@ class Row:
     slots_busy: int | None = None
     slots_total: int | None = None
     cluster: str | None = None  # the cluster of a head or worker
+    rotation: str | None = None  # a head behind balancers: in | out (the balancers' view of it, each once)
+    servers: dict[str, str] = field(default_factory=dict)  # a balancer: cluster -> "admin-state STATUS"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,8 +70,10 @@ def read(inv: Inventory, connect: Callable[[], Runner]) -> tuple[list[Row], int]
 
     fleet = cluster.fleet(inv)
     heads = {view.head: head_role.settings.settings(inv.hosts[view.head], str(inv.path)) for view in fleet.clusters}
+    balancers = {balancer.name for balancer in fleet.balancers}
     runner = connect()
     order = [name for view in fleet.clusters for name in (view.head, *(w.name for w in view.workers))]
+    order += [balancer.name for balancer in fleet.balancers]
     hosts = sorted(runner.hosts, key=lambda h: order.index(h.name) if h.name in order else len(order))
     rows: dict[str, Row] = {}
 
@@ -80,6 +85,8 @@ def read(inv: Inventory, connect: Callable[[], Runner]) -> tuple[list[Row], int]
             part, port, api = "head", head.api_port, (head_role.probe_address(head), head.api_port)
         elif view is not None:
             part, port = "worker", view.worker(host.name).port
+        elif host.name in balancers:
+            part, port = "balancer", host.vars["balancer_port"]
         text = runner.remote(host, script(part, port, api)).stdout
         rows[host.name] = parse(host.name, part, port, text, view.name if view else None)
 
@@ -87,9 +94,11 @@ def read(inv: Inventory, connect: Callable[[], Runner]) -> tuple[list[Row], int]
         runner.each_host(hosts, probe)
     finally:
         runner.close()
+    _rotation(rows, fleet)
     for result in runner.output.results:  # unreachable (or failed) hosts still get their row
         if result.host not in rows:
-            part = "head" if result.host in heads else "worker" if result.host in order else "-"
+            part = "head" if result.host in heads else "balancer" if result.host in balancers else "-"
+            part = "worker" if part == "-" and fleet.of(result.host) else part
             view = fleet.of(result.host)
             rows[result.host] = Row(result.host, part, reachable=False, error=result.reason)
             rows[result.host].cluster = view.name if view else None
@@ -106,12 +115,14 @@ def script(part: str, port: int | None, api: tuple[str, int] | None) -> str:
         quote(version, paths.CURRENT_LINK) + " | " + mark % "version",
         "cut -d' ' -f1 /proc/uptime | " + mark % "now",  # CLOCK_BOOTTIME, as systemd's monotonic stamps
     ]
-    unit = {"worker": paths.RPC_UNIT, "head": paths.SERVER_UNIT}.get(part)
+    unit = {"worker": paths.RPC_UNIT, "head": paths.SERVER_UNIT, "balancer": BALANCER_UNIT}.get(part)
     if unit:
         props = "-p LoadState -p ActiveState -p SubState -p NRestarts -p ActiveEnterTimestampMonotonic"
         lines.append(quote(f"systemctl show {props} %s 2>/dev/null | ", unit) + mark % "unit")
     if port:
         lines.append("ss -Htln 2>/dev/null | awk '{print $4}' | " + mark % "listen")
+    if part == "balancer":
+        lines.append(f"{{ {haproxy.show_servers()}; }} 2>/dev/null | " + mark % "haproxy")
     if api:
         lines.append(quote("{ tr -d '\\n' < %s; echo; } 2>/dev/null | ", paths.DEPLOYED_MODEL) + mark % "model")
         lines.append(
@@ -127,6 +138,7 @@ def parse(host: str, part: str, port: int | None, text: str, cluster_name: str |
     """A Row from the status script's output (lines not starting with MARK are ignored)."""
     row = Row(host, part, cluster=cluster_name)
     unit: dict[str, str] = {}
+    haproxy_lines: list[str] = []
     record, sizes, now = None, {}, None
     for line in text.splitlines():
         if not line.startswith(MARK):
@@ -152,12 +164,38 @@ def parse(host: str, part: str, port: int | None, text: str, cluster_name: str |
             sizes[name] = size
         elif kind == "http":
             _http(row, value)
-    if part in ("head", "worker"):
-        row.unit = paths.SERVER_UNIT if part == "head" else paths.RPC_UNIT
+        elif kind == "haproxy":
+            haproxy_lines.append(value)
+    if part in ("head", "worker", "balancer"):
+        row.unit = {"head": paths.SERVER_UNIT, "worker": paths.RPC_UNIT, "balancer": BALANCER_UNIT}[part]
         _unit(row, unit, now)
+    if part == "balancer":
+        try:
+            servers = haproxy.parse_servers(haproxy_lines)
+        except ValueError:
+            servers = {}
+        row.servers = {name: f"{s.admin} {s.status}" for name, s in servers.items()}
     if part == "head":
         row.model, row.model_state = _model(record, sizes)
     return row
+
+
+def _rotation(rows: dict[str, Row], fleet: cluster.Fleet) -> None:
+    """Each head's place in the balancers' rotation, from what the balancers said: in (ready and UP on every
+    balancer that answered), else out with the states seen."""
+    seen = [row.servers for row in rows.values() if row.part == "balancer" and row.reachable]
+    if not fleet.balancers:
+        return
+    for view in fleet.clusters:
+        if view.head not in rows:
+            continue
+        states = sorted({servers.get(view.name, "not a server") for servers in seen})
+        if not states:
+            rows[view.head].rotation = "unknown"
+        elif states == ["ready UP"]:
+            rows[view.head].rotation = "in"
+        else:
+            rows[view.head].rotation = "out (" + ", ".join(states) + ")"
 
 
 def _unit(row: Row, unit: dict[str, str], now: float | None) -> None:
@@ -210,11 +248,15 @@ def table(rows: list[Row]) -> str:
     """The rows as an aligned text table (with a CLUSTER column when the hosts are of several clusters)."""
     header = ("HOST", "PART", "SERVICE", "UP", "LLAMA.CPP", "LISTENING", "MODEL", "HEALTH", "SLOTS")
     body = [header] + [_cells(row) for row in rows]
+    if any(row.rotation for row in rows):
+        body = [(*body[0], "BALANCER")] + [
+            (*cells, row.rotation or "-") for row, cells in zip(rows, body[1:], strict=True)
+        ]
     if len({row.cluster for row in rows if row.cluster}) > 1:
-        body = [("CLUSTER", *header)] + [
+        body = [("CLUSTER", *body[0])] + [
             (row.cluster or "-", *cells) for row, cells in zip(rows, body[1:], strict=True)
         ]
-    widths = [max(len(r[i]) for r in body) for i in range(len(header))]
+    widths = [max(len(r[i]) for r in body) for i in range(len(body[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in body)
 
 
