@@ -8,7 +8,7 @@ Every server of the backend BACKEND is the head of one cluster, named after the 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -101,6 +101,29 @@ def wait_drained(cluster: str, seconds: int, socket: str = ADMIN_SOCKET) -> str:
         raise ValueError(f"seconds must be a whole number >= 0, not {seconds!r}")
     script = _WAIT_DRAINED.replace("SHOW_STAT", runtime("show stat", socket=socket))
     return quote("bash -c %s wait-drained %s %s %s", script, BACKEND, server_name(cluster), seconds)
+
+
+# Polls `show servers state` until it lists the configured servers ($1: seconds, $2: backend, then the names in
+# order). Right after a reload the socket may still be the old process's, which answers for the old configuration.
+_WAIT_CONFIGURED = (
+    'seconds=$1; backend=$2; shift 2; want="$*"; start=$SECONDS; while :; do '
+    'got=$(SHOW_STATE 2>/dev/null | awk -v b="$backend" '
+    '\'$1 !~ /^#/ && $2 == b { printf "%s%s", sep, $4; sep = " " }\'); '
+    '[ "$got" = "$want" ] && exit 0; '
+    '[ $((SECONDS - start)) -lt "$seconds" ] || '
+    '{ echo "haproxy serves [$got] after $seconds s, not the configured [$want]" >&2; exit 1; }; '
+    "sleep 0.2; done"
+)
+
+
+def wait_configured(clusters: Sequence[str], seconds: int = 30, socket: str = ADMIN_SOCKET) -> str:
+    """Shell command waiting, at most `seconds`, until the runtime API answers for a configuration whose servers
+    are the clusters' (in order): after a reload, the process that has read it. Exit 1 when it does not."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+        raise ValueError(f"seconds must be a whole number >= 0, not {seconds!r}")
+    names = [server_name(cluster) for cluster in clusters]
+    script = _WAIT_CONFIGURED.replace("SHOW_STATE", runtime(f"show servers state {BACKEND}", socket=socket))
+    return quote("bash -c %s wait-configured %s %s" + " %s" * len(names), script, seconds, BACKEND, *names)
 
 
 # -- their output --------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ RUNTIME_DIR = "/run/haproxy"
 CAPABILITIES = ("CAP_SETUID", "CAP_SETGID", "CAP_SYS_CHROOT", "CAP_KILL")
 PRIVILEGED_PORTS = 1024
 
+CONFIGURED_SECONDS = 30  # after a reload or restart, for the runtime API to answer for the new configuration
 RESTART = "restart haproxy"
 RELOAD = "reload haproxy"
 
@@ -170,13 +171,17 @@ def install_checked(staged: str, config: str) -> str:
     )
 
 
-def reloaded() -> Operation:
-    """haproxy re-reads its configuration, keeping its connections (a handler); started when it was not running."""
+def reloaded(clusters: Iterable[Served], restart: bool = False) -> Operation:
+    """haproxy re-reads its configuration, keeping its connections, or with `restart` starts again (a handler); then
+    its runtime API answers for that configuration (until then the socket may be the old process's)."""
+    names = [server.name for server in servers(clusters)]
+    command = quote("systemctl restart %s" if restart else "systemctl reload-or-restart %s", UNIT)
+    steps = (Shell(command), Shell(haproxy.wait_configured(names, CONFIGURED_SECONDS)))
 
     def plan(facts: Facts) -> Change:
-        return Change((Shell(quote("systemctl reload-or-restart %s", UNIT)),), "notified")
+        return Change(steps, "notified")
 
-    return Operation(f"reload {UNIT}", [], plan, idempotent=False)
+    return Operation(f"{'restart' if restart else 'reload'} {UNIT}", [], plan, idempotent=False)
 
 
 def operations(ctx):
@@ -195,6 +200,9 @@ ROLE = Role(
     NAME,
     operations,
     template_dir=TEMPLATE_DIR,
-    handlers={RESTART: lambda ctx: systemd.restarted(UNIT), RELOAD: lambda ctx: reloaded()},
+    handlers={
+        RESTART: lambda ctx: reloaded(ctx.run.fleet.clusters, restart=True),
+        RELOAD: lambda ctx: reloaded(ctx.run.fleet.clusters),
+    },
     validate=validate,
 )

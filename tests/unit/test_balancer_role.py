@@ -356,8 +356,12 @@ def test_a_configuration_in_place_changes_nothing_and_a_wrong_owner_is_fixed_in_
     ]
 
 
-def test_the_handlers_restart_and_reload():
-    restart = plan(role.ROLE.handlers[role.RESTART](None))
-    reload = plan(role.ROLE.handlers[role.RELOAD](None))
-    assert commands_of(restart) == ["systemctl restart haproxy.service"]
-    assert commands_of(reload) == ["systemctl reload-or-restart haproxy.service"]
+def test_a_reload_or_restart_waits_until_haproxy_answers_for_the_new_configuration():
+    reload, restart = plan(role.reloaded(THREE)), plan(role.reloaded(ONE, restart=True))
+    assert [words(c)[:3] for c in commands_of(reload)] == [
+        ["systemctl", "reload-or-restart", "haproxy.service"],
+        ["bash", "-c", words(commands_of(reload)[1])[2]],
+    ]
+    assert words(commands_of(reload)[1])[3:] == ["wait-configured", "30", "heads", "c1", "c2", "gpu-big_3"]
+    assert words(commands_of(restart)[0]) == ["systemctl", "restart", "haproxy.service"]
+    assert words(commands_of(restart)[1])[3:] == ["wait-configured", "30", "heads", "default"]

@@ -208,3 +208,18 @@ def test_requests_still_in_flight_when_time_runs_out_exit_3(tmp_path):
 def test_waiting_for_a_server_haproxy_does_not_have_fails(tmp_path):
     done = run(haproxy.wait_drained("c9", 5), fake_socat(tmp_path, "stat_drain.txt"))
     assert (done.returncode, done.stderr) == (1, "haproxy: no server heads/c9\n")
+
+
+@needs_bash
+def test_the_wait_for_a_reload_ends_when_haproxy_answers_with_the_configured_servers(tmp_path):
+    done = run(haproxy.wait_configured(["c1", "c2", "c3"], 5), fake_socat(tmp_path, "servers_up.txt"))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert (tmp_path / "sent").read_text() == "show servers state heads\n"
+
+
+@needs_bash
+@pytest.mark.parametrize("configured", [["c1", "c2"], ["c1", "c3", "c2"], ["c1", "c2", "c3", "c4"]])
+def test_the_wait_for_a_reload_fails_while_haproxy_answers_for_another_configuration(tmp_path, configured):
+    done = run(haproxy.wait_configured(configured, 0), fake_socat(tmp_path, "servers_up.txt"))
+    assert done.returncode == 1
+    assert done.stderr == f"haproxy serves [c1 c2 c3] after 0 s, not the configured [{' '.join(configured)}]\n"
