@@ -365,3 +365,30 @@ def test_a_reload_or_restart_waits_until_haproxy_answers_for_the_new_configurati
     assert words(commands_of(reload)[1])[3:] == ["wait-configured", "30", "heads", "c1", "c2", "gpu-big_3"]
     assert words(commands_of(restart)[0]) == ["systemctl", "restart", "haproxy.service"]
     assert words(commands_of(restart)[1])[3:] == ["wait-configured", "30", "heads", "default"]
+
+
+@dataclass(frozen=True)
+class Balancer:
+    name: str
+    allow: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """What the role reads of llamafleet.cluster.Fleet: the clusters, and each balancer's clients."""
+
+    clusters: tuple[Cluster, ...]
+    balancers: tuple[Balancer, ...]
+
+    def balancer(self, name: str) -> Balancer:
+        return next(balancer for balancer in self.balancers if balancer.name == name)
+
+
+def test_a_balancer_gets_its_configuration_and_a_drop_in_admitting_its_own_clients(tmp_path):
+    inv = inventory.load(write_tree(tmp_path, {"hosts.yml": BALANCED % ", balancer_port: 9090"}))
+    fleet = Fleet(tuple(THREE), (Balancer("lb0", ("10.1.0.0/16",)), Balancer("lb1", ("10.2.0.0/16",))))
+    rendered = role.files(inv.hosts["lb1"], fleet)
+    assert list(rendered) == ["/etc/haproxy/haproxy.cfg", "/etc/systemd/system/haproxy.service.d/llamafleet.conf"]
+    assert section(rendered["/etc/haproxy/haproxy.cfg"], "frontend api")[0] == "bind 0.0.0.0:9090"
+    dropin = rendered["/etc/systemd/system/haproxy.service.d/llamafleet.conf"]
+    assert values(dropin, "IPAddressAllow") == ["10.2.0.0/16 10.0.0.1 10.0.1.1 192.168.5.20 localhost"]
