@@ -22,6 +22,8 @@ import requests
 
 from .errors import LlamafleetError, UsageError
 from .flags import parse_whole
+from .inventory import clusters_of
+from .yamlfile import shorten
 
 if TYPE_CHECKING:
     from .inventory import Inventory
@@ -131,20 +133,26 @@ def measure(
     rounds: str | int,
     label: str | None,
     out: str | None,
+    at: str | None = None,
 ) -> dict[str, Any]:
-    """Measure each --concurrency level through the head's API; the run, kept in `runs` (and written to `out`)."""
+    """Measure each --concurrency level through the endpoint (`at`: a balancer or head, default the first balancer,
+    else the head); the run, kept in `runs` (and written to `out`)."""
     levels = levels_from(concurrency)
     prompt_n = parse_whole("--prompt-tokens", prompt_tokens, 1, MAX_TOKENS)
     gen_n = parse_whole("--gen-tokens", gen_tokens, 1, MAX_TOKENS)
     round_n = parse_whole("--rounds", rounds, 1, 1000)
-    api = head_api(inv)
+    api = endpoint_api(inv, at)
     prompt = api.prompt(prompt_n)
     print(f"bench: {api.base}, {prompt_n} prompt + {gen_n} generated tokens, {round_n} request(s) per client")
     measured = []
     for level in levels:
         measured.append(run_level(api, prompt, gen_n, level, round_n))
         print(f"  concurrency {level}: {measured[-1].gen_tokens_per_s:.1f} generated tokens/s", flush=True)
-    about = {"label": label, "head": inv.head.name, "workers": [h.name for h in inv.workers]}
+    clusters = clusters_of(inv)
+    about: dict[str, Any] = {"label": label, "head": inv.head.name, "workers": [h.name for h in inv.workers]}
+    if len(clusters) > 1 or inv.groups.get("balancers"):
+        about["clusters"] = [{"name": c.name, "workers": [w.name for w in c.workers]} for c in clusters.values()]
+        about["endpoint"] = api.base
     run = runs.add(record(measured, prompt_tokens=prompt_n, gen_tokens=gen_n, rounds=round_n, **about))
     if out:
         Path(out).write_text(json.dumps(run, indent=2) + "\n")
@@ -152,27 +160,38 @@ def measure(
     return run
 
 
-def head_api(inv: Inventory) -> Api:
-    """The head's API as a client on the controller reaches it, with the key from the controller's key file.
+def endpoint_api(inv: Inventory, at: str | None = None) -> Api:
+    """The API where a client on the controller reaches it: `at` (a balancer or a head), else the first balancer,
+    else the head; with the key of the first cluster's head (the balancers pass it through to the heads).
 
-    llama-server speaks plain HTTP: a key sent to a head that is not this machine crosses the network in clear,
+    llama-server speaks plain HTTP: a key sent to a host that is not this machine crosses the network in clear,
     and a line on stderr says so (the run goes on: on a trusted LAN that is the usual setup).
     """
     from .roles.head import role as head_role  # role modules load with the task that uses them
 
-    head = head_role.settings.settings(inv.head, str(inv.path))
+    balancers = inv.groups.get("balancers", [])
+    heads = inv.groups["head"]
+    target = at or (balancers[0] if balancers else heads[0])
+    if target not in balancers and target not in heads:
+        choices = ", ".join([*balancers, *heads])
+        raise UsageError(f"--at: {shorten(str(target))!r} is not a balancer or head of the inventory ({choices})")
+    head = head_role.settings.settings(inv.hosts[target if target in heads else heads[0]], str(inv.path))
     key_file = Path(head.api_key_file)
     key = head_role.read_key(key_file).decode().strip() if key_file.exists() else None
-    listens_everywhere = head.api_host in ("0.0.0.0", "::")  # noqa: S104 - a comparison, nothing is bound
-    address = inv.head.connection.address if listens_everywhere else head.api_host
+    if target in balancers:
+        listen, port = inv.hosts[target].vars["balancer_host"], inv.hosts[target].vars["balancer_port"]
+    else:
+        listen, port = head.api_host, head.api_port
+    listens_everywhere = listen in ("0.0.0.0", "::")  # noqa: S104 - a comparison, nothing is bound
+    address = inv.hosts[target].connection.address if listens_everywhere else listen
     host = f"[{address}]" if ":" in address else address  # an IPv6 address in a URL
     if key and not is_loopback(address):
         print(
-            f"bench: warning: the API key travels in clear text to {host}:{head.api_port} (plain HTTP to another "
+            f"bench: warning: the API key travels in clear text to {host}:{port} (plain HTTP to another "
             "machine): anyone on the network between can read it",
             file=sys.stderr,
         )
-    return Api(f"http://{host}:{head.api_port}", key)
+    return Api(f"http://{host}:{port}", key)
 
 
 def is_loopback(address: str) -> bool:

@@ -209,6 +209,7 @@ def logs(
         "rounds": "Requests per client per level (default 2).",
         "label": "A name for this run in the history (e.g. '2 workers').",
         "out": "Also write this run's JSON to FILE.",
+        "at": "Measure at this balancer or head (default: the first balancer, else the head).",
         "compare": "Compare runs of the history instead of measuring: alone the last two, or ids like 1,3 or -1,-2.",
         "list_runs": "List the runs kept in the history (<inventory>.bench.jsonl beside the inventory).",
         "plot": "Draw generated tokens/s against concurrency for the runs shown into FILE.png (needs matplotlib).",
@@ -227,13 +228,15 @@ def bench(
     rounds=2,
     label=None,
     out=None,
+    at=None,
     compare=None,
     list_runs=False,
     plot=None,
     extra_vars=None,
     vault=None,
 ):
-    """Throughput and time to first token through the head's API, per concurrency level; runs kept to compare."""
+    """Throughput and time to first token through the endpoint (the balancers', else the head's), per concurrency
+    level; runs kept to compare."""
     cli.bench(
         inventory,
         extra_vars,
@@ -243,6 +246,7 @@ def bench(
         rounds=rounds,
         label=label,
         out=out,
+        at=at,
         compare=compare,
         list_runs=list_runs,
         plot=plot,

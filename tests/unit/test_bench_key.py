@@ -24,7 +24,7 @@ def head_inventory(tmp_path, head: str, key: bool = True, **head_vars: str) -> i
 
 @pytest.mark.parametrize(("head", "shown"), [("gpu-box", "gpu-box:8080"), ("gpu-box.lan.", "gpu-box.lan.:8080")])
 def test_a_key_for_a_head_on_another_machine_is_warned_about_once(tmp_path, capsys, head, shown):
-    api = bench.head_api(head_inventory(tmp_path, head))
+    api = bench.endpoint_api(head_inventory(tmp_path, head))
     err = capsys.readouterr().err
     assert err.startswith(WARNING.format(shown)) and err.count("\n") == 1, err
     assert "sk-bench-key" not in err and api.headers == {"Authorization": "Bearer sk-bench-key"}
@@ -32,15 +32,15 @@ def test_a_key_for_a_head_on_another_machine_is_warned_about_once(tmp_path, caps
 
 @pytest.mark.parametrize("head", ["127.0.0.1", "127.0.0.3", "::1", "localhost", "LOCALHOST.", "api.localhost"])
 def test_a_loopback_head_gets_the_key_without_a_warning(tmp_path, capsys, head):
-    api = bench.head_api(head_inventory(tmp_path, head))
+    api = bench.endpoint_api(head_inventory(tmp_path, head))
     assert capsys.readouterr().err == "" and api.headers
 
 
 def test_without_a_key_nothing_secret_travels_and_nothing_is_said(tmp_path, capsys):
-    api = bench.head_api(head_inventory(tmp_path, "gpu-box", key=False))
+    api = bench.endpoint_api(head_inventory(tmp_path, "gpu-box", key=False))
     assert capsys.readouterr().err == "" and api.headers == {}
 
 
 def test_the_api_host_decides_where_the_key_goes(tmp_path, capsys):
     inv = head_inventory(tmp_path, "127.0.0.1", api_host="::1")
-    assert bench.head_api(inv).base == "http://[::1]:8080" and capsys.readouterr().err == ""
+    assert bench.endpoint_api(inv).base == "http://[::1]:8080" and capsys.readouterr().err == ""
