@@ -31,7 +31,7 @@ def inv(tmp_path):
 
 def test_the_first_balancer_s_endpoint_is_the_default(inv):
     api = bench.endpoint_api(inv)
-    assert (api.base, api.key) == ("http://127.0.0.3:9000", "lf-key")
+    assert (api.base, api.headers) == ("http://127.0.0.3:9000", {"Authorization": "Bearer lf-key"})
 
 
 @pytest.mark.parametrize(
