@@ -30,12 +30,18 @@ def write(inv: Inventory, out: Path, model: str) -> list[Path]:
 
 
 def service_files(inv: Inventory, model: str) -> dict[str, dict[str, str]]:
-    """host -> {path on the host: content} for the rpc_worker role on the workers and the head role on the head."""
+    """host -> {path on the host: content} for the rpc_worker role on the workers, the head role on the heads and
+    the balancer role on the balancers."""
     fleet = cluster.fleet(inv)
     for warning in fleet.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     file = str(inv.path)
     rendered = {}
+    if fleet.balancers:
+        from .roles.balancer import role as balancer_role  # only inventories with balancers need it
+
+        for balancer in fleet.balancers:
+            rendered[balancer.name] = balancer_role.files(inv.hosts[balancer.name], fleet, file)
     for view in fleet.clusters:  # each cluster's workers, then its head
         rendered.update({worker.name: worker_role.files(inv.hosts[worker.name], view, file) for worker in view.workers})
         rendered[view.head] = head_role.files(inv.hosts[view.head], view, file, model=model)

@@ -4,8 +4,9 @@
 releases, models, caches, configuration (the API key among it) and the service user llamafleet
 created, but never across a mount point: a filesystem mounted inside those trees (a shared models
 folder) stays with its files, and the run says so (purge.py). Packages stay (other software may use
-them), and so does a firewall's own configuration: only llamafleet's rules go, and SSH stays allowed
-(in ufw by the same rule without llamafleet's comment).
+them; a balancer's HAProxy is stopped and disabled, its llamafleet drop-in removed), and so does a
+firewall's own configuration: only llamafleet's rules go, and SSH stays allowed (in ufw by the same
+rule without llamafleet's comment).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llamafleet import paths
-from llamafleet.operations import systemd, users
+from llamafleet.operations import files, systemd, users
 from llamafleet.roles import Role
+from llamafleet.roles.balancer import role as balancer
 from llamafleet.roles.base import settings as base_settings
 from llamafleet.roles.firewall import firewalld, nftables, switch, ufw
 from llamafleet.roles.firewall import role as firewall
@@ -36,6 +38,9 @@ class Purge:
 def operations(ctx):
     for unit in (paths.SERVER_UNIT, paths.RPC_UNIT):
         yield systemd.service_absent(unit)
+    if "balancers" in ctx.host.groups:  # HAProxy stays installed, stopped, without llamafleet's drop-in
+        yield systemd.service(balancer.UNIT, running=False, enabled=False)
+        yield files.absent(f"{systemd.UNIT_DIR}/{balancer.DROPIN}")
     yield from firewall_rules_absent(ctx)
     if ctx.run.handoff(Purge).purge:
         yield _purge.trees_absent(PURGED)

@@ -148,3 +148,10 @@ def test_a_balancer_known_by_name_only_is_refused(tmp_path):
 def test_the_command_line_says_it_in_one_line_before_any_connection(tmp_path):
     path = write_tree(tmp_path, {"hosts.yml": TWO.replace("cluster: b}", "cluster: c}", 1)})  # b-head's
     error_line(invoke("provision", "-i", str(path), env=environment()), "cluster b: has no head")
+
+
+def test_render_gives_each_balancer_its_haproxy_config_over_every_head(tmp_path):
+    rendered = render.service_files(load(tmp_path, TWO), "model.gguf")
+    config = rendered["lb1"]["/etc/haproxy/haproxy.cfg"]
+    assert "server a 10.0.1.1:8080" in config and "server b 10.0.2.1:8080" in config
+    assert set(rendered) == {"lb1", "a-head", "a-w1", "a-w2", "b-head", "b-w1"}
