@@ -63,6 +63,38 @@ def wait_for_workers(cluster: Cluster, seconds: int = WAIT_SECONDS) -> list[str]
     return ["/usr/bin/timeout", str(seconds + 10), "/bin/bash", "-c", script, "wait-for-workers", *endpoints]
 
 
+# Behind balancers, before llama-server is told to stop (it answers none of the requests it holds after SIGTERM):
+# its listening socket is closed (ss -K), so the balancers' new requests and checks are refused and go to the
+# other heads, then the requests it holds are waited for, at most STOP_DRAIN_SECONDS. Closing the socket also
+# cuts the streamed responses in progress (llama-server then stops writing them), so it is closed at an instant
+# when llama-server holds no request: llama-server is frozen (SIGSTOP, every thread) while its connections are
+# counted, those accepted (established minus the listener's queue) must be none, else it runs on and the count is
+# tried again 50 ms later; after STOP_DRAIN_SECONDS the socket is closed anyway. Connections still queued when it
+# closes are reset unanswered, which a balancer sends to another head. Arguments: PORT SECONDS; $MAINPID is
+# llama-server. Runs privileged ('+'): ss -K needs CAP_NET_ADMIN.
+STOP_DRAIN_SECONDS = 60
+DRAIN_SCRIPT = "; ".join(
+    [
+        'port=$1; pid=$MAINPID; deadline=$((SECONDS+$2)); trap \'[ -z "$pid" ] || kill -CONT "$pid" 2>/dev/null\' EXIT',
+        'held() { echo $(( $(ss -Htn state established "( sport = :$port )" | wc -l)'
+        " - $(ss -Hltn \"( sport = :$port )\" | awk '{ n += $2 } END { print n + 0 }') )); }",
+        "frozen() { ! ps -L -o stat= -p \"$pid\" | grep -qv '^T'; }",
+        'while [ -n "$pid" ] && [ $SECONDS -lt $deadline ] && kill -STOP "$pid" 2>/dev/null; do '
+        "n=0; until frozen || [ $((n += 1)) -gt 1000 ]; do sleep 0.001; done; "
+        '[ "$(held)" -le 0 ] && break; kill -CONT "$pid"; sleep 0.05; done',
+        'ss -K state listening "( sport = :$port )" >/dev/null 2>&1',
+        '[ -z "$pid" ] || kill -CONT "$pid" 2>/dev/null',
+        'while [ -n "$(ss -Htn state established "( sport = :$port )")" ] && [ $SECONDS -lt $deadline ]; do '
+        "sleep 0.2; done",
+    ]
+)
+
+
+def drain_on_stop(head_settings, seconds: int = STOP_DRAIN_SECONDS) -> list[str]:
+    """ExecStop= command: new connections to the API refused, then its requests in flight finished, bounded."""
+    return ["+/bin/bash", "-c", DRAIN_SCRIPT, "drain", str(head_settings.api_port), str(seconds)]
+
+
 def exec_start(head_settings, cluster: Cluster, model: str) -> list[str]:
     """llama-server's command line; the key is read from a file, never passed on it."""
     s = head_settings
@@ -90,13 +122,19 @@ def allowed_addresses(cluster: Cluster) -> list[str]:
 
 
 def render_unit(
-    head_settings, cluster: Cluster, model: str = MODEL_PLACEHOLDER, wait_seconds: int = WAIT_SECONDS
+    head_settings,
+    cluster: Cluster,
+    model: str = MODEL_PLACEHOLDER,
+    wait_seconds: int = WAIT_SECONDS,
+    behind_balancers: bool = False,
 ) -> str:
-    """The text of llama-server.service: `model` is the GGUF path on the head (deploy fills it in)."""
+    """The text of llama-server.service: `model` is the GGUF path on the head (deploy fills it in). Behind
+    balancers, a stop (a restart, a reboot) first drains the API (drain_on_stop)."""
     s = head_settings
     context = {
         **units.service_context(exec_start(s, cluster, model), s.llamafleet_user, s.llama_cpp_backend, RESTART_SECONDS),
         "exec_start_pre": units.exec_line(wait_for_workers(cluster, wait_seconds)) if cluster.workers else None,
+        "exec_stop": units.exec_line(drain_on_stop(s)) if behind_balancers else None,
         "timeout_start": wait_seconds + 30,
         "credential": f"{CREDENTIAL}:{paths.API_KEY_FILE}" if s.api_key_file else None,
         "workers": [worker.name for worker in cluster.workers],
@@ -105,9 +143,11 @@ def render_unit(
     return units.render(TEMPLATE_DIR, TEMPLATE, context)
 
 
-def files(host, cluster: Cluster, file: str | None = None, model: str = MODEL_PLACEHOLDER) -> dict[str, str]:
+def files(
+    host, cluster: Cluster, file: str | None = None, model: str = MODEL_PLACEHOLDER, behind_balancers: bool = False
+) -> dict[str, str]:
     """Every file this role renders on the head: path on the host -> content (the API key is copied, not rendered)."""
-    return {UNIT_PATH: render_unit(settings.settings(host, file), cluster, model)}
+    return {UNIT_PATH: render_unit(settings.settings(host, file), cluster, model, behind_balancers=behind_balancers)}
 
 
 # -- provisioning: the unit, the key, the service once a model is deployed, readiness ----------------------
@@ -229,7 +269,8 @@ def operations(ctx):
     model, alias = serving.models.get(ctx.name), serving.aliases.get(ctx.name)
     head = dataclasses.replace(head, model_alias=alias) if alias else head
     yield _key_copied(Path(head.api_key_file), ctx.run.check)
-    unit = render_unit(head, view, model_path(model) if model else MODEL_PLACEHOLDER)
+    behind = bool(ctx.run.fleet.balancers)
+    unit = render_unit(head, view, model_path(model) if model else MODEL_PLACEHOLDER, behind_balancers=behind)
     yield systemd.unit_file(UNIT, unit, notify=(RESTART, READY))
     if model is None:  # nothing to serve yet: installed, not started (`invoke deploy --model` starts it)
         yield systemd.service(UNIT, running=False, enabled=False)
