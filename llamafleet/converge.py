@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import paths, playbooks, rolling
-from .cluster import Fleet
+from .cluster import Cluster, Fleet
 from .errors import LlamafleetError
 from .inventory import clusters_of
 from .output import Output
@@ -68,8 +68,27 @@ def _rolling_plan(connect: Connect, phases: list[Phase], *given: object) -> tupl
             everyone.output.say("warning: --limit leaves out every balancer: the clusters change while in rotation")
         return everyone, None
     everyone.before_connecting(phases)
-    clusters = tuple(c for c in fleet.clusters if rolling.hosts_of([c]) & selected)
-    return everyone, (connect(only=balancers, given=given), Fleet(clusters, fleet.balancers))
+    involved = [c for c in fleet.clusters if rolling.hosts_of([c]) & selected]
+    changing = _changing(everyone, involved, phases)
+    return everyone, (connect(only=balancers, given=given), Fleet(tuple(changing), fleet.balancers))
+
+
+def _changing(everyone: Runner, clusters: list[Cluster], phases: list[Phase]) -> list[Cluster]:
+    """The clusters a run would change (or cannot tell: a host unreachable or failing), from one --check pass
+    over all of their hosts at once: the others need not leave the rotation, and what the pass found on them
+    is their result."""
+    hosts = rolling.hosts_of(clusters)
+    planner = everyone.planner(hosts)
+    planner.play(phases)
+    moved = {r.host for r in planner.output.results if r.status in ("changed", "failed", "unreachable")}
+    if planner.gate_failed:
+        moved |= hosts
+    changing = [c for c in clusters if rolling.hosts_of([c]) & moved]
+    settled = hosts - rolling.hosts_of(changing)
+    for result in planner.output.results:
+        if result.host in settled:
+            everyone.output.record(result)
+    return changing
 
 
 def roll_back_upgrade(connect: Connect, output: Output, hosts: list[str], only: frozenset[str] | None = None) -> None:

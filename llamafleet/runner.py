@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import io
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +82,7 @@ class Runner:
         }
         self.gate_failed = False
         self.handoffs = Handoffs(*given)
+        self._given, self._only = given, only
         self.handler_names: set[str] = set()  # every handler of the roles of this run
         self.round_trips: dict[str, int] = {h.name: 0 for h in self.hosts}
         self._count_lock = threading.Lock()
@@ -190,6 +193,13 @@ class Runner:
             self.remember_facts(memory)
             self.close()
         return self.exit_code()
+
+    def planner(self, only: frozenset[str]) -> Runner:
+        """A --check twin of this runner over those of its hosts in `only` (same connections and task parameters)
+        with a silent output of its own: what it plays says what this one would change there."""
+        options = dataclasses.replace(self.options, check=True)
+        quiet = Output(json_mode=True, check=True, stream=io.StringIO())
+        return Runner(self.inventory, options, quiet, self._pool, self._given, only & {h.name for h in self.hosts})
 
     def before_connecting(self, phases: list[Phase]) -> None:
         """Every role's validate hook on its phase's hosts, then every setup hook: nothing connects yet."""

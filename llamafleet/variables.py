@@ -85,7 +85,7 @@ REFINED_TYPES: dict[str, str] = {
 }
 
 # Prefixes that mark a variable as llamafleet's: an unknown name with one of them is a typo.
-OWN_PREFIXES = ("llama_cpp_", "rpc_", "api_", "llamafleet_")
+OWN_PREFIXES = ("llama_cpp_", "rpc_", "api_", "llamafleet_", "balancer_")
 
 # Variables whose values are never shown (`invoke inventory`, --json): the single list, used through redact().
 # Ansible's older spellings are here too, so that they are hidden even though llamafleet does not read them.

@@ -19,7 +19,9 @@ step() {
     fi
 }
 
-host_packages=(openssh-client openssh-server sudo curl systemd-container debootstrap nftables iproute2 python3-venv)
+# haproxy and socat: the balancer role's configuration is checked by the real haproxy in the unit tier.
+host_packages=(openssh-client openssh-server sudo curl systemd-container debootstrap nftables iproute2 python3-venv
+    haproxy socat)
 missing=()
 for pkg in "${host_packages[@]}"; do
     dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null | grep -q '^ii' || missing+=("$pkg")
@@ -28,6 +30,13 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     step "apt-get update" apt-get update -q
     step "apt-get install ${missing[*]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+    if [[ " ${missing[*]} " == *" haproxy "* ]]; then  # installed for its checks only: not left running here
+        if [ -d /run/systemd/system ]; then
+            step "systemctl disable --now haproxy" systemctl disable --now haproxy
+        else
+            step "service haproxy stop" service haproxy stop
+        fi
+    fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
