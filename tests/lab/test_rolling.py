@@ -47,8 +47,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def endpoint(fleet_lab) -> tuple[str, str]:
-    """The balancer's URL and the API key."""
+def endpoint(fleet_lab, deployed_a) -> tuple[str, str]:
+    """The balancer's URL and the API key (provision made it)."""
     key = Path(fleet_lab.inventory).with_suffix(".api-key")
     return f"http://{fleet_lab.host('lb1').address}:8080", key.read_text().split()[0]
 
@@ -90,7 +90,7 @@ def started_at(lab, host: str, unit: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def deployed_a(fleet_lab, env, source, models, endpoint):
+def deployed_a(fleet_lab, env, source, models):
     """provision, then deploy of model A, through the CLI as users run it; the endpoint answers."""
     provisioned = cli("provision", fleet_lab, env, source)
     deployed = cli("deploy", fleet_lab, env, source, "--model", str(models["a"]))
