@@ -38,6 +38,7 @@ def _found_rules(facts) -> list[str]:
 
 
 def test_firewall_rules(node, observed, expect):
+    """The host's firewall holds llamafleet's rules, as provision writes them."""
     if firewall_role.frontend_choice(node) == "none":
         pytest.skip(f"{node.name}: firewall: none in the inventory")
     operations = expect.firewall_operations(node, observed.facts.get("frontends"))

@@ -32,6 +32,7 @@ def _json(answer) -> dict:
 
 
 def test_health(node, observed, record_property):
+    """The head answers /health with 200 (verify waits while the model loads)."""
     health, waited = _answer(observed, "health"), observed.facts["api"].get("waited", 0)
     record_property("waited_seconds", waited)  # the one retry: the head may still be loading its model
     found = _shown(health) + (f" after waiting {waited} s for the model to load" if waited else "")
@@ -46,6 +47,7 @@ def test_health(node, observed, record_property):
 
 
 def test_models_lists_alias(node, observed, expect):
+    """/v1/models lists the deployed model under its alias."""
     alias = expect.model_alias(node, observed.facts["model"])
     answer = _answer(observed, "models")
     names = [m.get("id") for m in _json(answer).get("data", []) if isinstance(m, dict)]
@@ -60,6 +62,7 @@ def test_models_lists_alias(node, observed, expect):
 
 
 def test_completion_token_count(node, observed):
+    """A completion of 8 tokens returns 8 tokens."""
     answer = _answer(observed, "completion")
     got = _json(answer).get("tokens_predicted")
     require(
@@ -73,6 +76,7 @@ def test_completion_token_count(node, observed):
 
 
 def test_api_key_required(node, observed):
+    """The API refuses a request without the key and answers one with it."""
     without, with_key = _answer(observed, "models_without_key"), _answer(observed, "models")
     statuses = (getattr(without, "status", None), getattr(with_key, "status", None))
     require(
@@ -86,6 +90,7 @@ def test_api_key_required(node, observed):
 
 
 def test_metrics(node, observed, expect):
+    """/metrics with the key answers Prometheus text."""
     if not expect.head_settings(node).metrics:
         pytest.skip("metrics: false in the inventory")
     answer = _answer(observed, "metrics")
@@ -101,6 +106,7 @@ def test_metrics(node, observed, expect):
 
 
 def test_model_on_every_worker(node, observed, expect):
+    """Every worker holds part of the model (llama-server's load log)."""
     held = observed.facts["load_log"]
     wanted = [w.endpoint for w in expect.view(node).workers]
     missing = [e for e in wanted if held.get(e, 0) <= 0]
@@ -116,6 +122,7 @@ def test_model_on_every_worker(node, observed, expect):
 
 
 def test_model_checksum(node, observed):
+    """The model file on the head has the sha256 deploy recorded."""
     record = observed.facts["model"] or {}
     wanted, measured = record.get("sha256"), record.get("measured")
     require(
@@ -129,6 +136,7 @@ def test_model_checksum(node, observed):
 
 
 def test_api_key_file(node, observed, expect):
+    """The head's API key file is root's alone and holds the controller's key."""
     state = observed.facts["key_file"]
     found = "missing" if state is None else f"{state.owner}:{state.group} {state.mode:04o}"
     same = state is not None and state.sha256 == expect.key_sha256(node)
@@ -146,6 +154,7 @@ def test_api_key_file(node, observed, expect):
 
 
 def test_key_not_in_arguments(node, observed):
+    """No process on the head has the API key on its command line."""
     holders = observed.facts["key_in_arguments"]
     require(
         not holders,

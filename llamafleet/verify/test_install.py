@@ -11,6 +11,7 @@ testinfra_hosts = ["all", "!balancers"]  # balancers run HAProxy, no llama.cpp
 
 
 def test_pinned_release_current(node, observed, expect):
+    """The pinned llama.cpp release is installed, current and unchanged since."""
     facts = observed.facts
     wanted = expect.release_id(node, facts["os"], facts["cpu_flags"])
     link = facts["current"]
@@ -30,6 +31,7 @@ def test_pinned_release_current(node, observed, expect):
 
 
 def test_builds_identical(suite):
+    """Every host of a cluster runs one identical llama.cpp build."""
     # One build inside each cluster; clusters may differ from each other (a rolling upgrade goes one at a time).
     clusters = suite.expect.fleet.clusters
     for view in clusters:

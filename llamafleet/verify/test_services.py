@@ -12,6 +12,7 @@ PROCESS = {"NoNewPrivs": "1", "Seccomp": "2", "CapEff": "0000000000000000", "Cap
 
 
 def test_service_running(node, observed, expect):
+    """The service is enabled and running, not restarting in a loop."""
     unit = expect.unit(node)
     state = observed.facts["service"]
     up = state.running_for
@@ -29,6 +30,7 @@ def test_service_running(node, observed, expect):
 
 
 def test_service_hardening(node, observed, expect):
+    """The service's sandbox is in effect as its unit says."""
     unit = expect.unit(node)
     state = observed.facts["service"]
     wanted = expect.hardening(node)
@@ -50,6 +52,7 @@ def test_service_hardening(node, observed, expect):
 
 
 def test_listening_address(node, observed, expect):
+    """The service listens on its configured address only."""
     if expect.role_of(node) == "head":
         wanted, port = expect.head_settings(node).api_host, expect.head_settings(node).api_port
     else:

@@ -14,6 +14,7 @@ testinfra_hosts = ["workers"]
 
 
 def test_rpc_in_use_by_head(node, observed, expect):
+    """The head holds a connection to the worker's RPC server."""
     worker, head = expect.worker(node), expect.view(node).head_address
     peers = sorted({s.peer for s in observed.facts["established"] if s.port == worker.port})
     require(
@@ -27,6 +28,7 @@ def test_rpc_in_use_by_head(node, observed, expect):
 
 
 def test_rpc_cache_within_limit(node, observed, expect):
+    """The worker's RPC tensor cache exists and stays within its size limit."""
     cache, limit = observed.facts["cache"], expect.cache_limit(node)
     found = f"{cache.size} bytes, {cache.entries} entries" if cache.present else "no directory"
     require(
@@ -40,6 +42,7 @@ def test_rpc_cache_within_limit(node, observed, expect):
 
 
 def test_rpc_cache_seeded(node, observed, expect, suite):
+    """The worker's RPC cache holds every entry seeding gives the deployed model."""
     if not expect.workers[node.name].rpc_cache_seed:
         pytest.skip(f"{node.name}: rpc_cache_seed is off")
     cache = observed.facts["cache"]
@@ -72,6 +75,7 @@ def _wrong_entries(wanted: dict[str, int], present: dict[str, tuple[str, int]]) 
 
 
 def test_rpc_protocol_as_head(node, observed, expect, suite):
+    """The worker's rpc-server speaks the RPC protocol version of the head's build."""
     head = expect.view(node).head
     if head not in suite.gathered.hosts:
         pytest.skip(f"{head} is not in --limit: its RPC protocol version is not read")
@@ -97,6 +101,7 @@ def _reach(suite, prober: str, endpoint: str) -> str | None:
 
 
 def test_rpc_reachable_from_head(node, suite, expect):
+    """The head can reach the worker's RPC port."""
     endpoint = expect.worker(node).endpoint
     head = expect.view(node).head
     state = _reach(suite, head, endpoint)
@@ -111,6 +116,7 @@ def test_rpc_reachable_from_head(node, suite, expect):
 
 
 def test_rpc_closed_to_others(node, suite, expect):
+    """The worker's RPC port is closed to everyone but the head."""
     endpoint = expect.worker(node).endpoint
     prober = expect.outsider_of(node.name)
     if prober is None:
