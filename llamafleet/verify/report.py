@@ -139,7 +139,9 @@ def _waited(suite: Suite) -> int:
     """Seconds verify waited for the heads to finish loading their model (/health 503): the one retry."""
     hosts = suite.gathered.hosts if suite._gathered else {}
     heads = [hosts.get(name) for name in suite.expect.heads]
-    return max((int(h.facts.get("api", {}).get("waited", 0)) for h in heads if h is not None and not h.error), default=0)
+    return max(
+        (int(h.facts.get("api", {}).get("waited", 0)) for h in heads if h is not None and not h.error), default=0
+    )
 
 
 def print_summary(doc: dict[str, Any], stream: TextIO = sys.stdout) -> None:
