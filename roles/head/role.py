@@ -22,7 +22,7 @@ from llamafleet.roles.model.source import Deploying
 from llamafleet.roles.rpc_worker.role import Restarted
 from llamafleet.shell import quote
 
-from . import settings
+from . import api_tls, settings
 
 NAME = "head"
 TEMPLATE_DIR = templates_beside(__file__)
@@ -110,6 +110,7 @@ def exec_start(head_settings, cluster: Cluster, model: str) -> list[str]:
     args += ["--host", s.api_host, "--port", str(s.api_port)]
     if s.api_key_file:
         args += ["--api-key-file", units.Specifier(f"%d/{CREDENTIAL}")]
+    args += api_tls.server_args(s)
     args += ["--metrics"] if s.metrics else []
     args += [] if s.webui else ["--no-webui"]
     return [*args, *s.llama_server_extra_args, "-lv", VERBOSITY]
@@ -137,6 +138,7 @@ def render_unit(
         "exec_stop": units.exec_line(drain_on_stop(s)) if behind_balancers else None,
         "timeout_start": wait_seconds + 30,
         "credential": f"{CREDENTIAL}:{paths.API_KEY_FILE}" if s.api_key_file else None,
+        "tls_credentials": api_tls.credentials(s),
         "workers": [worker.name for worker in cluster.workers],
         "allow": allowed_addresses(cluster),
     }
@@ -188,7 +190,7 @@ def validate(run, hosts) -> None:
     """Before any connection, changing nothing: the cluster's addresses and the head's settings."""
     _ = run.fleet  # computed once per run: this checks the addresses before any connection
     for host in hosts:
-        settings.settings(host, run.inventory_file)
+        api_tls.trust(settings.settings(host, run.inventory_file), run.inventory_file)
 
 
 def setup(run, hosts) -> None:
@@ -202,6 +204,7 @@ def setup(run, hosts) -> None:
         elif not key.exists():
             _generate_key(key)
             run.say(f"api key: generated {key} (mode 0600; the head reads its copy from {paths.API_KEY_FILE})")
+        api_tls.setup(run, settings.settings(host, run.inventory_file))
 
 
 def _key_file(run, host) -> Path:
@@ -269,6 +272,9 @@ def operations(ctx):
     model, alias = serving.models.get(ctx.name), serving.aliases.get(ctx.name)
     head = dataclasses.replace(head, model_alias=alias) if alias else head
     yield _key_copied(Path(head.api_key_file), ctx.run.check)
+    if head.api_tls:
+        yield api_tls.openssl_linked(BINARY)
+        yield from api_tls.operations(ctx.run, ctx.host, head, view.head_address, (RESTART, READY))
     behind = bool(ctx.run.fleet.balancers)
     unit = render_unit(head, view, model_path(model) if model else MODEL_PLACEHOLDER, behind_balancers=behind)
     yield systemd.unit_file(UNIT, unit, notify=(RESTART, READY))
@@ -309,16 +315,24 @@ def probe_address(head) -> str:
     return "127.0.0.1" if head.api_host in ("0.0.0.0", "::") else head.api_host  # noqa: S104 - a comparison
 
 
-def ready(head, seconds: int = READY_SECONDS) -> Operation:
-    """llama-server answers /health with 200 (it answers 503 while loading the model)."""
+def tls_probe(verify_name: str) -> str:
+    """PROBE over TLS: the same request through openssl s_client, the certificate verified with the head's CA."""
+    request = 'printf "GET /health HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n"'
+    return f"host=$1; port=$2; {request} | {api_tls.client(verify_name)} | head -n 1"
+
+
+def ready(head, seconds: int = READY_SECONDS, verify_name: str | None = None) -> Operation:
+    """llama-server answers /health with 200 (it answers 503 while loading the model); with api_tls over HTTPS,
+    its certificate verified with the CA and naming `verify_name` (the head's host name)."""
     where = (probe_address(head), head.api_port)
-    probe = CommandOutput(quote("timeout 5 bash -c %s probe %s %s", PROBE, *where))
+    script = tls_probe(verify_name or head.host) if head.api_tls else PROBE
+    probe = CommandOutput(quote("timeout 5 bash -c %s probe %s %s", script, *where))
 
     def plan(facts: Facts):
         status = " ".join(facts[probe]).strip()
         if " 200" in status:
             return NoChange("/health 200")
-        wait = quote("bash -c %s %s %s %s %s %s", WAIT, PROBE, *where, seconds, UNIT)
+        wait = quote("bash -c %s %s %s %s %s %s", WAIT, script, *where, seconds, UNIT)
         return Change((Shell(wait),), f"not ready yet ({status or 'not answering'}): waiting up to {seconds} s")
 
     return Operation(f"llama-server ready on {where[0]}:{where[1]}", [probe], plan)

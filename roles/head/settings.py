@@ -79,6 +79,10 @@ class HeadSettings:
     metrics: bool = knob(flag)
     webui: bool = knob(flag)
     llama_server_extra_args: tuple[str, ...] = knob(_extra_args)
+    api_tls: bool = knob(flag)
+    api_tls_cert_file: str | None = knob(_ONE_LINE)  # on the controller, relative paths resolved by settings()
+    api_tls_key_file: str | None = knob(_ONE_LINE)
+    api_tls_ca_file: str | None = knob(_ONE_LINE)
 
 
 def settings(host: Host, file: str | None = None) -> HeadSettings:
@@ -86,7 +90,19 @@ def settings(host: Host, file: str | None = None) -> HeadSettings:
     found = rolesettings.build(HeadSettings, host, file)
     if file is None:
         return found
-    return dataclasses.replace(found, api_key_file=str(_key_path(Path(file), found.api_key_file)))
+    folder = Path(file).parent
+    tls_files = {name: _beside(folder, getattr(found, name)) for name in TLS_FILES}
+    return dataclasses.replace(found, api_key_file=str(_key_path(Path(file), found.api_key_file)), **tls_files)
+
+
+TLS_FILES = ("api_tls_cert_file", "api_tls_key_file", "api_tls_ca_file")
+
+
+def _beside(folder: Path, given: str | None) -> str | None:
+    if not given:
+        return None
+    path = Path(given).expanduser()
+    return str(path if path.is_absolute() else folder / path)
 
 
 def api_key_path(inventory_file: Path, host: Host) -> Path:
