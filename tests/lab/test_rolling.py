@@ -55,7 +55,9 @@ def endpoint(fleet_lab, deployed_a) -> tuple[str, str]:
 
 def cli(task: str, lab, env, source: str, *extra: str) -> dict:
     code, doc = invoke_json(task, lab.inventory, env, *source_vars(source), *extra)
-    assert code == 0, [r for r in doc["results"] if r["status"] in ("failed", "unreachable")] or doc["messages"]
+    bad = [f"{r['host']}: {r['role']}: {r['operation']}: {r['reason']}" for r in doc["results"] if r["status"] in
+           ("failed", "unreachable")]  # fmt: skip
+    assert code == 0, bad or doc["messages"]
     return doc
 
 
@@ -126,9 +128,8 @@ def rolled_b(fleet_lab, env, source, models, endpoint, deployed_a):
 def test_a_rolling_deploy_fails_no_request_and_the_new_model_answers_after_it(rolled_b, models):
     outcomes, returned, doc = rolled_b
     assert failed(outcomes) == [], summary(outcomes)
-    assert {o.model for o in outcomes if o.ended < returned - 60} <= {model_of(models["a"]), model_of(models["b"])}
     assert served_by(outcomes, returned) == {model_of(models["b"])}, summary(outcomes)
-    assert model_of(models["a"]) in served_by(outcomes, 0), "the clients asked before the switch too"
+    assert served_by(outcomes, 0) == {model_of(models["a"]), model_of(models["b"])}, "asked before the switch too"
     assert sum(o.stream for o in outcomes) > 10 and sum(not o.stream for o in outcomes) > 10, summary(outcomes)
     said = [m for m in doc["messages"] if m.startswith("rolling:")]
     assert said == [
