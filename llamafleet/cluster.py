@@ -17,12 +17,18 @@ Addresses (the RPC protocol has no authentication, so these are what keep strang
   `api_allow` (empty: every host of the inventory).
 - A balancer reaches a head's API at its `api_host`, or at its cluster address when that is 0.0.0.0; the
   heads admit a balancer by its ansible_host, which must be a numeric IPv4 address.
+
+With `cluster_tunnel: wireguard` (the head's value, which its workers must share) the RPC links run inside a
+WireGuard mesh of the cluster: the head gets the first address of `cluster_tunnel_subnet`, each worker the next
+ones in inventory order (a worker added at the end renumbers nobody), a worker's rpc-server binds its tunnel
+address, the head connects to those and the workers admit the head's tunnel address. The addresses above are
+then the underlay: where WireGuard's UDP packets travel and where clients reach the API.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import InventoryError
@@ -38,12 +44,39 @@ class Worker:
 
     name: str
     bind: str  # rpc-server -H
-    address: str  # where the head connects: `bind`, or ansible_host when bind is 0.0.0.0
+    address: str  # where the head connects: `bind`, or ansible_host when bind is 0.0.0.0 (the tunnel address)
     port: int
+    underlay: str = ""  # with a tunnel, the worker's own address that `address` travels over
 
     @property
     def endpoint(self) -> str:
         return f"{self.address}:{self.port}"
+
+    @property
+    def host_address(self) -> str:
+        """The worker's address on the cluster network, outside any tunnel."""
+        return self.underlay or self.address
+
+
+TUNNEL_KINDS = ("none", "wireguard")
+TUNNEL_INTERFACE = "lfwg0"  # the WireGuard interface on every host of a tunnelled cluster
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """A cluster's WireGuard mesh: its subnet and UDP port, and each host's tunnel address (head first)."""
+
+    subnet: str
+    port: int
+    addresses: tuple[tuple[str, str], ...]  # (host name, tunnel address) in the order they were given out
+    interface: str = TUNNEL_INTERFACE
+
+    def address(self, host: str) -> str:
+        return dict(self.addresses)[host]
+
+    @property
+    def prefixlen(self) -> int:
+        return ipaddress.IPv4Network(self.subnet).prefixlen
 
 
 @dataclass(frozen=True)
@@ -58,6 +91,13 @@ class Cluster:
     name: str = "default"
     api_address: str = ""  # where a balancer reaches the head's API
     api_port: int = 0
+    tunnel: Tunnel | None = None  # cluster_tunnel: wireguard
+    head_underlay: str = ""  # with a tunnel, the head's own address (head_address is then its tunnel address)
+
+    @property
+    def head_host_address(self) -> str:
+        """The head's address on the cluster network, outside any tunnel."""
+        return self.head_underlay or self.head_address
 
     @property
     def rpc_servers(self) -> str:
@@ -66,8 +106,8 @@ class Cluster:
 
     @property
     def addresses(self) -> tuple[str, ...]:
-        """The cluster's own addresses: the head's, then each worker's, each once."""
-        return tuple(dict.fromkeys([self.head_address, *(worker.address for worker in self.workers)]))
+        """The cluster's own addresses (outside any tunnel): the head's, then each worker's, each once."""
+        return tuple(dict.fromkeys([self.head_host_address, *(worker.host_address for worker in self.workers)]))
 
     def worker(self, name: str) -> Worker:
         for worker in self.workers:
@@ -115,6 +155,8 @@ def fleet(inventory: Inventory) -> Fleet:
     balancers = tuple(_balancer(inventory.hosts[name], file) for name in inventory.groups.get("balancers", []))
     clusters = tuple(_cluster(each, balancers, file) for each in members.values())
     _check_unique(tuple(worker for cluster in clusters for worker in cluster.workers), file)
+    underlay = {address for cluster in clusters for address in cluster.addresses} | {b.address for b in balancers}
+    clusters = tuple(_tunnelled(cluster, members[cluster.name], underlay, file) for cluster in clusters)
     if balancers:
         everyone = tuple(dict.fromkeys(a for c in clusters for a in c.addresses)) + tuple(b.address for b in balancers)
         balancers = tuple(Balancer(b.name, b.address, b.allow or everyone) for b in balancers)
@@ -149,6 +191,60 @@ def _cluster(members: Members, balancers: tuple[Balancer, ...], file: str) -> Cl
         api_address,
         head.vars["api_port"],
     )
+
+
+def _tunnelled(view: Cluster, members: Members, underlay: set[str], file: str) -> Cluster:
+    """The cluster with its RPC links inside its tunnel (cluster_tunnel: wireguard), or as it is."""
+    head = members.head
+    kind = head.vars.get("cluster_tunnel", "none")
+    for worker in members.workers:
+        for key in ("cluster_tunnel", "cluster_tunnel_subnet", "cluster_tunnel_port"):
+            if worker.vars.get(key) != head.vars.get(key):
+                raise InventoryError(
+                    f"{shorten(str(worker.vars.get(key)))!r} differs from head {head.name}'s "
+                    f"{shorten(str(head.vars.get(key)))!r}: a cluster's hosts share one tunnel",
+                    file=file,
+                    where=f"host {worker.name}",
+                    key=key,
+                )
+    if kind == "none":
+        return view
+    if kind not in TUNNEL_KINDS:
+        raise InventoryError(
+            f"{shorten(str(kind))!r} is not one of {', '.join(TUNNEL_KINDS)}",
+            file=file,
+            where=f"host {head.name}",
+            key="cluster_tunnel",
+        )
+    subnet = tunnel_subnet(head.vars.get("cluster_tunnel_subnet"), 1 + len(view.workers), underlay)
+    if isinstance(subnet, str):
+        raise InventoryError(subnet, file=file, where=f"host {head.name}", key="cluster_tunnel_subnet")
+    hosts = subnet.hosts()
+    names = [view.head, *(worker.name for worker in view.workers)]
+    tunnel = Tunnel(str(subnet), head.vars["cluster_tunnel_port"], tuple((name, str(next(hosts))) for name in names))
+    workers = tuple(
+        Worker(w.name, tunnel.address(w.name), tunnel.address(w.name), w.port, w.host_address) for w in view.workers
+    )
+    return replace(
+        view, workers=workers, tunnel=tunnel, head_address=tunnel.address(view.head), head_underlay=view.head_address
+    )
+
+
+def tunnel_subnet(value: Any, hosts: int, underlay: set[str]) -> ipaddress.IPv4Network | str:
+    """The tunnel's subnet, or why it cannot be one: a private IPv4 network (written without host bits) with room
+    for `hosts` addresses, holding none of the hosts' own addresses (their routes would go into the tunnel)."""
+    try:
+        subnet = ipaddress.IPv4Network(str(value))
+    except ValueError:
+        return f"{shorten(str(value))!r} is not an IPv4 network written as address/prefix with no host bits set"
+    if not subnet.is_private or subnet.is_loopback or subnet.is_link_local or subnet.is_multicast:
+        return f"{subnet} is not a private IPv4 network (RFC 1918, 100.64.0.0/10 or similar)"
+    if subnet.prefixlen > 30 or subnet.num_addresses - 2 < hosts:
+        return f"{subnet} has no room for {hosts} host addresses (the head and each worker get one)"
+    inside = sorted(a for a in underlay if ipaddress.IPv4Address(a) in subnet)
+    if inside:
+        return f"{subnet} holds {inside[0]}, an address a host is reached at outside the tunnel: pick another subnet"
+    return subnet
 
 
 def _balancer(host: Host, file: str) -> Balancer:

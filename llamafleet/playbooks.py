@@ -10,7 +10,7 @@ from .runner import Phase
 
 # The roles of provision, in order, and what --tags takes along: release switches to what llama_cpp stages, and
 # the services restart on the release it switched to.
-PROVISION_ROLES = ("base", "llama_cpp", "release", "firewall", "rpc_worker", "head", "balancer")
+PROVISION_ROLES = ("base", "llama_cpp", "release", "firewall", "tunnel", "rpc_worker", "head", "balancer")
 PROVISION_NEEDS = {"release": ("llama_cpp", "rpc_worker", "head")}
 NOT_BALANCERS = "all:!balancers"
 
@@ -25,6 +25,9 @@ def provision(tags: Iterable[str] = (), skip_tags: Iterable[str] = ()) -> list[P
         # then every host switches together, or none
         "release": lambda: Phase("release", (load("release"),), group=NOT_BALANCERS, needs_all=True),
         "firewall": lambda: Phase("firewall", (load("firewall"),)),
+        # WireGuard between each head and its workers (cluster_tunnel), its UDP port already open: the keys made on
+        # each host first, then every host's configuration from their public keys; down where the tunnel is off
+        "tunnel": lambda: Phase("tunnel", (load("tunnel/keys"), load("tunnel")), group=NOT_BALANCERS),
         "rpc_worker": lambda: Phase("workers", (load("rpc_worker"),), group="workers"),
         "head": lambda: Phase("head", (load("head"),), group="head", needs_all=True),
         # HAProxy in front of the heads (reloaded, never restarted, when they change)
@@ -76,8 +79,9 @@ def rollback() -> list[Phase]:
 
 
 def teardown() -> list[Phase]:
-    """The head first (it holds the workers' sessions), then every other host."""
+    """The head first (it holds the workers' sessions), then every other host, then the tunnels."""
     return [
         Phase("head", (load("teardown"),), group="head"),
         Phase("teardown", (load("teardown"),)),
+        Phase("tunnel", (load("tunnel/teardown"),), group=NOT_BALANCERS),
     ]

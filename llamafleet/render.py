@@ -45,6 +45,11 @@ def service_files(inv: Inventory, model: str) -> dict[str, dict[str, str]]:
     for view in fleet.clusters:  # each cluster's workers, then its head
         rendered.update({worker.name: worker_role.files(inv.hosts[worker.name], view, file) for worker in view.workers})
         rendered[view.head] = head_role.files(inv.hosts[view.head], view, file, model=model)
+        if view.tunnel is not None:  # the WireGuard configuration, each peer's key shown as where it comes from
+            from .roles.tunnel import wireguard
+
+            for name in (view.head, *(worker.name for worker in view.workers)):
+                rendered[name][wireguard.config_path(view.tunnel)] = wireguard.render_config(view, name, None)
     return rendered
 
 

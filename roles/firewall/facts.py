@@ -84,6 +84,7 @@ class NftRule:
     sources: tuple[str, ...]
     verdict: str | None
     comment: str | None
+    interface: str | None = None  # iifname the rule matches
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class NftTable(Fact):
 
 
 def _nft_rule(rule: dict) -> NftRule:
-    proto = port = family = verdict = None
+    proto = port = family = verdict = interface = None
     sources: tuple[str, ...] = ()
     for expr in rule.get("expr", []):
         match = expr.get("match")
@@ -123,7 +124,10 @@ def _nft_rule(rule: dict) -> NftRule:
             verdict = next(iter(expr)) if len(expr) == 1 and next(iter(expr)) in ("accept", "drop") else "other"
             continue
         payload = match.get("left", {}).get("payload", {})
-        if match.get("op") != "==" or not payload:
+        meta = match.get("left", {}).get("meta", {})
+        if match.get("op") == "==" and meta.get("key") == "iifname" and isinstance(match.get("right"), str):
+            interface = match["right"]
+        elif match.get("op") != "==" or not payload:
             verdict = "other"
         elif payload.get("field") == "dport":
             proto, port = payload.get("protocol"), match.get("right")
@@ -131,7 +135,8 @@ def _nft_rule(rule: dict) -> NftRule:
             family, sources = payload.get("protocol"), _addresses(match.get("right"))
         else:
             verdict = "other"
-    return NftRule(proto, port if isinstance(port, int) else None, family, sources, verdict, rule.get("comment"))
+    port = port if isinstance(port, int) else None
+    return NftRule(proto, port, family, sources, verdict, rule.get("comment"), interface)
 
 
 def _addresses(right) -> tuple[str, ...]:

@@ -43,14 +43,16 @@ def wanted_state(ruleset) -> tuple:
     for rule in ruleset.rules:
         for family, sources in (("ip", rule.ipv4), ("ip6", rule.ipv6)):
             if sources:
-                rules.append(_facts.NftRule(rule.proto, rule.port, family, sources, "accept", rule.tag))
+                accept = _facts.NftRule(rule.proto, rule.port, family, sources, "accept", rule.tag, rule.interface)
+                rules.append(accept)
         rules.append(_facts.NftRule(rule.proto, rule.port, None, (), "drop", rule.tag))
     return _comparable(_facts.NftState((("input", "input", 0, "accept"),), tuple(rules)))
 
 
 def _comparable(state) -> tuple:
     rules = tuple(
-        r.__class__(r.proto, r.port, r.family, tuple(sorted(r.sources)), r.verdict, r.comment) for r in state.rules
+        r.__class__(r.proto, r.port, r.family, tuple(sorted(r.sources)), r.verdict, r.comment, r.interface)
+        for r in state.rules
     )
     return (state.chains, rules)
 

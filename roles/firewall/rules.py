@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
-from llamafleet.cluster import Fleet
+from llamafleet.cluster import Cluster, Fleet
 from llamafleet.inventory import Inventory
 from llamafleet.roles.head import settings as head_settings
 
 from . import ruleset as _ruleset
 
 LOOPBACK = ("127.0.0.1", "::1")
+
+
+def _underlay(view: Cluster, host: str) -> str:
+    """A head's or worker's own address outside the tunnel."""
+    return view.head_host_address if host == view.head else view.worker(host).host_address
 
 
 def rulesets(fleet: Fleet, inventory: Inventory) -> dict[str, object]:
@@ -21,7 +26,11 @@ def rulesets(fleet: Fleet, inventory: Inventory) -> dict[str, object]:
         view = fleet.of(host.name)
         if view is not None and host.name != view.head:
             worker = view.worker(host.name)
-            rules.append(_ruleset.Rule(worker.port, (view.head_address,), "rpc"))
+            interface = view.tunnel.interface if view.tunnel else None  # head_address is then its tunnel address
+            rules.append(_ruleset.Rule(worker.port, (view.head_address,), "rpc", interface=interface))
+        if view is not None and view.tunnel is not None:  # WireGuard's packets from the cluster's own hosts only
+            peers = tuple(address for address in view.addresses if address != _underlay(view, host.name))
+            rules.append(_ruleset.Rule(view.tunnel.port, peers, "tunnel", proto="udp"))
         if view is not None and host.name == view.head:  # loopback too: the head probes its own /health
             sources = (*view.api_allow, *LOOPBACK)
             api_port = head_settings.settings(host, str(inventory.path)).api_port

@@ -11,6 +11,7 @@ from llamafleet.errors import OperationError
 PROTOCOLS = ("tcp", "udp")
 TAG = "llamafleet"
 _COMMENT = re.compile(r"[A-Za-z0-9 ._:/-]{0,60}")  # stays one word in ufw, nft and firewalld syntax
+_INTERFACE = re.compile(r"[A-Za-z0-9_-]{1,15}")  # a Linux interface name, nothing a frontend's syntax reads
 
 
 def _source(value: str) -> str:
@@ -26,12 +27,14 @@ def _source(value: str) -> str:
 
 @dataclass(frozen=True)
 class Rule:
-    """Allow `proto` traffic to `port` from `sources` only; everyone else is refused on that port."""
+    """Allow `proto` traffic to `port` from `sources` only (arriving on `interface`, when given: ufw and nftables;
+    firewalld's rich rules match sources only); everyone else is refused on that port."""
 
     port: int
     sources: tuple[str, ...]
     comment: str
     proto: str = "tcp"
+    interface: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 < self.port < 65536:
@@ -40,10 +43,16 @@ class Rule:
             raise OperationError(f"firewall rule protocol {self.proto!r}: expected one of {', '.join(PROTOCOLS)}")
         if not self.sources:
             raise OperationError(f"firewall rule for port {self.port}: no source may connect, give at least one")
+        if self.interface is not None and not _INTERFACE.fullmatch(self.interface):
+            raise OperationError(f"firewall rule interface {self.interface!r}: letters, digits, '_-', up to 15")
         if not _COMMENT.fullmatch(self.comment):
             raise OperationError(f"firewall rule comment {self.comment!r}: letters, digits, ' ._:/-', up to 60")
         canonical = tuple(sorted({_source(s) for s in self.sources}, key=_sort_key))
         object.__setattr__(self, "sources", canonical)
+
+    def __repr__(self) -> str:  # as before interfaces existed, for rules without one
+        shown = f"Rule(port={self.port!r}, sources={self.sources!r}, comment={self.comment!r}, proto={self.proto!r}"
+        return shown + (f", interface={self.interface!r})" if self.interface is not None else ")")
 
     @property
     def tag(self) -> str:

@@ -25,7 +25,11 @@ def ssh_rule(ruleset) -> tuple[str, ...]:
 def allow_rules(ruleset) -> list[tuple[str, ...]]:
     """The allow rules in the words `ufw show added` prints them with."""
     return [
-        ("allow", "from", source, "to", "any", "port", str(rule.port), "proto", rule.proto, "comment", rule.tag)
+        (
+            "allow",
+            *(("in", "on", rule.interface) if rule.interface else ()),
+            *("from", source, "to", "any", "port", str(rule.port), "proto", rule.proto, "comment", rule.tag),
+        )
         for rule in ruleset.rules
         for source in rule.sources
     ]

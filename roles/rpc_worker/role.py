@@ -42,6 +42,8 @@ def render_unit(worker_settings, cluster: Cluster, binary: str = BINARY) -> str:
         "head_address": cluster.head_address,
         "cache_name": paths.CACHE_NAME,
         "rpc_cache_name": paths.RPC_CACHE_NAME,
+        "tunnel_service": f"wg-quick@{cluster.tunnel.interface}.service" if cluster.tunnel else None,
+        "tunnel_interface": cluster.tunnel.interface if cluster.tunnel else None,
     }
     return units.render(TEMPLATE_DIR, TEMPLATE, context)
 

@@ -1,0 +1,110 @@
+"""A tunnelled cluster's WireGuard: the wg-quick configuration each host gets (rendered purely, no key in it), and
+the facts read about it on a host.
+
+The configuration names no private key: `PostUp` loads the host's own, made on the host (KEY, root 0600), so the
+file can be shown (render, --diff) and compared like any other. The head peers with each of its workers, each
+worker with the head; a peer's `Endpoint` is its address outside the tunnel, and keepalives every
+KEEPALIVE_SECONDS keep the handshakes recent and both ends' firewalls' UDP state open.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from llamafleet.cluster import Cluster, Tunnel
+from llamafleet.facts import Fact
+from llamafleet.shell import quote
+
+DIR = "/etc/wireguard"
+KEEPALIVE_SECONDS = 25
+PACKAGES = ("wireguard-tools",)  # wg and wg-quick (with wg-quick@.service)
+USERSPACE_PACKAGES = ("wireguard-go",)  # where the kernel has no WireGuard: wg-quick falls back to it
+PUBLIC_KEY = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+
+
+def config_path(tunnel: Tunnel) -> str:
+    return f"{DIR}/{tunnel.interface}.conf"
+
+
+def key_path(tunnel: Tunnel) -> str:
+    return f"{DIR}/{tunnel.interface}.key"
+
+
+def service(tunnel: Tunnel) -> str:
+    return f"wg-quick@{tunnel.interface}.service"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One peer of a host: its name, tunnel address and where its UDP packets go."""
+
+    name: str
+    address: str
+    endpoint: str
+
+
+def peers(view: Cluster, host: str) -> tuple[Peer, ...]:
+    """The head's peers are its workers; a worker's peer is the head."""
+    tunnel = view.tunnel
+    assert tunnel is not None
+    head = Peer(view.head, tunnel.address(view.head), f"{view.head_host_address}:{tunnel.port}")
+    if host != view.head:
+        return (head,)
+    return tuple(Peer(w.name, w.address, f"{w.host_address}:{tunnel.port}") for w in view.workers)
+
+
+def render_config(view: Cluster, host: str, public_keys: Mapping[str, str] | None) -> str:
+    """The wg-quick configuration of `host`; `public_keys` None shows where each peer's key goes (invoke render)."""
+    tunnel = view.tunnel
+    assert tunnel is not None
+    role = "head" if host == view.head else "worker"
+    lines = [
+        f"# Managed by llamafleet (role tunnel): {role} {host} of cluster {view.name}. Changes here are overwritten.",
+        f"# The private key is {key_path(tunnel)}, made on this host; it never leaves it.",
+        "[Interface]",
+        f"Address = {tunnel.address(host)}/{tunnel.prefixlen}",
+        f"ListenPort = {tunnel.port}",
+        "# Only the subnet's own route (from Address): nothing else is routed into the tunnel.",
+        "Table = off",
+        f"PostUp = wg set %i private-key {key_path(tunnel)}",
+    ]
+    for peer in peers(view, host):
+        key = (
+            f"({peer.name}'s public key, read from it on provision)" if public_keys is None else public_keys[peer.name]
+        )
+        lines += [
+            "",
+            "[Peer]",
+            f"# {'head' if peer.name == view.head else 'worker'} {peer.name}",
+            f"PublicKey = {key}",
+            f"AllowedIPs = {peer.address}/32",
+            f"Endpoint = {peer.endpoint}",
+            f"PersistentKeepalive = {KEEPALIVE_SECONDS}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+class PublicKey(Fact):
+    """The public key of the host's tunnel key (None without a key or without `wg`); the private key stays there."""
+
+    def command(self) -> str:
+        return quote("[ -s %s ] && wg pubkey < %s", self.args[0], self.args[0])
+
+    def process(self, lines: list[str]) -> str | None:
+        return lines[0] if len(lines) == 1 and PUBLIC_KEY.fullmatch(lines[0]) else None
+
+
+class KernelWireguard(Fact):
+    """Whether the running kernel has WireGuard (loaded, or a module modprobe would load)."""
+
+    static = True
+
+    def command(self) -> str:
+        return (
+            "if [ -d /sys/module/wireguard ] || modprobe -n -q wireguard 2>/dev/null; then echo yes; else echo no; fi"
+        )
+
+    def process(self, lines: list[str]) -> bool:
+        return lines == ["yes"]
