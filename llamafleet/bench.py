@@ -75,13 +75,16 @@ def levels_from(text: str) -> list[int]:
 class Api:
     """The head's API as the benchmark uses it; the key goes in a header, never on a command line."""
 
-    def __init__(self, base: str, key: str | None) -> None:
+    def __init__(self, base: str, key: str | None, ca_file: Path | None = None) -> None:
         self.base = base.rstrip("/")
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.verify: str | bool = str(ca_file) if ca_file else True  # HTTPS: exactly that CA
 
     def post(self, path: str, body: dict[str, Any], **kwargs: Any) -> requests.Response:
         try:
-            response = requests.post(self.base + path, json=body, headers=self.headers, timeout=TIMEOUT, **kwargs)
+            response = requests.post(
+                self.base + path, json=body, headers=self.headers, timeout=TIMEOUT, verify=self.verify, **kwargs
+            )
         except requests.RequestException as exc:
             raise LlamafleetError(f"bench: {self.base}{path}: {type(exc).__name__}: {_reason(exc)}") from None
         if response.status_code != 200:
@@ -164,8 +167,9 @@ def endpoint_api(inv: Inventory, at: str | None = None) -> Api:
     """The API where a client on the controller reaches it: `at` (a balancer or a head), else the first balancer,
     else the head; with the key of the first cluster's head (the balancers pass it through to the heads).
 
-    llama-server speaks plain HTTP: a key sent to a host that is not this machine crosses the network in clear,
-    and a line on stderr says so (the run goes on: on a trusted LAN that is the usual setup).
+    A head with api_tls is asked over HTTPS, trusting its CA (llamafleet's, or api_tls_ca_file) and nothing else.
+    Otherwise llama-server speaks plain HTTP: a key sent to a host that is not this machine crosses the network in
+    clear, and a line on stderr says so (the run goes on: on a trusted LAN that is the usual setup).
     """
     from .roles.head import role as head_role  # role modules load with the task that uses them
 
@@ -185,6 +189,9 @@ def endpoint_api(inv: Inventory, at: str | None = None) -> Api:
     listens_everywhere = listen in ("0.0.0.0", "::")  # noqa: S104 - a comparison, nothing is bound
     address = inv.hosts[target].connection.address if listens_everywhere else listen
     host = f"[{address}]" if ":" in address else address  # an IPv6 address in a URL
+    ca_file = head_role.api_tls.client_ca(head, str(inv.path)) if target in heads else None
+    if ca_file is not None:  # api_tls: HTTPS to the head, its certificate verified with that CA only
+        return Api(f"https://{host}:{port}", key, ca_file)
     if key and not is_loopback(address):
         print(
             f"bench: warning: the API key travels in clear text to {host}:{port} (plain HTTP to another "

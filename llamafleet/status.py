@@ -8,12 +8,13 @@ its root-only file by the shell that sends the request: it never appears in an a
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import cluster, haproxy, paths
+from . import cluster, haproxy, paths, tls
 from .shell import quote
 
 if TYPE_CHECKING:
@@ -29,6 +30,13 @@ HTTP_GET = (
     'printf \'GET %s HTTP/1.0\\r\\nHost: localhost\\r\\nAuthorization: Bearer %s\\r\\n\\r\\n\' "$3" "$key" >&3; '
     "cat <&3"
 )
+# The same over TLS (api_tls): through openssl s_client, the certificate verified with the CA on the head.
+HTTPS_GET = (
+    'key=; [ -r "$4" ] && read -r key < "$4"; '
+    'printf \'GET %s HTTP/1.0\\r\\nHost: localhost\\r\\nAuthorization: Bearer %s\\r\\n\\r\\n\' "$3" "$key" | '
+)
+# When the head's certificate ends, as openssl prints it ("notAfter=Jan  1 00:00:00 2031 GMT").
+CERT_END = "openssl x509 -noout -enddate -in %s 2>/dev/null"
 
 
 @dataclass
@@ -54,6 +62,7 @@ class Row:
     slots_total: int | None = None
     cluster: str | None = None  # the cluster of a head or worker
     rotation: str | None = None  # a head behind balancers: in | out (the balancers' view of it, each once)
+    tls_until: str | None = None  # api_tls: when the head's certificate ends (UTC date), "none" without one
     servers: dict[str, str] = field(default_factory=dict)  # a balancer: cluster -> "admin-state STATUS"
 
     def to_json(self) -> dict[str, Any]:
@@ -78,16 +87,17 @@ def read(inv: Inventory, connect: Callable[[], Runner]) -> tuple[list[Row], int]
     rows: dict[str, Row] = {}
 
     def probe(host: Host) -> None:
-        part, port, api = "-", None, None
+        part, port, api, tls_name = "-", None, None, None
         view = fleet.of(host.name)
         if host.name in heads:
             head = heads[host.name]
             part, port, api = "head", head.api_port, (head_role.probe_address(head), head.api_port)
+            tls_name = head_role.api_tls.verify_name(head, str(inv.path)) if head.api_tls else None
         elif view is not None:
             part, port = "worker", view.worker(host.name).port
         elif host.name in balancers:
             part, port = "balancer", host.vars["balancer_port"]
-        text = runner.remote(host, script(part, port, api)).stdout
+        text = runner.remote(host, script(part, port, api, tls_name)).stdout
         rows[host.name] = parse(host.name, part, port, text, view.name if view else None)
 
     try:
@@ -105,8 +115,9 @@ def read(inv: Inventory, connect: Callable[[], Runner]) -> tuple[list[Row], int]
     return [rows[h.name] for h in hosts if h.name in rows], runner.exit_code()
 
 
-def script(part: str, port: int | None, api: tuple[str, int] | None) -> str:
-    """The shell script that reads one host's status (one round trip)."""
+def script(part: str, port: int | None, api: tuple[str, int] | None, tls_name: str | None = None) -> str:
+    """The shell script that reads one host's status (one round trip); `tls_name`: the head serves HTTPS, its
+    certificate must name it."""
     mark = f"sed 's|^|{MARK}%s |'"  # prefixes each line of a command's output with MARK and a kind
     version = r"sed -n 's/^ *\"version\": *\"\([^\"]*\)\".*/\1/p' %s/BUILD.json 2>/dev/null | head -n1"
     lines = [
@@ -128,10 +139,20 @@ def script(part: str, port: int | None, api: tuple[str, int] | None) -> str:
         lines.append(
             quote("find %s -maxdepth 1 -type f -printf '%%s %%f\\n' 2>/dev/null | ", paths.MODELS_DIR) + mark % "file"
         )
+        if tls_name:
+            end = quote(CERT_END, tls.CERT_FILE)
+            lines.append(f"{{ {end} || echo none; }} | " + mark % "tls")
+        getter = HTTP_GET if not tls_name else "host=$1; port=$2; " + HTTPS_GET + _client(tls_name)
         for name in ("/health", "/slots"):
-            get = quote("timeout 3 bash -c %s get %s %s %s %s", HTTP_GET, api[0], api[1], name, paths.API_KEY_FILE)
+            get = quote("timeout 3 bash -c %s get %s %s %s %s", getter, api[0], api[1], name, paths.API_KEY_FILE)
             lines.append(f"{{ {get} 2>/dev/null | tr -d '\\r' | tr '\\n' ' '; echo; }} | " + mark % f"http {name}")
     return "\n".join(lines) + "\n"
+
+
+def _client(tls_name: str) -> str:
+    from .roles.head import api_tls  # role modules load with the task that uses them
+
+    return api_tls.client(tls_name)
 
 
 def parse(host: str, part: str, port: int | None, text: str, cluster_name: str | None = None) -> Row:
@@ -166,6 +187,8 @@ def parse(host: str, part: str, port: int | None, text: str, cluster_name: str |
             _http(row, value)
         elif kind == "haproxy":
             haproxy_lines.append(value)
+        elif kind == "tls":
+            row.tls_until = _cert_end(value)
     if part in ("head", "worker", "balancer"):
         row.unit = {"head": paths.SERVER_UNIT, "worker": paths.RPC_UNIT, "balancer": BALANCER_UNIT}[part]
         _unit(row, unit, now)
@@ -227,6 +250,15 @@ def _model(record: str | None, sizes: dict[str, str]) -> tuple[str | None, str]:
     return name, "present" if size == want or not want else f"changed size ({size} bytes, deployed {want})"
 
 
+def _cert_end(value: str) -> str:
+    """'notAfter=Jan  1 00:00:00 2031 GMT' -> '2031-01-01'; 'none' without a certificate."""
+    text = " ".join(value.removeprefix("notAfter=").split())
+    try:
+        return datetime.datetime.strptime(text, "%b %d %H:%M:%S %Y %Z").strftime("%Y-%m-%d")
+    except ValueError:
+        return "none"
+
+
 def _http(row: Row, value: str) -> None:
     path, _, response = value.partition(" ")
     words = response.split(" ", 2)
@@ -276,7 +308,7 @@ def _cells(row: Row) -> tuple[str, ...]:
         row.version or "none",
         ",".join(row.listening) or "-",
         model if row.part == "head" else "-",
-        row.health or "-",
+        (row.health or "-") + (f", tls until {row.tls_until}" if row.tls_until else ""),
         slots,
     )
 

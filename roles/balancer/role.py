@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,6 +35,9 @@ RUNTIME_DIR = "/run/haproxy"
 CAPABILITIES = ("CAP_SETUID", "CAP_SETGID", "CAP_SYS_CHROOT", "CAP_KILL")
 PRIVILEGED_PORTS = 1024
 
+# api_tls: the CA(s) HAProxy verifies the heads' certificates with; names it may take in a server line.
+TLS_CA_FILE = "/etc/haproxy/llamafleet-ca.pem"
+TLS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:_-]*")
 CONFIGURED_SECONDS = 30  # after a reload or restart, for the runtime API to answer for the new configuration
 RESTART = "restart haproxy"
 RELOAD = "reload haproxy"
@@ -81,9 +85,16 @@ def servers(clusters: Iterable[Served]) -> list[Server]:
     return found
 
 
-def render_config(balancer: BalancerSettings, clusters: Iterable[Served]) -> str:
+def render_config(
+    balancer: BalancerSettings, clusters: Iterable[Served], tls_names: Mapping[str, str] | None = None
+) -> str:
     """The text of /etc/haproxy/haproxy.cfg: one frontend on balancer_host:balancer_port, one backend of every
-    cluster's head."""
+    cluster's head. `tls_names`: cluster -> the name its head's certificate must carry, for heads with api_tls
+    (HAProxy speaks TLS to them and checks them over TLS, verifying with TLS_CA_FILE only)."""
+    named = dict(tls_names or {})
+    for name in named.values():
+        if not TLS_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} cannot be a certificate name in haproxy.cfg")
     context = {
         "admin_socket": haproxy.ADMIN_SOCKET,
         "frontend": haproxy.FRONTEND,
@@ -93,8 +104,33 @@ def render_config(balancer: BalancerSettings, clusters: Iterable[Served]) -> str
         "interval": balancer.balancer_check_interval,
         "timeout": balancer.balancer_timeout,
         "servers": servers(clusters),
+        "tls": {haproxy.server_name(cluster): verify for cluster, verify in named.items()},
+        "ca_file": TLS_CA_FILE,
     }
     return units.render(TEMPLATE_DIR, "haproxy.cfg.j2", context)
+
+
+def tls_of(run_inventory, clusters: Iterable[Served]) -> tuple[dict[str, str], bytes]:
+    """For the clusters whose head has api_tls: cluster -> the name its certificate carries, and the CA bundle
+    HAProxy verifies them with (each head's CA once; b"" when no head has api_tls)."""
+    from llamafleet.roles.head import api_tls
+    from llamafleet.roles.head import settings as head_settings
+    from llamafleet.tls import load_ca
+
+    named: dict[str, str] = {}
+    bundle: dict[bytes, None] = {}
+    file = str(run_inventory.path)
+    heads = {cluster.name: getattr(cluster, "head", None) for cluster in clusters}
+    for name, head_name in heads.items():
+        if head_name is None:
+            continue
+        head = head_settings.settings(run_inventory.hosts[head_name], file)
+        ca_file = api_tls.client_ca(head, file)
+        if ca_file is None:
+            continue
+        named[name] = api_tls.verify_name(head, file)
+        bundle[load_ca(ca_file).pem if ca_file.exists() else b""] = None
+    return named, b"".join(bundle)
 
 
 def render_dropin(balancer: BalancerSettings, clusters: Iterable[Served], clients: Sequence[str] = ()) -> str:
@@ -117,11 +153,11 @@ def _clients(fleet, host_name: str) -> tuple[str, ...]:
     return fleet.balancer(host_name).allow
 
 
-def files(host, fleet, file: str | None = None) -> dict[str, str]:
+def files(host, fleet, file: str | None = None, tls_names: Mapping[str, str] | None = None) -> dict[str, str]:
     """Every file this role renders on a balancer: path on the host -> content."""
     balancer = settings.settings(host, file)
     return {
-        CONFIG: render_config(balancer, fleet.clusters),
+        CONFIG: render_config(balancer, fleet.clusters, tls_names),
         f"{systemd.UNIT_DIR}/{DROPIN}": render_dropin(balancer, fleet.clusters, _clients(fleet, host.name)),
     }
 
@@ -192,7 +228,10 @@ def operations(ctx):
     # A changed sandbox or environment takes effect only when haproxy starts again: restart.
     dropin = render_dropin(balancer, fleet.clusters, _clients(fleet, ctx.name))
     yield systemd.unit_file(DROPIN, dropin, notify=(RESTART,))
-    yield checked_config(render_config(balancer, fleet.clusters), notify=(RELOAD,))
+    tls_names, bundle = tls_of(ctx.run.inventory, fleet.clusters)
+    if tls_names:  # before the configuration that names it: haproxy -c reads it
+        yield file_ops.file(TLS_CA_FILE, bundle, mode="0644", notify=(RELOAD,))
+    yield checked_config(render_config(balancer, fleet.clusters, tls_names), notify=(RELOAD,))
     yield systemd.service(UNIT, running=True, enabled=True, restarts=(RESTART, RELOAD))
 
 

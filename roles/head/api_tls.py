@@ -87,6 +87,19 @@ def _user_files(head: HeadSettings) -> tuple[bytes, bytes, tls.Authority]:
         raise InventoryError(str(exc), where=f"host {head.host}", key="api_tls_cert_file") from None
 
 
+def verify_name(head: HeadSettings, inventory_file: str) -> str:
+    """The name clients on the head verify its certificate by: its host name (own CA), else the first name of the
+    user's certificate."""
+    found = trust(head, inventory_file)
+    if found is None or found.own:
+        return head.host
+    chain, _, _ = _user_files(head)
+    from cryptography import x509
+
+    named = tls.cert_names(x509.load_pem_x509_certificate(chain))
+    return named[0] if named else head.host
+
+
 def names(host, head: HeadSettings, cluster_address: str) -> tuple[str, ...]:
     """What the head's certificate names: its host name, ansible_host, api_host (unless 0.0.0.0), cluster address."""
     return tls.head_names(host.name, [host.connection.address, head.api_host, cluster_address])
@@ -94,13 +107,16 @@ def names(host, head: HeadSettings, cluster_address: str) -> tuple[str, ...]:
 
 # -- on the head --------------------------------------------------------------------------------------------
 
-# The dynamic libssl llama-server was linked with ('' without): the build's own word on HTTPS.
-LINKED_OPENSSL = "grep -aom1 'libssl\\.so[.0-9]*' {binary} 2>/dev/null || true"
+# The dynamic libssl llama-server's HTTP server was linked with ('' without): the build's own word on HTTPS.
+# Current trees keep the server in libllama-server-impl.so beside the binary, older ones in llama-server itself.
+SERVER_FILES = ("libllama-server-impl.so", "llama-server")
+LINKED_OPENSSL = "cat {files} 2>/dev/null | grep -aom1 'libssl\\.so[.0-9]*' || true"
 
 
-def openssl_linked(binary: str) -> Operation:
+def openssl_linked(bin_dir: str) -> Operation:
     """llama-server of the current release links OpenSSL; otherwise the head fails with one line."""
-    fact = CommandOutput(LINKED_OPENSSL.format(binary=quote("%s", binary)))
+    files = " ".join(quote("%s", f"{bin_dir}/{name}") for name in SERVER_FILES)
+    fact = CommandOutput(LINKED_OPENSSL.format(files=files))
 
     def plan(facts: Facts):
         found = " ".join(facts[fact]).strip()

@@ -273,7 +273,7 @@ def operations(ctx):
     head = dataclasses.replace(head, model_alias=alias) if alias else head
     yield _key_copied(Path(head.api_key_file), ctx.run.check)
     if head.api_tls:
-        yield api_tls.openssl_linked(BINARY)
+        yield api_tls.openssl_linked(paths.BIN_DIR)
         yield from api_tls.operations(ctx.run, ctx.host, head, view.head_address, (RESTART, READY))
     behind = bool(ctx.run.fleet.balancers)
     unit = render_unit(head, view, model_path(model) if model else MODEL_PLACEHOLDER, behind_balancers=behind)
@@ -351,7 +351,9 @@ def _handler_restart(ctx) -> Operation:
 def _handler_ready(ctx) -> Operation:
     if _serves_nothing(ctx):
         return Operation("llama-server ready", [], lambda facts: NoChange("no model deployed: not running"))
-    operation = ready(settings.settings(ctx.host, ctx.run.inventory_file))
+    head = settings.settings(ctx.host, ctx.run.inventory_file)
+    name = api_tls.verify_name(head, ctx.run.inventory_file) if head.api_tls else None
+    operation = ready(head, verify_name=name)
     started = time.monotonic()  # handlers are made together, just before the restart runs
 
     def took() -> None:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from inventory_tree import WITH_W2_VAR, write_tree
 
-from llamafleet import cluster, inventory, tls
+from llamafleet import cluster, inventory, paths, tls
 from llamafleet.errors import InventoryError, LlamafleetError
 from llamafleet.facts import CommandOutput
 from llamafleet.operations.base import Change, Facts, NoChange
@@ -162,7 +162,7 @@ def plan_of(operation, values):
 
 
 def test_a_build_without_openssl_is_refused_in_one_line():
-    operation = api_tls.openssl_linked(head_role.BINARY)
+    operation = api_tls.openssl_linked(paths.BIN_DIR)
     assert isinstance(plan_of(operation, [["libssl.so.3"]]), NoChange)
     with pytest.raises(LlamafleetError, match="does not link OpenSSL") as caught:
         plan_of(operation, [[]])
@@ -191,3 +191,18 @@ def test_the_key_made_on_a_host_is_private_and_its_public_half_is_what_the_certi
     public = subprocess.run(["sh", "-c", tls.PUBLIC_KEY.format(key=key_file)], capture_output=True, check=True).stdout
     issued = tls.issue(ca, public, NAMES)
     assert tls.cert_problems(issued, ca, NAMES, public) == []
+
+
+def test_openssl_is_found_in_the_server_library_of_current_trees_or_the_binary_of_older_ones(tmp_path):
+    def linked(files: dict[str, bytes]) -> str:
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        folder.mkdir()
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+        command = api_tls.openssl_linked(str(folder)).facts[0].command()
+        return subprocess.run(["sh", "-c", command], capture_output=True, check=True).stdout.decode().strip()
+
+    elf = b"\x7fELF\x00\x00libstdc++.so.6\x00"
+    assert linked({"libllama-server-impl.so": elf + b"libssl.so.3\x00", "llama-server": elf}) == "libssl.so.3"
+    assert linked({"llama-server": elf + b"libssl.so.1.1\x00"}) == "libssl.so.1.1"
+    assert linked({"libllama-server-impl.so": elf, "llama-server": elf}) == ""
