@@ -53,12 +53,13 @@ def invoke(*argv: str, env: dict[str, str]) -> tuple[float, subprocess.Completed
     return elapsed, done
 
 
-def without_balancers(inv_path: str, folder: Path) -> str:
-    """The lab's inventory without group balancers (its key file kept): the heads then admit this machine."""
+def without_balancers(inv_path: str) -> str:
+    """The lab's inventory without group balancers, beside it (the same key file): the heads then admit this
+    machine. Removed by leftovers()."""
     data = yaml.safe_load(Path(inv_path).read_text())
     del data["all"]["children"]["balancers"]
     data["all"]["vars"]["api_key_file"] = str(Path(inv_path).with_suffix(".api-key"))
-    path = folder / "direct.yml"
+    path = Path(inv_path).with_suffix(".direct.yml")
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(path)
 
@@ -103,7 +104,7 @@ def measure(name: str, env: dict[str, str]) -> None:
         make_gguf.make_model(path, size="1M", seed=seed)
     info = lab.up(name=name, clusters=2, workers=2, balancers=1)
     inv = info.inventory
-    direct = without_balancers(inv, folder)
+    direct = without_balancers(inv)
     invoke("provision", "-i", direct, *pins, env=env)
     invoke("deploy", "-i", direct, *pins, "--model", str(models["a"]), env=env)
     direct_tokens = {k: 0.0 for k in (1, 2)}
@@ -170,6 +171,8 @@ def main() -> None:
         measure(args.name, env)
     finally:
         lab.down(args.name)
+        for left in (ROOT / "inventory").glob(f"{args.name}.*"):  # the direct inventory, the bench histories
+            left.unlink()
 
 
 if __name__ == "__main__":
