@@ -9,15 +9,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from llamafleet import paths
+from llamafleet import paths, tls
 from llamafleet.errors import LlamafleetError
 from llamafleet.facts import Fact, OsRelease, PathInfo, batch_script, parse_batch
 from llamafleet.inventory import Host
 from llamafleet.operations.base import Facts
+from llamafleet.roles.head import api_tls
 from llamafleet.roles.llama_cpp import hostfacts as llama_facts
 from llamafleet.ssh import HostConnection
 
-from . import probes
+from . import probes, tls_probes
 from .expected import Expectations, firewall_role, service_user
 
 BALANCER_UNIT = "haproxy.service"
@@ -69,11 +70,24 @@ def named_facts(expect: Expectations, host: Host) -> dict[str, Fact]:
             "model": probes.DeployedModel(),
             "key_file": PathInfo(paths.API_KEY_FILE, True),
             "key_in_arguments": probes.KeyInArguments(),
-            "api": probes.HeadApi(address, port, HEALTH_WAIT),
+            "api": probes.HeadApi(address, port, HEALTH_WAIT, *_over_tls(expect, host)),
             "load_log": probes.LoadLog(),
             "rpc_of_build": probes.RpcOfBuild(service_user(expect, host)),
         }
+        if expect.head_settings(host).api_tls:
+            facts |= {
+                "tls_cert": tls_probes.PresentedCertificate(address, port),
+                "plain_http": tls_probes.PlainHttp(address, port),
+            }
     return facts
+
+
+def _over_tls(expect: Expectations, host: Host) -> tuple[str, str] | tuple[()]:
+    """A head with api_tls is asked over HTTPS: the name its certificate must carry, the CA on the head."""
+    head = expect.head_settings(host)
+    if not head.api_tls:
+        return ()
+    return api_tls.verify_name(head, expect.file), tls.CA_FILE
 
 
 def observe(connection: HostConnection, expect: Expectations) -> Observed:

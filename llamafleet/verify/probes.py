@@ -315,6 +315,32 @@ req completion POST /completion key "$4"
 """
 
 
+# The same over TLS (api_tls): each request through openssl s_client, the certificate verified with the CA on the
+# head and required to name $5; a server that fails that gets no request (and no key).
+HTTPS_SCRIPT = (
+    HTTP_SCRIPT.replace(
+        """  exec 3<>"/dev/tcp/$host/$port" 2>/dev/null || { echo "$1 000 -"; return; }
+""",
+        "",
+    )
+    .replace(
+        """    "$2" "$3" "$auth" "${#5}" "$5" >&3
+  answer=$(timeout 60 cat <&3 | base64 -w0); exec 3<&-
+""",
+        """    "$2" "$3" "$auth" "${#5}" "$5" |
+    timeout 60 openssl s_client -quiet -verify_return_error -CAfile "$ca" $check "$name" -connect "$host:$port" \\
+    2>/dev/null | base64 -w0)
+""",
+    )
+    .replace("  printf '%s %s HTTP/1.0", "  answer=$(printf '%s %s HTTP/1.0")
+    .replace(
+        "IFS= read -r key; host=$1; port=$2; wait=$3\n",
+        "IFS= read -r key; host=$1; port=$2; wait=$3; name=$5; ca=$6; check=-verify_hostname\n"
+        'case "$name" in *[!0-9.]*) ;; *) check=-verify_ip;; esac\n',
+    )
+)
+
+
 @dataclass(frozen=True)
 class Answer:
     """One HTTP answer: status code and body (headers removed)."""
@@ -326,11 +352,15 @@ class Answer:
 class HeadApi(Fact):
     """The head's API asked from the head itself: /health (waiting while it loads), models, metrics, a completion."""
 
-    def __init__(self, address: str, port: int, wait: int) -> None:
-        super().__init__(address, port, wait)
+    def __init__(self, address: str, port: int, wait: int, tls_name: str | None = None, ca_file: str = "") -> None:
+        super().__init__(address, port, wait, *((tls_name, ca_file) if tls_name else ()))
 
     def command(self) -> str:
         body = f'{{"prompt": "hello", "n_predict": {COMPLETION_TOKENS}, "ignore_eos": true, "temperature": 0}}'
+        if len(self.args) > 3:  # api_tls: over HTTPS, verified with the CA on the head, naming the head
+            address, port, wait, name, ca = self.args
+            script = quote("bash -c %s https %s %s %s %s %s %s", HTTPS_SCRIPT, address, port, wait, body, name, ca)
+            return f"printf '%s\\n' \"${KEY_VARIABLE}\" | {script}"
         script = quote("bash -c %s http %s %s %s %s", HTTP_SCRIPT, *self.args, body)
         return f"printf '%s\\n' \"${KEY_VARIABLE}\" | {script}"
 

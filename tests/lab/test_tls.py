@@ -103,6 +103,9 @@ def test_a_second_provision_and_deploy_change_nothing(tls_lab, env, source, serv
 
 def test_verify_passes(tls_lab, env, source, served):
     code, doc = invoke_json("verify", tls_lab.inventory, env, *source_vars(source), "-e", "api_tls=true")
+    head = {check["test"].split("[")[0]: check["status"] for check in doc["hosts"]["head"]}
+    tls_checks = ("test_api_certificate_from_the_ca", "test_plain_http_not_served", "test_completion_token_count")
+    assert {name: head.get(name) for name in tls_checks} == dict.fromkeys(tls_checks, "passed"), head
     failed = [
         r for r in doc.get("results", doc.get("hosts", [])) if isinstance(r, dict) and r.get("outcome") == "failed"
     ]
