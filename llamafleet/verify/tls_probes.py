@@ -27,7 +27,8 @@ class PresentedCertificate(Fact):
         text = "\n".join(line.strip() for line in lines if line.strip())
         if PEM_BEGIN not in text or PEM_END not in text:
             return None
-        return text[: text.index(PEM_END) + len(PEM_END)] + "\n"
+        start = text.index(PEM_BEGIN)
+        return text[start : text.index(PEM_END, start) + len(PEM_END)] + "\n"
 
 
 class PlainHttp(Fact):

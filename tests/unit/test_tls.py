@@ -206,3 +206,46 @@ def test_openssl_is_found_in_the_server_library_of_current_trees_or_the_binary_o
     assert linked({"libllama-server-impl.so": elf + b"libssl.so.3\x00", "llama-server": elf}) == "libssl.so.3"
     assert linked({"llama-server": elf + b"libssl.so.1.1\x00"}) == "libssl.so.1.1"
     assert linked({"libllama-server-impl.so": elf, "llama-server": elf}) == ""
+
+
+def test_status_asks_a_tls_head_through_openssl_and_shows_its_certificate_s_end():
+    from llamafleet import status
+
+    plain = status.script("head", 8080, ("127.0.0.1", 8080))
+    tls_script = status.script("head", 8080, ("127.0.0.1", 8080), "h1")
+    assert "s_client" not in plain and "/dev/tcp" in plain
+    assert "s_client" in tls_script and "-verify_hostname h1" in tls_script and tls.CERT_FILE in tls_script
+    row = status.parse(
+        "h1", "head", 8080, "@lf tls notAfter=Jan  1 00:00:00 2031 GMT\n@lf http /health HTTP/1.1 200 OK\n"
+    )
+    assert (row.tls_until, row.health) == ("2031-01-01", "200 ok")
+    assert "tls until 2031-01-01" in status.table([row])
+    assert status.parse("h1", "head", 8080, "@lf tls none\n").tls_until == "none"
+
+
+def test_verify_reads_the_presented_certificate_and_what_plain_http_gets(ca):
+    from llamafleet.verify import tls_probes
+
+    pem = tls.issue(ca, public_pem(), NAMES).decode()
+    lines = ["depth=0 CN = h1", *pem.splitlines(), "---", *pem.splitlines()]
+    presented = tls_probes.PresentedCertificate("127.0.0.1", 8080).process(lines)
+    assert presented == pem and tls.cert_problems(presented, ca, NAMES) == []
+    assert tls_probes.PresentedCertificate("127.0.0.1", 8080).process(["connect: Connection refused"]) is None
+    assert tls_probes.PlainHttp("127.0.0.1", 8080).process([]) == ""
+
+
+def test_haproxy_speaks_tls_to_a_tls_head_only(tmp_path):
+    from llamafleet.roles.balancer import role as balancer_role
+    from llamafleet.roles.balancer import settings as balancer_settings
+
+    text = WITH_W2_VAR % "rpc_port: 50052" + "    balancers:\n      hosts:\n        lb1: {ansible_host: 10.0.0.9}\n"
+    inv = inventory.load(write_tree(tmp_path, {"hosts.yml": text}))
+    fleet = cluster.fleet(inv)
+    lb = balancer_settings.settings(inv.hosts["lb1"], str(inv.path))
+    plain = balancer_role.render_config(lb, fleet.clusters)
+    assert balancer_role.render_config(lb, fleet.clusters, {}) == plain and " ssl " not in plain
+    over_tls = balancer_role.render_config(lb, fleet.clusters, {"default": "h1"})
+    server = next(line for line in over_tls.splitlines() if line.strip().startswith("server "))
+    assert server.endswith(f"ssl verify required ca-file {balancer_role.TLS_CA_FILE} verifyhost h1 check-ssl")
+    with pytest.raises(ValueError, match="cannot be a certificate name"):
+        balancer_role.render_config(lb, fleet.clusters, {"default": "h1 crt /etc/shadow"})
