@@ -2,8 +2,9 @@
 clusters change, and what the balancer costs.
 
 On a lab of its own (`benchroll`, or --name), in one run, it prints:
-- throughput of the heads asked directly (the clusters provisioned without the balancer first, so the heads admit
-  this machine), both at once, against `invoke bench` through the balancer's endpoint with as many clients;
+- throughput of the heads asked directly, both at once, against the balancer asked by as many clients (invoke
+  bench's client; the heads admit only the balancers and loopback, so both are reached over SSH tunnels to the
+  hosts' loopback, and the endpoint once more as clients reach it);
 - a no-op provision + deploy (one CLI process) against the parallel `ssh true` floor of the same hosts;
 - failed requests of two clients (back to back, and streaming) during a rolling deploy of a new model, during a
   rolling llama.cpp switch, and during lab.reboot of one head, and how long each took.
@@ -16,22 +17,22 @@ cluster by cluster like an upgrade. Prints figures; asserts nothing. Needs the l
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llamafleet import haproxy, inventory, lab  # noqa: E402
+from llamafleet import bench, haproxy, inventory, lab  # noqa: E402
 from llamafleet.lab.inventory import ssh_argv  # noqa: E402
 from scripts import make_gguf  # noqa: E402
 from scripts.bench_noop import ssh_floor  # noqa: E402
@@ -53,23 +54,54 @@ def invoke(*argv: str, env: dict[str, str]) -> tuple[float, subprocess.Completed
     return elapsed, done
 
 
-def without_balancers(inv_path: str) -> str:
-    """The lab's inventory without group balancers, beside it (the same key file): the heads then admit this
-    machine. Removed by leftovers()."""
-    data = yaml.safe_load(Path(inv_path).read_text())
-    del data["all"]["children"]["balancers"]
-    data["all"]["vars"]["api_key_file"] = str(Path(inv_path).with_suffix(".api-key"))
-    path = Path(inv_path).with_suffix(".direct.yml")
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return str(path)
+@contextlib.contextmanager
+def tunnel(info, host: str, port: int = 8080) -> Iterator[str]:
+    """http://127.0.0.1:N forwarded over SSH to `host`'s own loopback port (a head's API admits only the
+    balancers and loopback); the ssh process ended afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        local = probe.getsockname()[1]
+    *argv, destination = ssh_argv(info, info.host(host))
+    forward = ["-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{local}:127.0.0.1:{port}", destination]
+    process = subprocess.Popen([*argv, *forward])
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", local), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise SystemExit(f"no SSH tunnel to {host}:{port}") from None
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{local}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
-def bench_tokens(inv: str, at: str, clients: int, env: dict[str, str], out: Path) -> float:
-    """Generated tokens/s of `invoke bench` at host `at` with `clients` concurrent clients."""
-    invoke("bench", "-i", inv, "--at", at, "-c", str(clients), "-r", "6", "-g", "64", "-p", "64", "-o", str(out),
-           env=env)  # fmt: skip
-    (level,) = json.loads(out.read_text())["levels"]
-    return float(level["gen_tokens_per_s"])
+def tokens_per_s(url: str, key: str, clients: int, rounds: int = 8) -> float:
+    """Generated tokens/s of `clients` clients at once, `rounds` requests each (64 + 64 tokens), as `invoke bench`
+    measures them (its Api and run_level), after one warm-up request."""
+    api = bench.Api(url, key)
+    prompt = api.prompt(64)
+    bench.run_level(api, prompt, 64, 1, 1)
+    return bench.run_level(api, prompt, 64, clients, rounds).gen_tokens_per_s
+
+
+def throughput(info, key: str, per_head: int, repeats: int = 3) -> tuple[float, float, float]:
+    """Medians over `repeats` interleaved runs of: both heads asked directly at once (summed), the balancer with
+    as many clients, both over SSH tunnels to the hosts' loopback (the same path but for the balancer), and the
+    balancer's endpoint asked as clients ask it (no tunnel)."""
+    direct, tunneled, endpoint = [], [], []
+    url = f"http://{info.host('lb1').address}:8080"
+    with tunnel(info, "c1-head") as c1, tunnel(info, "c2-head") as c2, tunnel(info, "lb1") as lb:
+        for _ in range(repeats):
+            with ThreadPoolExecutor(2) as pool:
+                direct.append(sum(pool.map(lambda head: tokens_per_s(head, key, per_head), [c1, c2])))
+            tunneled.append(tokens_per_s(lb, key, 2 * per_head))
+            endpoint.append(tokens_per_s(url, key, 2 * per_head))
+    return statistics.median(direct), statistics.median(tunneled), statistics.median(endpoint)
 
 
 def servers(info) -> dict[str, haproxy.Server]:
@@ -104,26 +136,17 @@ def measure(name: str, env: dict[str, str]) -> None:
         make_gguf.make_model(path, size="1M", seed=seed)
     info = lab.up(name=name, clusters=2, workers=2, balancers=1)
     inv = info.inventory
-    direct = without_balancers(inv)
-    invoke("provision", "-i", direct, *pins, env=env)
-    invoke("deploy", "-i", direct, *pins, "--model", str(models["a"]), env=env)
-    direct_tokens = {k: 0.0 for k in (1, 2)}
-    for per_head in direct_tokens:
-        with ThreadPoolExecutor(2) as pool:
-            heads = list(pool.map(lambda h, k=per_head: bench_tokens(direct, h, k, env, folder / f"{h}-{k}.json"),
-                                  ["c1-head", "c2-head"]))  # fmt: skip
-        direct_tokens[per_head] = sum(heads)
-
     invoke("provision", "-i", inv, *pins, env=env)
     invoke("deploy", "-i", inv, *pins, "--model", str(models["a"]), env=env)
     url = f"http://{info.host('lb1').address}:8080"
     key = Path(inv).with_suffix(".api-key").read_text().split()[0]
     print(f"lab {name}: 2 clusters x (1 head + 2 workers) + 1 balancer, {len(info.hosts)} hosts, model 1 MB")
-    print("throughput, generated tokens/s (invoke bench, 64+64 tokens, 6 requests per client):")
-    for per_head, heads in direct_tokens.items():
-        through = bench_tokens(inv, "lb1", 2 * per_head, env, folder / f"lb1-{per_head}.json")
-        print(f"  {per_head} client(s) per head: heads directly {heads:8.1f}, through the balancer "
-              f"({2 * per_head} clients) {through:8.1f}: {through / heads:.2f}x")  # fmt: skip
+    print("throughput, generated tokens/s (invoke bench's client, 64+64 tokens, 8 requests per client, medians of 3):")
+    for per_head in (1, 2):
+        heads, through, endpoint = throughput(info, key, per_head)
+        print(f"  {per_head} client(s) per head: heads directly {heads:7.1f}; through the balancer "
+              f"({2 * per_head} clients) {through:7.1f} = {through / heads:.2f}x (both over SSH tunnels); "
+              f"its endpoint asked directly {endpoint:7.1f} = {endpoint / heads:.2f}x")  # fmt: skip
 
     floors, noops = [], []
     for _ in range(3):
@@ -171,8 +194,6 @@ def main() -> None:
         measure(args.name, env)
     finally:
         lab.down(args.name)
-        for left in (ROOT / "inventory").glob(f"{args.name}.*"):  # the direct inventory, the bench histories
-            left.unlink()
 
 
 if __name__ == "__main__":
