@@ -40,11 +40,13 @@ def service_files(inv: Inventory, model: str) -> dict[str, dict[str, str]]:
     if fleet.balancers:
         from .roles.balancer import role as balancer_role  # only inventories with balancers need it
 
+        tls_names = balancer_role.tls_of(inv, fleet.clusters)[0]
         for balancer in fleet.balancers:
-            rendered[balancer.name] = balancer_role.files(inv.hosts[balancer.name], fleet, file)
+            rendered[balancer.name] = balancer_role.files(inv.hosts[balancer.name], fleet, file, tls_names)
     for view in fleet.clusters:  # each cluster's workers, then its head
         rendered.update({worker.name: worker_role.files(inv.hosts[worker.name], view, file) for worker in view.workers})
-        rendered[view.head] = head_role.files(inv.hosts[view.head], view, file, model=model)
+        behind = bool(fleet.balancers)  # a head behind balancers drains its API before it stops
+        rendered[view.head] = head_role.files(inv.hosts[view.head], view, file, model=model, behind_balancers=behind)
         if view.tunnel is not None:  # the WireGuard configuration, each peer's key shown as where it comes from
             from .roles.tunnel import wireguard
 

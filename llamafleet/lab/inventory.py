@@ -9,12 +9,13 @@ from .host import render
 from .state import LabHost, LabInfo
 from .system import run
 
-# .api-key: made by the first provision of the lab's inventory (role head), removed with the lab.
-GENERATED_SUFFIXES = (".yml", ".known_hosts", ".key", ".key.pub", ".api-key", ".bench.jsonl")
+# .api-key, .ca.pem, .ca.key: made by the first provision of the lab's inventory (role head: the API key, and the
+# CA with api_tls), removed with the lab.
+GENERATED_SUFFIXES = (".yml", ".known_hosts", ".key", ".key.pub", ".api-key", ".bench.jsonl", ".ca.pem", ".ca.key")
 
 
 def generated_files(directory: Path, name: str) -> list[Path]:
-    """inventory/<name>.yml, .known_hosts, .key and .key.pub."""
+    """inventory/<name>.yml, .known_hosts, .key and .key.pub, and what provisions made beside them."""
     return [directory / f"{name}{suffix}" for suffix in GENERATED_SUFFIXES]
 
 
