@@ -1,6 +1,7 @@
 """build.sh and BUILD.json: the script that builds a platform group's artifact, and what it prints."""
 
 import json
+import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -44,10 +45,35 @@ def manifest_head(
 
 
 def build_manifest(
-    head: Mapping[str, Any], files: Mapping[str, str], links: Mapping[str, str] | None = None
+    head: Mapping[str, Any],
+    files: Mapping[str, str],
+    links: Mapping[str, str] | None = None,
+    openssl: str | None = None,
 ) -> dict[str, Any]:
-    """The BUILD.json document: head fields, {relative path: sha256} of every file, {symlink: target}."""
-    return {**head, "files": dict(sorted(files.items())), "links": dict(sorted((links or {}).items()))}
+    """The BUILD.json document: head fields, the OpenSSL library llama-server links (None: it speaks no TLS),
+    {relative path: sha256} of every file, {symlink: target}."""
+    return {
+        **head,
+        "openssl": openssl,
+        "files": dict(sorted(files.items())),
+        "links": dict(sorted((links or {}).items())),
+    }
+
+
+OPENSSL_LIBRARY = re.compile(rb"libssl\.so[.0-9]*")
+SERVER_FILES = ("libllama-server-impl.so", "llama-server")  # where llama-server's HTTP code is, by tree
+
+
+def openssl_of(bin_dir: Path) -> str | None:
+    """The OpenSSL library llama-server links, as build.sh finds it: named in its server code's files."""
+    for name in SERVER_FILES:
+        try:
+            found = OPENSSL_LIBRARY.search((bin_dir / name).read_bytes())
+        except OSError:
+            continue
+        if found:
+            return found.group().decode()
+    return None
 
 
 def manifest_head_json(head: Mapping[str, Any]) -> str:

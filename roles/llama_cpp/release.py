@@ -73,7 +73,7 @@ def _repack(settings, group, key: str, identifier: str, downloads: list[Path]) -
             _unpack_flat(archive, stage / "bin")
         files, links = _inventory(stage)
         head = buildscript.manifest_head(settings.version, "release", None, settings.backend, [], group, identifier)
-        manifest = buildscript.build_manifest(head, files, links)
+        manifest = buildscript.build_manifest(head, files, links, buildscript.openssl_of(stage / "bin"))
         (stage / "BUILD.json").write_text(json.dumps(manifest, indent=2) + "\n")
         packed = Path(tmp) / "artifact.tar.gz"
         _pack(stage, packed)

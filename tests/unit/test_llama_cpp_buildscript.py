@@ -146,3 +146,16 @@ def test_switching_to_a_release_that_is_not_staged_fails_and_changes_nothing(tmp
     failed = subprocess.run(["bash", str(tmp_path / "install.sh")], capture_output=True, text=True)
     assert failed.returncode == 1 and "is not staged" in failed.stderr
     assert not (tmp_path / "opt" / "current").exists()
+
+
+def test_the_identity_names_the_openssl_llama_server_links(tmp_path):
+    (tmp_path / "libllama-server-impl.so").write_bytes(b"\x7fELF\x00libcrypto.so.3\x00libssl.so.3\x00")
+    (tmp_path / "llama-server").write_bytes(b"\x7fELF\x00libllama-server-impl.so\x00")
+    assert buildscript.openssl_of(tmp_path) == "libssl.so.3"
+    assert buildscript.build_manifest({"version": "b1"}, {}, None, "libssl.so.3")["openssl"] == "libssl.so.3"
+
+
+def test_a_server_without_openssl_has_none_in_its_identity(tmp_path):
+    (tmp_path / "llama-server").write_bytes(b"\x7fELF\x00libstdc++.so.6\x00")
+    assert buildscript.openssl_of(tmp_path) is None
+    assert buildscript.openssl_of(tmp_path / "missing") is None
