@@ -147,7 +147,8 @@ class Expectations:
 
     def unit_text(self, host: Host) -> str:
         if host.name in self.heads:
-            return head_role.files(host, self.view(host), self.file)[head_role.UNIT_PATH]
+            behind = bool(self.fleet.balancers)
+            return head_role.files(host, self.view(host), self.file, behind_balancers=behind)[head_role.UNIT_PATH]
         return worker_role.files(host, self.view(host), self.file)[worker_role.UNIT_PATH]
 
     def hardening(self, host: Host) -> dict[str, frozenset[str]]:
