@@ -105,6 +105,8 @@ def spawn(lab: str, host: LabHost, bridge: str) -> None:
         "-M",
         host.machine,
         f"--network-bridge={bridge}",
+        # The TUN device: wireguard-go's tunnels (cluster_tunnel), as the host kernel may have no WireGuard.
+        "--bind=/dev/net/tun",
         "--resolv-conf=off",
         "--link-journal=no",
         "--timezone=off",
