@@ -31,9 +31,9 @@ def provision(connect: Connect, phases: list[Phase] | None = None, serial: int =
     if plan is None:
         runner = _provision_step(connect, phases, everyone)
         return finish(runner, runner.exit_code())
-    balancers, fleet = plan
+    balancers, fleet, balancers_change = plan
     runners = [balancers]
-    code = balancers.play(phases)  # their own roles (and the rules the heads' firewalls will need)
+    code = balancers.play(phases) if balancers_change else 0  # their own roles first: the heads' rules need them
     if code == 0:
 
         def step(hosts: frozenset[str]) -> int:
@@ -55,10 +55,12 @@ def _provision_step(connect: Connect, phases: list[Phase], runner: Runner) -> Ru
     return runner
 
 
-def _rolling_plan(connect: Connect, phases: list[Phase], *given: object) -> tuple[Runner, tuple[Runner, Fleet] | None]:
+def _rolling_plan(
+    connect: Connect, phases: list[Phase], *given: object
+) -> tuple[Runner, tuple[Runner, Fleet, bool] | None]:
     """A runner of every host of the run; with balancers in it (and not --check), every role's checks on every
-    host done (nothing connects yet), a runner of the balancers alone and the clusters to roll (else None: the
-    first runner plays the task at once)."""
+    host done (nothing connects yet), a runner of the balancers alone, the clusters to roll and whether the
+    balancers have anything to change (else None: the first runner plays the task at once)."""
     everyone = connect(given=given)
     fleet = everyone.run.fleet
     selected = {host.name for host in everyone.hosts}
@@ -69,26 +71,29 @@ def _rolling_plan(connect: Connect, phases: list[Phase], *given: object) -> tupl
         return everyone, None
     everyone.before_connecting(phases)
     involved = [c for c in fleet.clusters if rolling.hosts_of([c]) & selected]
-    changing = _changing(everyone, involved, phases)
-    return everyone, (connect(only=balancers, given=given), Fleet(tuple(changing), fleet.balancers))
+    changing, balancers_change = _changing(everyone, involved, balancers, phases)
+    return everyone, (connect(only=balancers, given=given), Fleet(tuple(changing), fleet.balancers), balancers_change)
 
 
-def _changing(everyone: Runner, clusters: list[Cluster], phases: list[Phase]) -> list[Cluster]:
-    """The clusters a run would change (or cannot tell: a host unreachable or failing), from one --check pass
-    over all of their hosts at once: the others need not leave the rotation, and what the pass found on them
-    is their result."""
-    hosts = rolling.hosts_of(clusters)
+def _changing(
+    everyone: Runner, clusters: list[Cluster], balancers: frozenset[str], phases: list[Phase]
+) -> tuple[list[Cluster], bool]:
+    """The clusters a run would change (or cannot tell: a host unreachable or failing), and whether the balancers
+    would, from one --check pass over all of their hosts at once: the others need not leave the rotation (nor
+    run again), and what the pass found on them is their result."""
+    hosts = rolling.hosts_of(clusters) | balancers
     planner = everyone.planner(hosts)
     planner.play(phases)
     moved = {r.host for r in planner.output.results if r.status in ("changed", "failed", "unreachable")}
     if planner.gate_failed:
         moved |= hosts
     changing = [c for c in clusters if rolling.hosts_of([c]) & moved]
-    settled = hosts - rolling.hosts_of(changing)
+    balancers_change = bool(balancers & moved)
+    settled = hosts - rolling.hosts_of(changing) - (balancers if balancers_change else frozenset())
     for result in planner.output.results:
         if result.host in settled:
             everyone.output.record(result)
-    return changing
+    return changing, balancers_change
 
 
 def roll_back_upgrade(connect: Connect, output: Output, hosts: list[str], only: frozenset[str] | None = None) -> None:
@@ -128,7 +133,7 @@ def deploy(connect: Connect, source: Model, serial: int = 1) -> int:
     if plan is None:
         code = step(everyone)
     else:
-        balancers, fleet = plan
+        balancers, fleet, _ = plan
         runners.append(balancers)
         code = rolling.roll(
             balancers,
