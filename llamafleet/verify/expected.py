@@ -86,7 +86,8 @@ class Expectations:
         """A head or worker the balancer's port must refuse (its address outside the balancer's allow), if any."""
         allow = [ipaddress.ip_network(item) for item in self.fleet.balancer(host.name).allow]
         for view in self.fleet.clusters:
-            for name, address in ((view.head, view.head_address), *((w.name, w.address) for w in view.workers)):
+            own = ((view.head, view.head_host_address), *((w.name, w.host_address) for w in view.workers))
+            for name, address in own:
                 if not any(ipaddress.ip_address(address) in network for network in allow):
                     return name
         return None
