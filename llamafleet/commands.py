@@ -108,7 +108,7 @@ provision = host_task(
     "llama.cpp, firewall, rpc workers and the head's unit on every host (idempotent; --check to plan only).",
     last=(("tags", None), ("skip_tags", None), ("serial", 1)),
     own_help={
-        "tags": "Only these roles (comma-separated: base, llama_cpp, release, firewall, rpc_worker, head, "
+        "tags": "Only these roles (comma-separated: base, llama_cpp, release, firewall, tunnel, rpc_worker, head, "
         "balancer); release takes llama_cpp, rpc_worker and head along.",
         "skip_tags": "All roles but these (comma-separated role names).",
         "serial": SERIAL_HELP,

@@ -14,7 +14,17 @@ def roles(tags=(), skip=()) -> list[str]:
 
 
 def test_no_tags_plays_every_role_in_order():
-    assert roles() == ["base", "llama_cpp", "release", "firewall", "rpc_worker", "head", "balancer"]
+    assert roles() == [
+        "base",
+        "llama_cpp",
+        "release",
+        "firewall",
+        "tunnel_keys",
+        "tunnel",
+        "rpc_worker",
+        "head",
+        "balancer",
+    ]
 
 
 def test_tags_play_only_those_roles_in_provisions_order():
@@ -26,7 +36,8 @@ def test_release_takes_along_what_it_switches_to_and_the_services_that_restart_o
 
 
 def test_skip_tags_leave_out_those_roles():
-    assert roles(skip=("base", "firewall")) == ["llama_cpp", "release", "rpc_worker", "head", "balancer"]
+    wanted = ["llama_cpp", "release", "tunnel_keys", "tunnel", "rpc_worker", "head", "balancer"]
+    assert roles(skip=("base", "firewall")) == wanted
 
 
 def test_skipping_what_a_tagged_role_needs_is_refused():
