@@ -176,6 +176,11 @@ class Expectations:
     def all_workers(self) -> tuple[cluster.Worker, ...]:
         return tuple(worker for view in self.fleet.clusters for worker in view.workers)
 
+    @staticmethod
+    def underlay_endpoint(worker: cluster.Worker) -> str:
+        """A tunnelled worker's RPC port at its own (not its tunnel) address."""
+        return f"{worker.underlay}:{worker.port}"
+
     def api_prober(self, view: cluster.Cluster) -> str | None:
         """With balancers, the host that checks the head's API is closed to all but them: its first worker."""
         return view.workers[0].name if self.fleet.balancers and view.workers else None
@@ -187,8 +192,9 @@ class Expectations:
         if host.name in self.balancers:
             return tuple(self.head_api(view) for view in self.fleet.clusters)
         view = self.fleet.of(host.name)
-        if host.name in self.heads:
+        if host.name in self.heads:  # with a tunnel, also each worker's RPC port on its own address: closed
             found = [w.endpoint for w in self.view(host).workers]
+            found += [self.underlay_endpoint(w) for w in self.view(host).workers if w.underlay]
         else:
             found = [w.endpoint for w in self.all_workers if self.outsider_of(w.name) == host.name]
             if view is not None and self.api_prober(view) == host.name:

@@ -466,3 +466,24 @@ class Rotation(Fact):
             return haproxy.parse_servers(lines)
         except ValueError:
             return None
+
+
+class Handshakes(Fact):
+    """WireGuard's latest handshake with each peer of `interface` (`wg show`, as root): public key -> seconds ago
+    (None: never), and how many peers it has."""
+
+    def __init__(self, interface: str) -> None:
+        super().__init__(interface)
+
+    def command(self) -> str:
+        return quote('wg show %s latest-handshakes 2>/dev/null; echo "@now $(date +%%s)"', self.args[0])
+
+    def process(self, lines: list[str]) -> dict[str, int | None]:
+        now, stamps = None, {}
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "@now" and parts[1].isdigit():
+                now = int(parts[1])
+            elif len(parts) == 2 and parts[1].isdigit():
+                stamps[parts[0]] = int(parts[1])
+        return {key: (now - stamp if now is not None and stamp else None) for key, stamp in stamps.items()}
