@@ -64,6 +64,7 @@ class Row:
     rotation: str | None = None  # a head behind balancers: in | out (the balancers' view of it, each once)
     tls_until: str | None = None  # api_tls: when the head's certificate ends (UTC date), "none" without one
     servers: dict[str, str] = field(default_factory=dict)  # a balancer: cluster -> "admin-state STATUS"
+    tunnel: str | None = None  # cluster_tunnel: its peers and the oldest latest handshake
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,7 +98,8 @@ def read(inv: Inventory, connect: Callable[[], Runner]) -> tuple[list[Row], int]
             part, port = "worker", view.worker(host.name).port
         elif host.name in balancers:
             part, port = "balancer", host.vars["balancer_port"]
-        text = runner.remote(host, script(part, port, api, tls_name)).stdout
+        tunnel = view.tunnel.interface if view is not None and view.tunnel is not None else None
+        text = runner.remote(host, script(part, port, api, tls_name, tunnel)).stdout
         rows[host.name] = parse(host.name, part, port, text, view.name if view else None)
 
     try:
@@ -115,9 +117,11 @@ def read(inv: Inventory, connect: Callable[[], Runner]) -> tuple[list[Row], int]
     return [rows[h.name] for h in hosts if h.name in rows], runner.exit_code()
 
 
-def script(part: str, port: int | None, api: tuple[str, int] | None, tls_name: str | None = None) -> str:
+def script(
+    part: str, port: int | None, api: tuple[str, int] | None, tls_name: str | None = None, tunnel: str | None = None
+) -> str:
     """The shell script that reads one host's status (one round trip); `tls_name`: the head serves HTTPS, its
-    certificate must name it."""
+    certificate must name it; `tunnel`: the host's WireGuard interface (cluster_tunnel)."""
     mark = f"sed 's|^|{MARK}%s |'"  # prefixes each line of a command's output with MARK and a kind
     version = r"sed -n 's/^ *\"version\": *\"\([^\"]*\)\".*/\1/p' %s/BUILD.json 2>/dev/null | head -n1"
     lines = [
@@ -126,6 +130,11 @@ def script(part: str, port: int | None, api: tuple[str, int] | None, tls_name: s
         quote(version, paths.CURRENT_LINK) + " | " + mark % "version",
         "cut -d' ' -f1 /proc/uptime | " + mark % "now",  # CLOCK_BOOTTIME, as systemd's monotonic stamps
     ]
+    if tunnel:  # each peer's latest handshake (epoch seconds, 0: never), then the time now
+        handshakes = quote(
+            '{ wg show %s latest-handshakes || echo down; echo "now $(date +%%s)"; } 2>/dev/null | ', tunnel
+        )
+        lines.append(handshakes + mark % "wg")
     unit = {"worker": paths.RPC_UNIT, "head": paths.SERVER_UNIT, "balancer": BALANCER_UNIT}.get(part)
     if unit:
         props = "-p LoadState -p ActiveState -p SubState -p NRestarts -p ActiveEnterTimestampMonotonic"
@@ -160,6 +169,7 @@ def parse(host: str, part: str, port: int | None, text: str, cluster_name: str |
     row = Row(host, part, cluster=cluster_name)
     unit: dict[str, str] = {}
     haproxy_lines: list[str] = []
+    wg_lines: list[str] = []
     record, sizes, now = None, {}, None
     for line in text.splitlines():
         if not line.startswith(MARK):
@@ -187,11 +197,15 @@ def parse(host: str, part: str, port: int | None, text: str, cluster_name: str |
             _http(row, value)
         elif kind == "haproxy":
             haproxy_lines.append(value)
+        elif kind == "wg":
+            wg_lines.append(value)
         elif kind == "tls":
             row.tls_until = _cert_end(value)
     if part in ("head", "worker", "balancer"):
         row.unit = {"head": paths.SERVER_UNIT, "worker": paths.RPC_UNIT, "balancer": BALANCER_UNIT}[part]
         _unit(row, unit, now)
+    if wg_lines:
+        row.tunnel = _tunnel(wg_lines)
     if part == "balancer":
         try:
             servers = haproxy.parse_servers(haproxy_lines)
@@ -201,6 +215,20 @@ def parse(host: str, part: str, port: int | None, text: str, cluster_name: str |
     if part == "head":
         row.model, row.model_state = _model(record, sizes)
     return row
+
+
+def _tunnel(lines: list[str]) -> str:
+    """`wg show IFACE latest-handshakes` and the time now as one cell: peers and the oldest handshake's age."""
+    if "down" in lines:
+        return "down"
+    now = next((int(line[4:]) for line in lines if line.startswith("now ") and line[4:].isdigit()), None)
+    peers = (line.split() for line in lines if not line.startswith("now "))
+    stamps = [int(parts[1]) for parts in peers if len(parts) == 2 and parts[1].isdigit()]
+    if now is None or not stamps:
+        return "no peer"
+    if not all(stamps):
+        return f"{len(stamps)} peer(s), not all shook hands"
+    return f"{len(stamps)} peer(s), handshake {max(now - stamp for stamp in stamps)}s ago"
 
 
 def _rotation(rows: dict[str, Row], fleet: cluster.Fleet) -> None:
@@ -280,6 +308,8 @@ def table(rows: list[Row]) -> str:
     """The rows as an aligned text table (with a CLUSTER column when the hosts are of several clusters)."""
     header = ("HOST", "PART", "SERVICE", "UP", "LLAMA.CPP", "LISTENING", "MODEL", "HEALTH", "SLOTS")
     body = [header] + [_cells(row) for row in rows]
+    if any(row.tunnel for row in rows):
+        body = [(*body[0], "TUNNEL")] + [(*cells, row.tunnel or "-") for row, cells in zip(rows, body[1:], strict=True)]
     if any(row.rotation for row in rows):
         body = [(*body[0], "BALANCER")] + [
             (*cells, row.rotation or "-") for row, cells in zip(rows, body[1:], strict=True)

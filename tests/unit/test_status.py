@@ -149,3 +149,16 @@ def test_read_gives_the_head_first_then_the_workers_in_inventory_order(tmp_path)
     assert (rows[0].health, rows[2].state, rows[1].error) == ("200 ok", "active (running)", "w1: refused")
     assert "/health" in runner.sent["h1"] and "/health" not in runner.sent["w2"]  # only the head's API is asked
     assert code == 3 and runner.closed
+
+
+def test_a_tunnelled_host_shows_its_peers_and_the_oldest_handshake():
+    from llamafleet import status as status_mod
+
+    key_a, key_b = "A" * 42 + "E=", "B" * 42 + "g="
+    text = f"@lf wg {key_a}\t1765000000\n@lf wg {key_b}\t1765000030\n@lf wg now 1765000042\n"
+    assert status_mod.parse("w1", "worker", 50052, text).tunnel == "2 peer(s), handshake 42s ago"
+    assert status_mod.parse("w1", "worker", 50052, "@lf wg down\n@lf wg now 1\n").tunnel == "down"
+    assert status_mod.parse("w1", "worker", 50052, f"@lf wg {key_a}\t0\n@lf wg now 9\n").tunnel == (
+        "1 peer(s), not all shook hands"
+    )
+    assert "wg show lfwg0 latest-handshakes" in status_mod.script("worker", 50052, None, None, "lfwg0")
