@@ -1,6 +1,7 @@
 """Benchmark: `invoke provision` and `invoke deploy` with nothing to change, whole CLI processes timed.
 
-Brings up a lab of 1 head + N workers (default 2, or -i INVENTORY of an existing cluster), provisions
+Brings up a lab of 1 head + N workers (default 2; --clusters C of them, --balancers B in front; or -i INVENTORY of
+existing hosts), provisions
 and deploys a generated 1 MB model once, then times the CLI processes (interpreter start included)
 of a provision and a deploy that change nothing, against the floor of `ssh host true` to every host
 in parallel measured in the same run. Prints the times, the floor, the ratios and the SSH round
@@ -89,14 +90,16 @@ def measure(inv_path: str, repeats: int, forks: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-i", "--inventory", help="an existing cluster instead of a fresh lab")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="workers per cluster")
+    parser.add_argument("--clusters", type=int, default=1)
+    parser.add_argument("--balancers", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--forks", type=int, default=10)
     args = parser.parse_args()
     if args.inventory:
         measure(args.inventory, args.repeats, args.forks)
         return
-    info = lab.up(name="benchcli", workers=args.workers)
+    info = lab.up(name="benchcli", workers=args.workers, clusters=args.clusters, balancers=args.balancers)
     try:
         measure(info.inventory, args.repeats, args.forks)
     finally:
