@@ -132,3 +132,25 @@ def test_rpc_closed_to_others(node, suite, expect):
         f"{prober} connected ({state})" if state else "not probed",
         FIREWALL,
     )
+
+
+def test_rpc_closed_on_the_underlay(node, suite, expect):
+    """The worker's RPC port is closed on its own address, even to the head: it is reached inside the tunnel."""
+    view = expect.view(node)
+    if view.tunnel is None:
+        pytest.skip(f"{node.name}: cluster_tunnel is none")
+    worker = view.worker(node.name)
+    endpoint = expect.underlay_endpoint(worker)
+    if view.head not in suite.gathered.hosts:
+        pytest.skip(f"{view.head} is not in --limit: it probes {endpoint}")
+    seen = suite.gathered.hosts[view.head]
+    require(seen.error is None, view.head, "reachable over SSH (to probe from it)", "an SSH session", seen.error)
+    state = seen.facts["reach"].get(endpoint)
+    require(
+        state == "closed",
+        node.name,
+        "RPC port closed on the worker's own address",
+        f"{view.head} cannot connect to {endpoint} (only to {worker.endpoint}, inside the tunnel)",
+        f"{view.head} could: {state}" if state else "not probed",
+        "`invoke provision`: rpc-server binds the tunnel address; the firewall admits RPC on the tunnel only",
+    )
