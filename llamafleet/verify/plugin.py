@@ -46,6 +46,17 @@ def require(ok: Any, host: str, check: str, expected: Any, found: Any, look: Any
         raise CheckFailed(host, check, expected, found, str(look))
 
 
+def reach_from(suite: Any, prober: str, endpoint: str) -> str | None:
+    """What host `prober` found at ip:port (session, open, closed; None: not probed): skipped when --limit leaves
+    the prober out, failed when it could not be read."""
+    __tracebackhide__ = True
+    if prober not in suite.gathered.hosts:
+        pytest.skip(f"{prober} is not in --limit: it probes {endpoint}")
+    seen = suite.gathered.hosts[prober]
+    require(seen.error is None, prober, "reachable over SSH (to probe from it)", "an SSH session", seen.error)
+    return seen.facts["reach"].get(endpoint)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("llamafleet", "llamafleet verify")
     group.addoption("--inventory", help="inventory file (default: $LLAMAFLEET_INVENTORY, else inventory/hosts.yml)")

@@ -8,7 +8,7 @@ import pytest
 from llamafleet import haproxy
 from llamafleet.verify.expected import Journal
 from llamafleet.verify.gather import BALANCER_UNIT
-from llamafleet.verify.plugin import require
+from llamafleet.verify.plugin import reach_from, require
 from llamafleet.verify.probes import MIN_UPTIME, PROBE_SECONDS
 
 testinfra_hosts = ["balancers"]
@@ -108,11 +108,7 @@ def test_port_closed_outside_api_allow(node, suite, expect):
     if prober is None:
         pytest.skip(f"every head and worker is inside {node.name}'s api_allow")
     endpoint = f"{expect.fleet.balancer(node.name).address}:{expect.balancers[node.name].balancer_port}"
-    if prober not in suite.gathered.hosts:
-        pytest.skip(f"{prober} is not in --limit: it probes {endpoint}")
-    seen = suite.gathered.hosts[prober]
-    require(seen.error is None, prober, "reachable over SSH (to probe from it)", "an SSH session", seen.error)
-    state = seen.facts["reach"].get(endpoint)
+    state = reach_from(suite, prober, endpoint)
     require(
         state == "closed",
         node.name,

@@ -8,7 +8,7 @@ import pytest
 
 from llamafleet import paths
 from llamafleet.verify.expected import Journal
-from llamafleet.verify.plugin import require
+from llamafleet.verify.plugin import reach_from, require
 from llamafleet.verify.probes import COMPLETION_TOKENS
 
 testinfra_hosts = ["head"]
@@ -173,11 +173,7 @@ def test_api_closed_to_all_but_the_balancers(node, suite, expect):
     if prober is None:
         pytest.skip("no balancers (or no worker to probe from): the API admits api_allow")
     endpoint = expect.head_api(view)
-    if prober not in suite.gathered.hosts:
-        pytest.skip(f"{prober} is not in --limit: it probes {endpoint}")
-    seen = suite.gathered.hosts[prober]
-    require(seen.error is None, prober, "reachable over SSH (to probe from it)", "an SSH session", seen.error)
-    state = seen.facts["reach"].get(endpoint)
+    state = reach_from(suite, prober, endpoint)
     require(
         state == "closed",
         node.name,

@@ -7,7 +7,7 @@ import pytest
 from llamafleet import paths
 from llamafleet.verify.expected import FIREWALL_LOOK as FIREWALL
 from llamafleet.verify.expected import Journal, seeded_sizes
-from llamafleet.verify.plugin import require
+from llamafleet.verify.plugin import reach_from, require
 from llamafleet.verify.probes import PROBE_SECONDS
 
 testinfra_hosts = ["workers"]
@@ -92,19 +92,11 @@ def test_rpc_protocol_as_head(node, observed, expect, suite):
     require(announced == theirs and theirs is not None, node.name, "RPC protocol as the head's", want, found, look)
 
 
-def _reach(suite, prober: str, endpoint: str) -> str | None:
-    if prober not in suite.gathered.hosts:
-        pytest.skip(f"{prober} is not in --limit: it probes {endpoint}")
-    seen = suite.gathered.hosts[prober]
-    require(seen.error is None, prober, "reachable over SSH (to probe from it)", "an SSH session", seen.error)
-    return seen.facts["reach"].get(endpoint)
-
-
 def test_rpc_reachable_from_head(node, suite, expect):
     """The head can reach the worker's RPC port."""
     endpoint = expect.worker(node).endpoint
     head = expect.view(node).head
-    state = _reach(suite, head, endpoint)
+    state = reach_from(suite, head, endpoint)
     require(
         state in ("session", "open"),
         node.name,
@@ -123,7 +115,7 @@ def test_rpc_closed_to_others(node, suite, expect):
         state = suite.gathered.controller_reach.get(endpoint)
         prober = "the controller"
     else:
-        state = _reach(suite, prober, endpoint)
+        state = reach_from(suite, prober, endpoint)
     require(
         state == "closed",
         node.name,
@@ -141,11 +133,7 @@ def test_rpc_closed_on_the_underlay(node, suite, expect):
         pytest.skip(f"{node.name}: cluster_tunnel is none")
     worker = view.worker(node.name)
     endpoint = expect.underlay_endpoint(worker)
-    if view.head not in suite.gathered.hosts:
-        pytest.skip(f"{view.head} is not in --limit: it probes {endpoint}")
-    seen = suite.gathered.hosts[view.head]
-    require(seen.error is None, view.head, "reachable over SSH (to probe from it)", "an SSH session", seen.error)
-    state = seen.facts["reach"].get(endpoint)
+    state = reach_from(suite, view.head, endpoint)
     require(
         state == "closed",
         node.name,
