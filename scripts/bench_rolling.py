@@ -16,9 +16,7 @@ cluster by cluster like an upgrade. Prints figures; asserts nothing. Needs the l
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
 import socket
 import statistics
 import subprocess
@@ -36,22 +34,12 @@ from llamafleet import bench, haproxy, inventory, lab  # noqa: E402
 from llamafleet.lab.inventory import ssh_argv  # noqa: E402
 from scripts import make_gguf  # noqa: E402
 from scripts.bench_noop import ssh_floor  # noqa: E402
+from scripts.benchlab import invoke, on_own_lab  # noqa: E402
 from scripts.endpoint_clients import Clients, failed, served_by, summary  # noqa: E402
 from tests.lab.labtools import release_tarball, served_folder  # noqa: E402
 
 VERSION = "b11434"
 CLIENT_SECONDS = 600  # the client loops stop by themselves after this
-
-
-def invoke(*argv: str, env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "invoke", *argv], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=3600)  # fmt: skip
-    elapsed = time.perf_counter() - started
-    if done.returncode:
-        raise SystemExit(f"invoke {' '.join(argv[:1])} failed (exit {done.returncode}): {done.stdout[-2500:]} "
-                         f"{done.stderr[-1500:]}")  # fmt: skip
-    return elapsed, done
 
 
 @contextlib.contextmanager
@@ -186,14 +174,7 @@ def measure(name: str, env: dict[str, str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--name", default="benchroll", help="lab name (removed at the end)")
-    args = parser.parse_args()
-    env = {**os.environ, "LLAMAFLEET_CACHE": os.environ.get("LLAMAFLEET_CACHE", str(Path.home() / ".cache/llamafleet"))}
-    try:
-        measure(args.name, env)
-    finally:
-        lab.down(args.name)
+    on_own_lab(__doc__, "benchroll", measure)
 
 
 if __name__ == "__main__":

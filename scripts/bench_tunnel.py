@@ -13,13 +13,10 @@ cached (LLAMAFLEET_CACHE, e.g. the lab tier's), or builds it once.
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,22 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 from llamafleet import bench, lab  # noqa: E402
 from scripts import make_gguf  # noqa: E402
+from scripts.benchlab import invoke, on_own_lab  # noqa: E402
 
 VERSION = "b11434"
 MODEL_SIZE = "48M"  # tensors over 10 MiB, so seeding has entries to send
-
-
-def invoke(*argv: str, env: dict[str, str]) -> tuple[float, str]:
-    """Run one CLI process; its wall time and output (SystemExit when it failed)."""
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "invoke", *argv], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=3600)  # fmt: skip
-    elapsed = time.perf_counter() - started
-    if done.returncode:
-        raise SystemExit(
-            f"invoke {argv[0]} failed (exit {done.returncode}): {done.stdout[-2500:]} {done.stderr[-1500:]}"
-        )
-    return elapsed, done.stdout
 
 
 def tokens_per_s(url: str, key: str, clients: int, rounds: int = 6) -> float:
@@ -88,7 +73,8 @@ def measure(name: str, env: dict[str, str]) -> None:
         tunnel = ["-e", f"cluster_tunnel={mode}"]
         invoke("provision", "-i", inv, *pins, *tunnel, env=env)
         model = next(next_model)
-        seconds, said = invoke("deploy", "-i", inv, *pins, *tunnel, "--model", str(model), env=env)
+        seconds, done = invoke("deploy", "-i", inv, *pins, *tunnel, "--model", str(model), env=env)
+        said = done.stdout
         record(mode, "deploy of a new model with seeding, s", seconds)
         started = [line for line in said.splitlines() if "served it" in line]
         if started:  # "head served it N s after its restart"
@@ -110,14 +96,7 @@ def measure(name: str, env: dict[str, str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--name", default="benchwg", help="lab name (removed at the end)")
-    args = parser.parse_args()
-    env = {**os.environ, "LLAMAFLEET_CACHE": os.environ.get("LLAMAFLEET_CACHE", str(Path.home() / ".cache/llamafleet"))}
-    try:
-        measure(args.name, env)
-    finally:
-        lab.down(args.name)
+    on_own_lab(__doc__, "benchwg", measure)
 
 
 if __name__ == "__main__":
