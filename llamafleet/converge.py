@@ -32,7 +32,7 @@ def provision(connect: Connect, phases: list[Phase] | None = None, serial: int =
         runner = _provision_step(connect, phases, everyone)
         return finish(runner, runner.exit_code())
     balancers, fleet, balancers_change = plan
-    runners = [balancers]
+    runners = [everyone, balancers]  # everyone holds the --check pass's round trips
     code = balancers.play(phases) if balancers_change else 0  # their own roles first: the heads' rules need them
     if code == 0:
 
@@ -84,6 +84,8 @@ def _changing(
     hosts = rolling.hosts_of(clusters) | balancers
     planner = everyone.planner(hosts)
     planner.play(phases)
+    for host, count in planner.round_trips.items():
+        everyone.round_trips[host] += count
     moved = {r.host for r in planner.output.results if r.status in ("changed", "failed", "unreachable")}
     if planner.gate_failed:
         moved |= hosts
@@ -134,7 +136,7 @@ def deploy(connect: Connect, source: Model, serial: int = 1) -> int:
         code = step(everyone)
     else:
         balancers, fleet, _ = plan
-        runners.append(balancers)
+        runners += [everyone, balancers]  # everyone holds the --check pass's round trips
         code = rolling.roll(
             balancers,
             fleet,
