@@ -14,6 +14,7 @@ from typing import Literal
 
 from .shell import quote
 
+UNIT = "haproxy.service"  # the distribution's unit, with llamafleet's drop-in
 ADMIN_SOCKET = "/run/haproxy/admin.sock"
 FRONTEND = "api"
 BACKEND = "heads"

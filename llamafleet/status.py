@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from .inventory import Host, Inventory
     from .runner import Runner
 
-BALANCER_UNIT = "haproxy.service"
 MARK = "@lf "  # every line of the status script starts with it; anything else (a login banner) is ignored
 
 # The head's API, asked from the head itself: GET path with the key from its file, status line then body.
@@ -131,11 +130,10 @@ def script(
         "cut -d' ' -f1 /proc/uptime | " + mark % "now",  # CLOCK_BOOTTIME, as systemd's monotonic stamps
     ]
     if tunnel:  # each peer's latest handshake (epoch seconds, 0: never), then the time now
-        handshakes = quote(
-            '{ wg show %s latest-handshakes || echo down; echo "now $(date +%%s)"; } 2>/dev/null | ', tunnel
-        )
-        lines.append(handshakes + mark % "wg")
-    unit = {"worker": paths.RPC_UNIT, "head": paths.SERVER_UNIT, "balancer": BALANCER_UNIT}.get(part)
+        from .roles.tunnel import wireguard  # role modules load with the task that uses them
+
+        lines.append(f"{wireguard.handshakes(tunnel)} | " + mark % "wg")
+    unit = {"worker": paths.RPC_UNIT, "head": paths.SERVER_UNIT, "balancer": haproxy.UNIT}.get(part)
     if unit:
         props = "-p LoadState -p ActiveState -p SubState -p NRestarts -p ActiveEnterTimestampMonotonic"
         lines.append(quote(f"systemctl show {props} %s 2>/dev/null | ", unit) + mark % "unit")
@@ -202,7 +200,7 @@ def parse(host: str, part: str, port: int | None, text: str, cluster_name: str |
         elif kind == "tls":
             row.tls_until = _cert_end(value)
     if part in ("head", "worker", "balancer"):
-        row.unit = {"head": paths.SERVER_UNIT, "worker": paths.RPC_UNIT, "balancer": BALANCER_UNIT}[part]
+        row.unit = {"head": paths.SERVER_UNIT, "worker": paths.RPC_UNIT, "balancer": haproxy.UNIT}[part]
         _unit(row, unit, now)
     if wg_lines:
         row.tunnel = _tunnel(wg_lines)
@@ -218,17 +216,17 @@ def parse(host: str, part: str, port: int | None, text: str, cluster_name: str |
 
 
 def _tunnel(lines: list[str]) -> str:
-    """`wg show IFACE latest-handshakes` and the time now as one cell: peers and the oldest handshake's age."""
+    """The tunnel's handshakes (roles/tunnel/wireguard.handshakes) as one cell: peers and the oldest one's age."""
+    from .roles.tunnel import wireguard
+
     if "down" in lines:
         return "down"
-    now = next((int(line[4:]) for line in lines if line.startswith("now ") and line[4:].isdigit()), None)
-    peers = (line.split() for line in lines if not line.startswith("now "))
-    stamps = [int(parts[1]) for parts in peers if len(parts) == 2 and parts[1].isdigit()]
-    if now is None or not stamps:
+    ages = wireguard.handshake_ages(lines)
+    if not ages:
         return "no peer"
-    if not all(stamps):
-        return f"{len(stamps)} peer(s), not all shook hands"
-    return f"{len(stamps)} peer(s), handshake {max(now - stamp for stamp in stamps)}s ago"
+    if None in ages.values():
+        return f"{len(ages)} peer(s), not all shook hands"
+    return f"{len(ages)} peer(s), handshake {max(age for age in ages.values() if age is not None)}s ago"
 
 
 def _rotation(rows: dict[str, Row], fleet: cluster.Fleet) -> None:

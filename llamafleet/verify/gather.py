@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from llamafleet import paths, tls
+from llamafleet import haproxy, paths, tls
 from llamafleet.errors import LlamafleetError
 from llamafleet.facts import Fact, OsRelease, PathInfo, batch_script, parse_batch
 from llamafleet.inventory import Host
@@ -21,7 +21,7 @@ from llamafleet.ssh import HostConnection
 from . import probes, tls_probes
 from .expected import Expectations, firewall_role, service_user
 
-BALANCER_UNIT = "haproxy.service"
+BALANCER_UNIT = haproxy.UNIT
 HEALTH_WAIT = 120  # seconds the head may still be loading its model (/health 503) before it counts as failed
 BATCH_TIMEOUT = HEALTH_WAIT + 180
 MAX_PARALLEL = 32

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from llamafleet import haproxy, paths
 from llamafleet.facts import Fact
+from llamafleet.roles.tunnel import wireguard
 from llamafleet.shell import quote
 
 # The controller's API key reaches the head's batch on stdin, read into this shell variable (never argv).
@@ -476,14 +477,7 @@ class Handshakes(Fact):
         super().__init__(interface)
 
     def command(self) -> str:
-        return quote('wg show %s latest-handshakes 2>/dev/null; echo "@now $(date +%%s)"', self.args[0])
+        return wireguard.handshakes(self.args[0])
 
     def process(self, lines: list[str]) -> dict[str, int | None]:
-        now, stamps = None, {}
-        for line in lines:
-            parts = line.split()
-            if len(parts) == 2 and parts[0] == "@now" and parts[1].isdigit():
-                now = int(parts[1])
-            elif len(parts) == 2 and parts[1].isdigit():
-                stamps[parts[0]] = int(parts[1])
-        return {key: (now - stamp if now is not None and stamp else None) for key, stamp in stamps.items()}
+        return wireguard.handshake_ages(lines) or {}

@@ -24,7 +24,7 @@ from .settings import BalancerSettings
 NAME = "balancer"
 TEMPLATE_DIR = templates_beside(__file__)
 PACKAGES = ("haproxy", "socat")  # socat carries the runtime-API commands to haproxy's unix socket
-UNIT = "haproxy.service"
+UNIT = haproxy.UNIT
 DROPIN_DIR = f"{systemd.UNIT_DIR}/{UNIT}.d"
 DROPIN = f"{UNIT}.d/llamafleet.conf"  # relative to the unit folder
 CONFIG = "/etc/haproxy/haproxy.cfg"

@@ -108,3 +108,20 @@ class KernelWireguard(Fact):
 
     def process(self, lines: list[str]) -> bool:
         return lines == ["yes"]
+
+
+def handshakes(interface: str) -> str:
+    """Shell command printing each peer's latest handshake (`wg show`, as root: KEY EPOCH, 0 for never), `down`
+    when the interface is not there, then `now EPOCH`."""
+    return quote('{ wg show %s latest-handshakes || echo down; echo "now $(date +%%s)"; } 2>/dev/null', interface)
+
+
+def handshake_ages(lines: list[str]) -> dict[str, int | None] | None:
+    """handshakes()'s output -> public key -> seconds since its latest handshake (None: never); None when the
+    interface is down or the output has no time."""
+    now = next((int(line[4:]) for line in lines if line.startswith("now ") and line[4:].isdigit()), None)
+    if "down" in lines or now is None:
+        return None
+    peers = (line.split() for line in lines if not line.startswith("now "))
+    stamps = {parts[0]: int(parts[1]) for parts in peers if len(parts) == 2 and parts[1].isdigit()}
+    return {key: now - stamp if stamp else None for key, stamp in stamps.items()}

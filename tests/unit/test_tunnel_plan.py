@@ -188,6 +188,6 @@ def test_handshake_ages_are_read_from_wg_show():
     from llamafleet.verify import probes
 
     key_a, key_b = "A" * 42 + "E=", "B" * 42 + "g="
-    lines = [f"{key_a}\t1765000000", f"{key_b}\t0", "@now 1765000042"]
+    lines = [f"{key_a}\t1765000000", f"{key_b}\t0", "now 1765000042"]
     assert probes.Handshakes("lfwg0").process(lines) == {key_a: 42, key_b: None}
     assert "wg show lfwg0 latest-handshakes" in probes.Handshakes("lfwg0").command()
