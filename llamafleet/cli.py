@@ -71,12 +71,12 @@ def provision(
     json_mode: bool,
     tags: str | None = None,
     skip_tags: str | None = None,
-    serial: str | int = 1,
+    serial: str | int | None = None,
     **flags: Any,
 ) -> None:
     """Bring every host (or the roles --tags names) to the provisioned state."""
     phases = playbooks.provision(_names(tags), _names(skip_tags))  # a bad tag: before the inventory is read
-    count = rolling.parse_serial(serial)
+    count = rolling.parse_serial(1 if serial is None else serial)
     _exit_with(converge.provision(_changing_hosts(inventory, extra_vars, json_mode, flags), phases, count))
 
 
@@ -106,13 +106,13 @@ def deploy(
     *,
     sha256: str | None = None,
     alias: str | None = None,
-    serial: str | int = 1,
+    serial: str | int | None = None,
     **flags: Any,
 ) -> None:
     """Put a GGUF model on the head and (re)start llama-server on it; wait until it is ready."""
     if not model:
         raise UsageError("--model is required: a GGUF file, an http(s) URL or hf://owner/repo/file.gguf")
-    count = rolling.parse_serial(serial)
+    count = rolling.parse_serial(1 if serial is None else serial)
     connect = _changing_hosts(inventory, extra_vars, json_mode, flags)
     # Downloaded, checked (GGUF, --sha256) and hashed here, before any connection: refused, nothing is sent.
     from .roles.model.source import resolve  # role modules load with the task that uses them

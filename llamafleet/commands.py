@@ -106,7 +106,7 @@ def host_task(action, doc: str, first=(), last=(), own_help=None):
 provision = host_task(
     cli.provision,
     "llama.cpp, firewall, rpc workers and the head's unit on every host (idempotent; --check to plan only).",
-    last=(("tags", None), ("skip_tags", None), ("serial", 1)),
+    last=(("tags", None), ("skip_tags", None), ("serial", None)),
     own_help={
         "tags": "Only these roles (comma-separated: base, llama_cpp, release, firewall, tunnel, rpc_worker, head, "
         "balancer); release takes llama_cpp, rpc_worker and head along.",
@@ -118,7 +118,7 @@ deploy = host_task(
     cli.deploy,
     "Fetch, check and copy a GGUF model to the head (resumable), restart llama-server on it, wait until ready.",
     first=(("model", None),),
-    last=(("sha256", None), ("alias", None), ("serial", 1)),
+    last=(("sha256", None), ("alias", None), ("serial", None)),
     own_help={
         "model": "GGUF model: a file on the controller, an http(s) URL or hf://owner/repo/file.gguf (HF_TOKEN "
         "is sent when set); a split model by its first part (-00001-of-0000N.gguf). Not GGUF: refused, nothing sent.",
