@@ -30,6 +30,7 @@ from .system import LabError, ensure_host_tools, remove_tree, require_root
 
 FRONTENDS = ("auto", "none", *FIREWALL_PACKAGES)
 NSPAWN_RUNTIME = Path("/run/systemd/nspawn/propagate")
+VETH_GONE_SECONDS = 60  # a rebooted host's old veth, gone with its network namespace
 
 
 def forwarding_marker() -> Path:
@@ -241,8 +242,10 @@ def reboot(name: str, host: str) -> LabHost:
     info, target = _lab_host(name, host)
     require_root()
     host_mod.power_off(target)
-    target.pid = target.init_pid = target.veth = None
+    veth, target.pid, target.init_pid, target.veth = target.veth, None, None, None
     save(info)
+    if veth:  # the new boot's veth takes the same name
+        network.wait_link_gone(veth, VETH_GONE_SECONDS)
     host_mod.spawn(info.name, target, info.bridge)
     save(info)
     host_mod.find_init(target)

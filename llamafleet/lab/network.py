@@ -6,6 +6,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -62,6 +63,17 @@ def pick_subnet(name: str, reserved: Iterable[str] = ()) -> ipaddress.IPv4Networ
 
 def link_exists(ifname: str) -> bool:
     return run(["ip", "link", "show", "dev", ifname], what="", check=False).returncode == 0
+
+
+def wait_link_gone(ifname: str, timeout: float) -> None:
+    """Return once `ifname` is gone. A container's veth goes with its network namespace, which the kernel tears
+    down in the background after the container's last process: seconds late when many namespaces go at once,
+    and a new container cannot take the name before. LabError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while link_exists(ifname):
+        if time.monotonic() > deadline:
+            raise LabError(f"interface {ifname} still there {timeout:.0f} s after its container stopped")
+        time.sleep(0.2)
 
 
 def create_bridge(name: str, subnet: ipaddress.IPv4Network) -> str:
