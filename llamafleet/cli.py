@@ -13,14 +13,12 @@ from invoke.exceptions import Exit
 
 from . import converge, playbooks, rolling
 from . import inventory as inventory_mod
-from . import logs as logs_mod
-from . import status as status_mod
 from .cli_errors import reports_errors
 from .errors import UsageError
 from .flags import parse_forks, parse_whole
 from .loading import NO_VAULT, Sources, Vault, configuration, load_inventory
 from .output import Output
-from .runner import Runner, RunOptions
+from .runner import Runner, RunOptions, read_ahead
 from .ssh import ConnectionPool
 
 # The tasks of one command line (`invoke provision deploy --model M`) reach each host over one connection.
@@ -51,11 +49,18 @@ def _read_only(inv: inventory_mod.Inventory, limit: str | None, accept_new_host_
 
 def _changing_hosts(
     inventory: Sources, extra_vars: list[str] | None, json_mode: bool, flags: dict[str, Any]
-) -> converge.Connect:
+) -> tuple[inventory_mod.Inventory, RunOptions, bool]:
     """The setup of a task that changes hosts: a bad flag is reported before the inventory is read."""
     vault = flags.pop("vault", NO_VAULT)
     run_options = options(**flags)
-    return _runners(load_inventory(inventory, extra_vars, vault), run_options, json_mode)
+    return load_inventory(inventory, extra_vars, vault), run_options, json_mode
+
+
+def _connect(setup: tuple[inventory_mod.Inventory, RunOptions, bool]) -> converge.Connect:
+    """The task's runners; the first task of the process starts reading its hosts' facts now (runner.read_ahead)."""
+    inv, run_options, json_mode = setup
+    read_ahead(CONNECTIONS, inv, run_options, sys.argv[1:])
+    return _runners(inv, run_options, json_mode)
 
 
 def _exit_with(code: int) -> None:
@@ -75,9 +80,11 @@ def provision(
     **flags: Any,
 ) -> None:
     """Bring every host (or the roles --tags names) to the provisioned state."""
-    phases = playbooks.provision(_names(tags), _names(skip_tags))  # a bad tag: before the inventory is read
+    tagged, skipped = _names(tags), _names(skip_tags)
+    playbooks.selected(playbooks.PROVISION_ROLES, tagged, skipped, playbooks.PROVISION_NEEDS)  # before the inventory
     count = rolling.parse_serial(1 if serial is None else serial)
-    _exit_with(converge.provision(_changing_hosts(inventory, extra_vars, json_mode, flags), phases, count))
+    connect = _connect(_changing_hosts(inventory, extra_vars, json_mode, flags))
+    _exit_with(converge.provision(connect, playbooks.provision(tagged, skipped), count))  # roles load meanwhile
 
 
 def _names(value: str | None) -> tuple[str, ...]:
@@ -88,13 +95,13 @@ def _names(value: str | None) -> tuple[str, ...]:
 @reports_errors
 def teardown(inventory: Sources, extra_vars: list[str] | None, json_mode: bool, purge: bool, **flags: Any) -> None:
     """Units and firewall rules removed on every host; with purge, everything llamafleet put there."""
-    _exit_with(converge.teardown(_changing_hosts(inventory, extra_vars, json_mode, flags), purge))
+    _exit_with(converge.teardown(_connect(_changing_hosts(inventory, extra_vars, json_mode, flags)), purge))
 
 
 @reports_errors
 def rollback(inventory: Sources, extra_vars: list[str] | None, json_mode: bool, **flags: Any) -> None:
     """Every host back to its previous llama.cpp release together, then workers and head restarted."""
-    _exit_with(converge.rollback(_changing_hosts(inventory, extra_vars, json_mode, flags)))
+    _exit_with(converge.rollback(_connect(_changing_hosts(inventory, extra_vars, json_mode, flags))))
 
 
 @reports_errors
@@ -113,12 +120,12 @@ def deploy(
     if not model:
         raise UsageError("--model is required: a GGUF file, an http(s) URL or hf://owner/repo/file.gguf")
     count = rolling.parse_serial(1 if serial is None else serial)
-    connect = _changing_hosts(inventory, extra_vars, json_mode, flags)
+    setup = _changing_hosts(inventory, extra_vars, json_mode, flags)
     # Downloaded, checked (GGUF, --sha256) and hashed here, before any connection: refused, nothing is sent.
     from .roles.model.source import resolve  # role modules load with the task that uses them
 
     source = resolve(model, sha256=sha256, alias=alias, progress=not json_mode)
-    _exit_with(converge.deploy(connect, source, count))
+    _exit_with(converge.deploy(_connect(setup), source, count))
 
 
 @reports_errors
@@ -175,6 +182,8 @@ def status(
     vault: Vault = NO_VAULT,
 ) -> None:
     """One row per host, head first then the workers in inventory order, read in parallel."""
+    from . import status as status_mod  # the other tasks need none of it
+
     inv = load_inventory(inventory, extra_vars, vault)
     rows, code = status_mod.read(inv, _read_only(inv, limit, accept_new_host_keys))
     if json_mode:
@@ -197,6 +206,8 @@ def logs(
     vault: Vault = NO_VAULT,
 ) -> None:
     """The journal of the head's and the workers' units, each line prefixed with its host."""
+    from . import logs as logs_mod  # the other tasks need none of it
+
     if unit not in (None, *logs_mod.UNITS):
         raise UsageError(f"--unit: {unit!r} is not one of {', '.join(logs_mod.UNITS)}")
     count = parse_whole("--lines", lines, 1, logs_mod.MAX_LINES)

@@ -30,6 +30,12 @@ def location(inventory: Path, playbook: str) -> Path:
     return cache_root() / "facts" / f"{name}.json"
 
 
+def of_command_line(inventory: Path, argv: list[str]) -> Path:
+    """The memory of one command line (the tasks it names, with their flags, run in this folder) over one inventory:
+    what the process's runs asked for, read ahead by the next process of the same command line."""
+    return location(inventory, "command line\n" + json.dumps([os.getcwd(), *argv]))
+
+
 def recall(path: Path) -> dict[str, list[str]]:
     """host -> the commands its facts were read with last time; nothing when absent or not readable."""
     try:

@@ -89,6 +89,9 @@ class Runner:
         self.run = Run(self)  # this run, as its roles see it
         for host in self.hosts:
             output.add_host(host.name)
+            connection = self.connection(host)  # its read ahead, if any, counts as this run's first round trip
+            self.round_trips[host.name] += connection.ahead_trips
+            connection.ahead_trips = 0
 
     # -- connections and facts -------------------------------------------------
     def connection(self, host: Host) -> HostConnection:
@@ -159,6 +162,8 @@ class Runner:
         """The commands of the facts this run asked for on each host, for the next run's first batch."""
         asked = {name: list(session.asked) for name, session in self._sessions.items() if session.asked}
         factmemory.remember(memory, asked)
+        if self._pool is not None and self._pool.memory is not None:
+            factmemory.remember(self._pool.memory, self._pool.asked())
 
     def settled_facts(self, host: Host, role: str) -> Facts | None:
         """The facts a role read on a host, if it then changed nothing there (so they are still true)."""
@@ -446,6 +451,22 @@ class Runner:
             return  # the pool's connections serve the process's next run, and the pool closes them
         for session in self._sessions.values():
             session.connection.close()
+
+
+def read_ahead(pool: ConnectionPool, inventory: Inventory, options: RunOptions, command_line: list[str]) -> None:
+    """Start the process's first round trip to each host now, in the background: the facts the last process of the
+    same command line asked for there (factmemory.of_command_line), read while the task still prepares (loads and
+    checks its roles). Once per process (its later tasks find their facts read); not on first contact
+    (--accept-new-host-keys checks known_hosts before anything connects). The pool then keeps what this process
+    asks for, for the next one (remember_facts)."""
+    if options.accept_new_host_keys or pool.memory is not None:
+        return
+    pool.memory = factmemory.of_command_line(inventory.path, command_line)
+    remembered = factmemory.recall(pool.memory)
+    base = inventory.path.parent
+    for host in inventory.select(options.limit):
+        if remembered.get(host.name):
+            pool.connection(host, accept_new_host_keys=False, base_dir=base).read_ahead(remembered[host.name])
 
 
 def playbook_signature(phases: list[Phase]) -> str:

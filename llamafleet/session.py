@@ -43,12 +43,17 @@ class HostSession:
         return {**self._read, **self._static}
 
     def missing(self, facts: Iterable[Fact]) -> list[Fact]:
-        """The facts not known yet, each once; a fact whose command's output is at hand is parsed from it."""
+        """The facts not known yet, each once; a fact whose command's output is at hand is parsed from it.
+
+        A read ahead still running on the connection is waited for first (its connection error raised here).
+        """
+        self.connection.caught_up()
         known = self.known()
         todo: dict[tuple, Fact] = {}
         for fact in facts:
             command = fact.command()
             self.asked[command] = None
+            self.connection.asked[command] = None
             if fact.key in known or fact.key in todo:
                 continue
             if command in self._outputs and self._parsed(fact, command):

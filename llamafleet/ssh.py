@@ -24,6 +24,7 @@ from . import hostscripts, openssh
 from .channel import CHUNK, Exchange, HashingWriter, Limited, Ranges, Wrapped
 from .connvars import Hop
 from .errors import CommandError, ConnectError, LlamafleetError, OperationError
+from .facts import CommandOutput, batch_script, split_batch
 from .inventory import Host
 from .known_hosts import HostKeyPolicy, KnownHosts, changed_key_message, read_known_hosts
 from .operations.base import Transfer
@@ -79,6 +80,11 @@ class HostConnection:
         self.static_facts: dict[tuple, object] = {}  # facts nothing we apply changes (the OS), read once
         # Fact command -> its output, read since llamafleet last changed the host: the process's runs share them.
         self.fact_outputs: dict[str, list[str]] = {}
+        self.asked: dict[str, None] = {}  # the command of every fact the process's runs asked for here, in order
+        self.ahead_trips = 0  # round trips read_ahead() made, not yet counted by a run
+        self._ahead: threading.Thread | None = None
+        self._ahead_error: ConnectError | None = None
+        self._abandoned = False
         self._lock = threading.Lock()
         self._bulk: openssh.Client | None = None
         # Why bulk data takes paramiko on this host (None: the ssh program carries it, once it is tried).
@@ -113,7 +119,46 @@ class HostConnection:
     def become(self) -> bool:
         return self.settings.become and self.user != self.settings.become_user
 
+    def read_ahead(self, commands: list[str]) -> None:
+        """Connect and read these fact commands' output in one round trip, in the background, before any run asks.
+
+        Once per connection. Whatever then uses the connection waits for it first (`caught_up`); the outputs
+        serve the runs' facts as any fact read ahead does (until the host changes). A batch that fails is as if
+        never read: the run reads those facts itself.
+        """
+        if self._ahead is not None or not commands:
+            return
+        self.ahead_trips += 1
+        self._ahead = threading.Thread(target=self._read, args=(commands,), name=f"ahead-{self.name}", daemon=True)
+        self._ahead.start()
+
+    def _read(self, commands: list[str]) -> None:
+        facts = [CommandOutput(command) for command in dict.fromkeys(commands)]
+        script, token = batch_script(facts)
+        try:
+            outputs = split_batch(facts, self.run(script).stdout, token)
+            self.fact_outputs.update({fact.command(): lines for fact, lines in outputs})
+        except ConnectError as exc:
+            self._ahead_error = exc
+        except (LlamafleetError, ValueError):
+            pass
+        finally:
+            if self._abandoned:
+                self.close()
+
+    def caught_up(self) -> None:
+        """Wait for the read ahead, if one runs; the connection error it met is raised here, to its first caller."""
+        ahead = self._ahead
+        if ahead is None or ahead is threading.current_thread():
+            return
+        ahead.join()
+        with self._lock:
+            error, self._ahead_error = self._ahead_error, None
+        if error is not None:
+            raise error
+
     def open(self) -> Connection:
+        self.caught_up()
         with self._lock:
             if self._conn is not None and not self._conn.is_connected:
                 self._close_all()  # dropped while idle: no command was running, so connect again
@@ -433,6 +478,10 @@ class HostConnection:
         return sink.hexdigest()
 
     def close(self) -> None:
+        ahead = self._ahead
+        if ahead is not None and ahead.is_alive() and ahead is not threading.current_thread():
+            self._abandoned = True  # it closes the connection when it ends; a process that exits does not wait
+            return
         with self._lock:
             self._close_all()
 
@@ -459,11 +508,20 @@ class ConnectionPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: dict[tuple, HostConnection] = {}
+        # Where the facts this process asked for are kept for the next process of the same command line
+        # (set by the first read_ahead; see runner.read_ahead).
+        self.memory: Path | None = None
 
     def connection(self, host: Host, *, accept_new_host_keys: bool, base_dir: Path) -> HostConnection:
         candidate = HostConnection(host, accept_new_host_keys=accept_new_host_keys, base_dir=base_dir)  # not opened yet
         with self._lock:
             return self._open.setdefault(candidate.reaches, candidate)
+
+    def asked(self) -> dict[str, list[str]]:
+        """host -> the commands of the facts this process's runs asked for there."""
+        with self._lock:
+            connections = list(self._open.values())
+        return {conn.name: list(conn.asked) for conn in connections if conn.asked}
 
     def close(self) -> None:
         with self._lock:

@@ -95,15 +95,18 @@ def main() -> None:
     parser.add_argument("--balancers", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--forks", type=int, default=10)
+    parser.add_argument("--name", default="benchcli", help="the lab's name (1-10 lowercase letters/digits)")
+    parser.add_argument("--keep", action="store_true", help="leave the lab up (its inventory: inventory/NAME.yml)")
     args = parser.parse_args()
     if args.inventory:
         measure(args.inventory, args.repeats, args.forks)
         return
-    info = lab.up(name="benchcli", workers=args.workers, clusters=args.clusters, balancers=args.balancers)
+    info = lab.up(name=args.name, workers=args.workers, clusters=args.clusters, balancers=args.balancers)
     try:
         measure(info.inventory, args.repeats, args.forks)
     finally:
-        lab.down(name="benchcli")
+        if not args.keep:
+            lab.down(name=args.name)
 
 
 if __name__ == "__main__":
