@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,26 @@ class Fact:
     def process(self, lines: list[str]) -> Any:
         raise NotImplementedError
 
+    def joins(self) -> bool:
+        """Whether a batch may read this fact with the others of its kind, by one command (`together`)."""
+        return False
+
+    @classmethod
+    def together(cls, facts: list[Fact]) -> str:
+        """One command reading all of `facts` (of this kind, each joins()) at once, in fewer processes."""
+        raise NotImplementedError
+
+    @classmethod
+    def apart(cls, facts: list[Fact], lines: list[str]) -> list[list[str]]:
+        """together()'s output split into each fact's own: the lines its command prints alone (process() reads
+        them as usual); ValueError when the output cannot be split."""
+        raise NotImplementedError
+
+    @classmethod
+    def of_command(cls, command: str) -> Fact | None:
+        """The fact of this kind whose command is exactly `command`, when a batch may join it; else None."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}{self.args!r}"
 
@@ -47,9 +68,16 @@ def batch_script(facts: list[Fact], token: str | None = None, *, at_once: bool =
     """
     token = token or secrets.token_hex(6)
     lines = ["LC_ALL=C; export LC_ALL"]
-    lines += [f"_lf_fact{index}() {{ {fact.command()}\n}}" for index, fact in enumerate(facts)]
+    groups = [] if at_once else _groups(facts)
+    joined = {index for group in groups for index in group}
+    alone = [index for index in range(len(facts)) if index not in joined]
+    lines += [f"_lf_fact{index}() {{ {facts[index].command()}\n}}" for index in alone]
+    for number, group in enumerate(groups):
+        members = [facts[index] for index in group]
+        lines.append(f"_lf_factg{number}() {{ {type(members[0]).together(members)}\n}}")
     # The batch's own names start with _lf_: a fact's command runs in this shell and may set its own variables.
-    each = f"for _lf_i in {' '.join(str(i) for i in range(len(facts)))}; do"
+    order = sorted([*((index, str(index)) for index in alone), *((g[0], f"g{n}") for n, g in enumerate(groups))])
+    each = f"for _lf_i in {' '.join(name for _, name in order)}; do"
     begin, end = f'echo "@{token} $_lf_i"', f"printf '\\n@{token} end %s\\n'"
     one_after_another = f"{each} {begin}; {{ _lf_fact$_lf_i; }} </dev/null 2>/dev/null; {end} $?; done"
     if not at_once:
@@ -73,16 +101,46 @@ def parse_batch(facts: list[Fact], stdout: str, token: str) -> dict[tuple, Any]:
 
 def split_batch(facts: list[Fact], stdout: str, token: str) -> list[tuple[Fact, list[str]]]:
     """Each fact with its output lines, from a batch script's output; ValueError when one is missing."""
-    pattern = re.compile(rf"^@{token} (\d+)\n(.*?)\n@{token} end (\d+)$", re.S | re.M)
-    found: dict[int, list[str]] = {}
+    pattern = re.compile(rf"^@{token} (g?\d+)\n(.*?)\n@{token} end (\d+)$", re.S | re.M)
+    found: dict[str, list[str]] = {}
     for match in pattern.finditer(stdout):
         text = match.group(2)
         text = text[:-1] if text.endswith("\n") else text
-        found[int(match.group(1))] = text.split("\n") if text else []
-    missing = [fact for index, fact in enumerate(facts) if index not in found]
+        found[match.group(1)] = text.split("\n") if text else []
+    by_index = {str(index): found[str(index)] for index in range(len(facts)) if str(index) in found}
+    for number, group in enumerate(_groups(facts)):
+        if f"g{number}" in found:
+            members = [facts[index] for index in group]
+            by_index.update(zip(map(str, group), type(members[0]).apart(members, found[f"g{number}"]), strict=True))
+    missing = [fact for index, fact in enumerate(facts) if str(index) not in by_index]
     if missing:
         raise ValueError(f"fact output incomplete, missing {missing[0]!r}")
-    return [(fact, found[index]) for index, fact in enumerate(facts)]
+    return [(fact, by_index[str(index)]) for index, fact in enumerate(facts)]
+
+
+def _groups(facts: list[Fact]) -> list[list[int]]:
+    """The indexes of the facts a batch reads together, by kind (two or more of a kind that joins)."""
+    kinds: dict[type, list[int]] = {}
+    for index, fact in enumerate(facts):
+        if fact.joins():
+            kinds.setdefault(type(fact), []).append(index)
+    return [group for group in kinds.values() if len(group) > 1]
+
+
+def from_command(command: str) -> Fact:
+    """The fact a remembered command reads: one a batch may join with others of its kind, else CommandOutput."""
+    for kind in (PathInfo, DebPackages, SystemdUnit):
+        fact = kind.of_command(command)
+        if fact is not None:
+            return fact
+    return CommandOutput(command)
+
+
+def _quoted_words(text: str) -> list[str] | None:
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return None
 
 
 class OsRelease(Fact):
@@ -156,6 +214,67 @@ class PathInfo(Fact):
             )
         return text
 
+    def joins(self) -> bool:
+        return not any(c in self.args[0] for c in "\n\\")  # names sha256sum would escape
+
+    @classmethod
+    def together(cls, facts: list[Fact]) -> str:
+        """One stat of every path; each link read, each regular file hashed (by one sha256sum below LARGE_FILE):
+        lines `S<stat>|<path>`, `L<link>` then `T<target>`, and the hashers' own lines."""
+        paths = " ".join(shlex.quote(p) for p in dict.fromkeys(f.args[0] for f in facts))
+        summed = "|".join(shlex.quote(p) for p in dict.fromkeys(f.args[0] for f in facts if f.args[1]))
+        hashing = (
+            f" 'regular file'|'regular empty file') case $_lf_n in {summed}) "
+            f'if [ "$_lf_s" -lt {LARGE_FILE} ]; then set -- "$@" "$_lf_n"; '
+            'else openssl dgst -sha256 -r "$_lf_n" 2>/dev/null || sha256sum "$_lf_n"; fi;; esac;;'
+        )
+        return (
+            f"stat -c '%F|%a|%U|%G|%s|%n' -- {paths} 2>/dev/null | {{ set --\n"
+            """while IFS= read -r _lf_l; do printf 'S%s\\n' "$_lf_l"; """
+            "_lf_k=${_lf_l%%|*}; _lf_r=${_lf_l#*|*|*|*|}; _lf_s=${_lf_r%%|*}; _lf_n=${_lf_r#*|}; "
+            """case $_lf_k in 'symbolic link') printf 'L%s\\n' "$_lf_n"; """
+            """_lf_t=$(readlink -- "$_lf_n") && printf 'T%s\\n' "$_lf_t";;"""
+            + (hashing if summed else "")
+            + ' esac; done; [ $# -eq 0 ] || sha256sum -- "$@"; }'
+        )
+
+    @classmethod
+    def apart(cls, facts: list[Fact], lines: list[str]) -> list[list[str]]:
+        stats: dict[str, str] = {}
+        targets: dict[str, str] = {}
+        sums: dict[str, str] = {}
+        link = None
+        for line in lines:
+            if line.startswith("S") and line.count("|") >= 5:
+                *fields, name = line[1:].split("|", 5)
+                stats[name] = "|".join(fields)
+            elif line.startswith("L"):
+                link = line[1:]
+            elif line.startswith("T") and link is not None:
+                targets[link] = line[1:]
+            elif _HASHED.match(line):
+                sums[line[66:]] = line
+        outputs = []
+        for fact in facts:
+            path, checksum = fact.args
+            if path not in stats:
+                outputs.append([])
+                continue
+            kind = stats[path].split("|")[0]
+            extra = targets.get(path) if kind == "symbolic link" else None
+            if checksum and kind in ("regular file", "regular empty file"):
+                extra = sums.get(path)
+            outputs.append([stats[path]] if extra is None else [stats[path], extra])
+        return outputs
+
+    @classmethod
+    def of_command(cls, command: str) -> Fact | None:
+        match = re.match(r"s=\$\(stat -c '%F\|%a\|%U\|%G\|%s' (.+?)\) && echo", command)
+        words = _quoted_words(match.group(1)) if match else None
+        if not words or len(words) != 1:
+            return None
+        return next((f for f in (cls(words[0]), cls(words[0], False)) if f.command() == command and f.joins()), None)
+
     def process(self, lines: list[str]) -> FileState | None:
         if not lines or lines[0].count("|") != 4:
             return None
@@ -170,6 +289,9 @@ class PathInfo(Fact):
         target = lines[1] if kind == "link" and len(lines) > 1 else None
         sha = lines[1].split()[0].lstrip("*") if kind == "file" and len(lines) > 1 and lines[1] else None
         return FileState(kind, int(mode, 8), owner, group, int(size), sha, target)
+
+
+_HASHED = re.compile(r"^[0-9a-f]{64} [ *]")  # a line of sha256sum or of `openssl dgst -r`: hash, mark, path
 
 
 class FileContent(Fact):
@@ -194,6 +316,24 @@ class DebPackages(Fact):
             + " -- "
             + " ".join(quote("%s", n) for n in self.args[0])
         )
+
+    def joins(self) -> bool:
+        return all(re.fullmatch(r"[a-z0-9][a-z0-9+.-]*", name) for name in self.args[0])  # no arch, no pattern
+
+    @classmethod
+    def together(cls, facts: list[Fact]) -> str:
+        return cls(sorted({name for fact in facts for name in fact.args[0]})).command()
+
+    @classmethod
+    def apart(cls, facts: list[Fact], lines: list[str]) -> list[list[str]]:
+        return [[line for line in lines if line.split("|")[0] in fact.args[0]] for fact in facts]
+
+    @classmethod
+    def of_command(cls, command: str) -> Fact | None:
+        prefix = cls([]).command()
+        words = _quoted_words(command[len(prefix) :]) if command.startswith(prefix) else None
+        fact = cls(words) if words else None
+        return fact if fact is not None and fact.command() == command and fact.joins() else None
 
     def process(self, lines: list[str]) -> dict[str, str]:
         found = {}
@@ -236,6 +376,35 @@ class SystemdUnit(Fact):
     def command(self) -> str:
         props = "LoadState,ActiveState,SubState,UnitFileState,FragmentPath,NeedDaemonReload"
         return quote("systemctl show --no-pager -p %s %s", props, self.args[0])
+
+    def joins(self) -> bool:
+        return re.fullmatch(r"[A-Za-z0-9:_.@-]+\.[a-z]+", self.args[0]) is not None  # a valid unit name
+
+    @classmethod
+    def together(cls, facts: list[Fact]) -> str:
+        """One systemctl show of every unit: one block each, in the order named, blocks parted by an empty line."""
+        units = list(dict.fromkeys(fact.args[0] for fact in facts))
+        return cls(units[0]).command() + "".join(quote(" %s", unit) for unit in units[1:])
+
+    @classmethod
+    def apart(cls, facts: list[Fact], lines: list[str]) -> list[list[str]]:
+        units = list(dict.fromkeys(fact.args[0] for fact in facts))
+        blocks: list[list[str]] = [[]]
+        for line in lines:
+            if line:
+                blocks[-1].append(line)
+            else:
+                blocks.append([])
+        if len(blocks) != len(units):
+            raise ValueError(f"systemctl show gave {len(blocks)} block(s) for {len(units)} unit(s)")
+        by_unit = dict(zip(units, blocks, strict=True))
+        return [by_unit[fact.args[0]] for fact in facts]
+
+    @classmethod
+    def of_command(cls, command: str) -> Fact | None:
+        words = _quoted_words(command)
+        fact = cls(words[-1]) if words and len(words) == 6 else None
+        return fact if fact is not None and fact.command() == command and fact.joins() else None
 
     def process(self, lines: list[str]) -> dict[str, str]:
         return dict(line.split("=", 1) for line in lines if "=" in line)

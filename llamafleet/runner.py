@@ -14,7 +14,7 @@ from typing import Any
 
 from . import controller_files, factmemory, progress
 from .errors import CommandError, ConnectError, GateError, InventoryError, LlamafleetError, OperationError
-from .facts import CommandOutput, Fact, OsRelease, batch_script, split_batch
+from .facts import Fact, OsRelease, batch_script, from_command, split_batch
 from .inventory import Host, Inventory
 from .operations.base import Change, Facts, Feed, Operation, Shell, Step, Transfer, Upload
 from .output import OpResult, Output
@@ -153,7 +153,7 @@ class Runner:
         todo = session.missing(wanted)
         asked = {f.command() for f in todo}
         fresh = (c for c in dict.fromkeys(remembered or ()) if c not in asked and not session.has_output(c))
-        ahead = [CommandOutput(c) for c in fresh]
+        ahead = [from_command(c) for c in fresh]
         if todo or ahead:
             found = self._batch(host, todo + ahead)
             session.learned(todo, {f.key: found[f.key] for f in todo})
@@ -463,10 +463,10 @@ def read_ahead(pool: ConnectionPool, inventory: Inventory, options: RunOptions, 
         return
     pool.memory = factmemory.of_command_line(inventory.path, command_line)
     remembered = factmemory.recall(pool.memory)
-    base = inventory.path.parent
+    base, slots = inventory.path.parent, threading.Semaphore(max(1, options.forks))
     for host in inventory.select(options.limit):
         if remembered.get(host.name):
-            pool.connection(host, accept_new_host_keys=False, base_dir=base).read_ahead(remembered[host.name])
+            pool.connection(host, accept_new_host_keys=False, base_dir=base).read_ahead(remembered[host.name], slots)
 
 
 def playbook_signature(phases: list[Phase]) -> str:

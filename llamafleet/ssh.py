@@ -24,7 +24,7 @@ from . import hostscripts, openssh
 from .channel import CHUNK, Exchange, HashingWriter, Limited, Ranges, Wrapped
 from .connvars import Hop
 from .errors import CommandError, ConnectError, LlamafleetError, OperationError
-from .facts import CommandOutput, batch_script, split_batch
+from .facts import batch_script, from_command, split_batch
 from .inventory import Host
 from .known_hosts import HostKeyPolicy, KnownHosts, changed_key_message, read_known_hosts
 from .operations.base import Transfer
@@ -119,24 +119,28 @@ class HostConnection:
     def become(self) -> bool:
         return self.settings.become and self.user != self.settings.become_user
 
-    def read_ahead(self, commands: list[str]) -> None:
+    def read_ahead(self, commands: list[str], slots: threading.Semaphore) -> None:
         """Connect and read these fact commands' output in one round trip, in the background, before any run asks.
 
-        Once per connection. Whatever then uses the connection waits for it first (`caught_up`); the outputs
+        Once per connection; it starts once it holds one of `slots` (--forks). Whatever then uses the connection
+        waits for it first (`caught_up`); the outputs
         serve the runs' facts as any fact read ahead does (until the host changes). A batch that fails is as if
         never read: the run reads those facts itself.
         """
         if self._ahead is not None or not commands:
             return
         self.ahead_trips += 1
-        self._ahead = threading.Thread(target=self._read, args=(commands,), name=f"ahead-{self.name}", daemon=True)
+        self._ahead = threading.Thread(
+            target=self._read, args=(commands, slots), name=f"ahead-{self.name}", daemon=True
+        )
         self._ahead.start()
 
-    def _read(self, commands: list[str]) -> None:
-        facts = [CommandOutput(command) for command in dict.fromkeys(commands)]
+    def _read(self, commands: list[str], slots: threading.Semaphore) -> None:
+        facts = [from_command(command) for command in dict.fromkeys(commands)]
         script, token = batch_script(facts)
         try:
-            outputs = split_batch(facts, self.run(script).stdout, token)
+            with slots:
+                outputs = split_batch(facts, self.run(script).stdout, token)
             self.fact_outputs.update({fact.command(): lines for fact, lines in outputs})
         except ConnectError as exc:
             self._ahead_error = exc

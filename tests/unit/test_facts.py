@@ -324,3 +324,95 @@ def test_batch_output_cut_before_a_marker_raises_value_error(batch_facts):
         facts.parse_batch(batch_facts, cut, token)
     with pytest.raises(ValueError, match="fact output incomplete"):
         facts.parse_batch(batch_facts, stdout, "ffffffffffff")
+
+
+# --------------------------------------------------------------------------- facts of a kind read together
+
+
+@pytest.fixture
+def many_paths(tmp_path):
+    conf = tmp_path / "app.conf"
+    conf.write_bytes(APP_CONF)
+    conf.chmod(0o640)
+    (tmp_path / "empty").touch()
+    (tmp_path / "odd name | *").write_bytes(b"x\n")
+    (tmp_path / "link").symlink_to(conf)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    big = tmp_path / "big"
+    with big.open("wb") as handle:
+        handle.truncate(facts.LARGE_FILE + 1)
+    names = ["app.conf", "empty", "odd name | *", "link", "dangling", "big", "missing", ".", "app.conf"]
+    return [facts.PathInfo(str(tmp_path / n), checksum) for n in names for checksum in (True, False)]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_paths_read_together_by_one_stat_give_what_each_gets_alone(shell, many_paths):
+    script, token = facts.batch_script(many_paths)
+    assert script.count("stat -c") == 1, "one stat reads every path"
+    together = facts.split_batch(many_paths, run_batch(shell, script), token)
+    for fact, lines in together:
+        alone = subprocess.run([shell, "-c", fact.command()], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        text = alone.stdout[:-1] if alone.stdout.endswith("\n") else alone.stdout
+        assert lines == (text.split("\n") if text else []), fact
+
+
+@pytest.mark.skipif(not shutil.which("dpkg-query"), reason="no dpkg-query here")
+def test_packages_read_together_by_one_dpkg_query_give_what_each_gets_alone():
+    asked = [facts.DebPackages(["dpkg", "no-such-package-x"]), facts.DebPackages(["coreutils", "dpkg"])]
+    script, token = facts.batch_script(asked)
+    assert script.count("dpkg-query") == 1
+    together = dict(facts.split_batch(asked, run_batch("sh", script), token))
+    for fact in asked:
+        alone = subprocess.run(["sh", "-c", fact.command()], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        assert sorted(together[fact]) == sorted(alone.stdout.splitlines()), fact
+        assert fact.process(together[fact]) == fact.process(alone.stdout.splitlines())
+
+
+def test_units_read_together_are_split_back_one_block_per_unit_in_the_order_named():
+    units = [facts.SystemdUnit(u) for u in ("nosuch.service", "nftables.service", "llama-server.service")]
+    asked = [units[2], units[0], units[1], units[2]]
+    command = facts.SystemdUnit.together(asked)
+    assert words(command)[5:] == ["llama-server.service", "nosuch.service", "nftables.service"]
+    recorded = recorded_lines("systemdunits_together.txt")  # the same units, named in the recording's order
+    blocks = facts.SystemdUnit.apart(units, recorded)
+    assert [facts.SystemdUnit("x").process(b)["LoadState"] for b in blocks] == ["not-found", "loaded", "loaded"]
+    assert blocks[2][-1] == "NeedDaemonReload=no" and "" not in blocks[0]
+    with pytest.raises(ValueError, match="2 block"):
+        facts.SystemdUnit.apart(units, recorded[: recorded.index("", 8)])
+
+
+def test_only_unit_names_and_plain_package_names_join_a_batch():
+    assert facts.SystemdUnit("wg-quick@lfwg0.service").joins()
+    assert not facts.SystemdUnit("llama rpc;x.service").joins()
+    assert facts.DebPackages(["libstdc++6", "ca-certificates"]).joins()
+    assert not facts.DebPackages(["libc6:amd64"]).joins() and not facts.DebPackages(["lib*"]).joins()
+    assert facts.PathInfo("/a b|c").joins() and not facts.PathInfo("/a\nb").joins()
+
+
+@pytest.mark.parametrize(
+    "fact",
+    [
+        facts.PathInfo("/etc/llamafleet/host.yml"),
+        facts.PathInfo("/opt/llama.cpp/current", False),
+        facts.PathInfo("/tmp/odd name; 'quoted' $x"),
+        facts.SystemdUnit("wg-quick@lfwg0.service"),
+        facts.DebPackages(["openssl", "ca-certificates"]),
+    ],
+)
+def test_a_remembered_command_becomes_the_fact_that_reads_it(fact):
+    found = facts.from_command(fact.command())
+    assert (type(found), found.key, found.command()) == (type(fact), fact.key, fact.command())
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        facts.PathInfo("/a\nb").command(),  # does not join: read as it is
+        facts.SystemdUnit("llama rpc;x.service").command(),
+        facts.PathInfo("/x").command() + "; true",
+        "cat /etc/os-release",
+    ],
+)
+def test_any_other_remembered_command_is_read_as_it_is(command):
+    found = facts.from_command(command)
+    assert isinstance(found, facts.CommandOutput) and found.command() == command
