@@ -6,6 +6,10 @@ remembered is each fact's command; its output is parsed by the fact that asks fo
 run, and only while nothing changed on the host (as for every fact read ahead). A remembered command
 no role asks for any more costs a little time once and is forgotten.
 
+A second memory is kept per command line (`of_command_line`): every fact the process's tasks asked
+for on each host (`invoke provision ... deploy ...`: both tasks' facts). The next process of the
+same command line reads them ahead, while it still loads its roles (runner.read_ahead).
+
 The file lives in the controller's private cache, which is trusted as the artifacts it also holds
 are (they are installed as root on every host).
 """

@@ -80,3 +80,22 @@ def test_the_runs_of_one_process_share_what_was_read_on_a_connection(session):
     fact = CommandOutput("cat /etc/hostname")
     session.read({fact.command(): ["h1"]})
     assert later.missing([fact]) == [] and later.known()[fact.key] == ["h1"]
+
+
+def test_each_command_line_has_a_memory_of_its_own_in_each_folder(tmp_path, memory, monkeypatch):
+    line = ["provision", "-i", "hosts.yml", "deploy", "-i", "hosts.yml", "--model", "m.gguf"]
+    monkeypatch.chdir(tmp_path)
+    mine = factmemory.of_command_line(tmp_path / "hosts.yml", line)
+    assert mine == factmemory.of_command_line(tmp_path / "hosts.yml", list(line))
+    assert mine not in (memory, factmemory.of_command_line(tmp_path / "hosts.yml", line[:3]))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # -i hosts.yml names another file here
+    assert factmemory.of_command_line(tmp_path / "hosts.yml", line) != mine
+
+
+def test_every_fact_the_process_asked_for_on_a_host_is_kept_on_its_connection(session):
+    later = HostSession(session.connection)  # the next task of the same command line
+    session.missing([CommandOutput("cat /a"), PathInfo("/b")])
+    later.missing([CommandOutput("cat /c"), CommandOutput("cat /a")])
+    assert list(later.asked) == ["cat /c", "cat /a"]
+    assert list(session.connection.asked) == ["cat /a", PathInfo("/b").command(), "cat /c"]
