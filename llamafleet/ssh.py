@@ -83,7 +83,7 @@ class HostConnection:
         self.asked: dict[str, None] = {}  # the command of every fact the process's runs asked for here, in order
         self.ahead_trips = 0  # round trips read_ahead() made, not yet counted by a run
         self._ahead: threading.Thread | None = None
-        self._ahead_error: ConnectError | None = None
+        self._ahead_error: Exception | None = None
         self._abandoned = False
         self._lock = threading.Lock()
         self._bulk: openssh.Client | None = None
@@ -123,9 +123,8 @@ class HostConnection:
         """Connect and read these fact commands' output in one round trip, in the background, before any run asks.
 
         Once per connection; it starts once it holds one of `slots` (--forks). Whatever then uses the connection
-        waits for it first (`caught_up`); the outputs
-        serve the runs' facts as any fact read ahead does (until the host changes). A batch that fails is as if
-        never read: the run reads those facts itself.
+        waits for it first (`caught_up`); the outputs serve the runs' facts as any fact read ahead does (until the
+        host changes). What it failed with (no connection, the batch's own failure) is raised there, once.
         """
         if self._ahead is not None or not commands:
             return
@@ -140,18 +139,20 @@ class HostConnection:
         script, token = batch_script(facts)
         try:
             with slots:
-                outputs = split_batch(facts, self.run(script).stdout, token)
+                result = self.run(script)
+            try:
+                outputs = split_batch(facts, result.stdout, token)
+            except ValueError as exc:
+                raise CommandError(self.name, "gather facts", result.status, f"{exc}\n{result.stderr}") from None
             self.fact_outputs.update({fact.command(): lines for fact, lines in outputs})
-        except ConnectError as exc:
+        except Exception as exc:  # noqa: BLE001 - raised to the first caller, as the run's own first batch would
             self._ahead_error = exc
-        except (LlamafleetError, ValueError):
-            pass
         finally:
             if self._abandoned:
                 self.close()
 
     def caught_up(self) -> None:
-        """Wait for the read ahead, if one runs; the connection error it met is raised here, to its first caller."""
+        """Wait for the read ahead, if one runs; the error it met is raised here, to its first caller."""
         ahead = self._ahead
         if ahead is None or ahead is threading.current_thread():
             return

@@ -89,3 +89,18 @@ def test_a_read_ahead_that_cannot_connect_is_reported_by_the_run_as_the_run_itse
     assert runner.round_trips == {"local": 1}, "one attempt to connect: the read ahead's"
     assert [(r.status, r.reason) for r in ahead.results] == [(r.status, r.reason) for r in alone.results]
     assert "cannot connect to 127.0.0.1" in ahead.results[0].reason
+
+
+def test_a_read_ahead_whose_batch_breaks_fails_the_host_as_the_runs_own_batch_would(setup, pools):
+    inv, role = setup
+    host = inv.hosts["local"]
+    pool = ConnectionPool()
+    pools.append(pool)
+    connection = pool.connection(host, accept_new_host_keys=False, base_dir=inv.path.parent)
+    connection.read_ahead(["echo before", "exit 3"], threading.Semaphore(1))  # ends the batch's shell
+    output = Output(json_mode=True, stream=io.StringIO())
+    runner = Runner(inv, RunOptions(), output, pool)
+    assert runner.play([Phase("test", (role,))]) != 0
+    assert [(r.status, r.operation) for r in output.results] == [("failed", "error")]
+    assert "gather facts" in output.results[0].reason and "missing CommandOutput('exit 3',)" in output.results[0].reason
+    assert runner.round_trips == {"local": 1}, "the run did not read again what the read ahead failed to"
