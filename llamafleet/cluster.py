@@ -23,6 +23,11 @@ WireGuard mesh of the cluster: the head gets the first address of `cluster_tunne
 ones in inventory order (a worker added at the end renumbers nobody), a worker's rpc-server binds its tunnel
 address, the head connects to those and the workers admit the head's tunnel address. The addresses above are
 then the underlay: where WireGuard's UDP packets travel and where clients reach the API.
+
+Balancers in front of tunnelled clusters reach those heads' APIs through WireGuard too (the front): each such
+head's interface gets a second address from the balancers' `balancer_tunnel_subnet` (the heads its first ones in
+cluster order, the balancers its last ones, so neither renumbers the other), and peers with each balancer. The
+head's API then admits the balancers' front addresses on the tunnel interface only.
 """
 
 from __future__ import annotations
@@ -80,6 +85,45 @@ class Tunnel:
 
 
 @dataclass(frozen=True)
+class Front:
+    """The balancers' WireGuard links to the heads of the tunnelled clusters: each of those hosts' address in
+    `subnet`."""
+
+    subnet: str
+    addresses: tuple[tuple[str, str], ...]  # (host name, front address): the heads, then the balancers
+
+    def address(self, host: str) -> str:
+        return dict(self.addresses)[host]
+
+    @property
+    def prefixlen(self) -> int:
+        return ipaddress.IPv4Network(self.subnet).prefixlen
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One WireGuard peer of a host: its name and role, its tunnel address, and where its UDP packets go."""
+
+    name: str
+    kind: str  # head, worker or balancer
+    address: str
+    endpoint: str  # the peer's own address outside the tunnel
+    port: int
+
+
+@dataclass(frozen=True)
+class Links:
+    """One host's WireGuard interface: its addresses (with prefix length), its UDP port and its peers."""
+
+    interface: str
+    addresses: tuple[str, ...]
+    port: int
+    peers: tuple[Peer, ...]
+    kind: str  # the host's own role: head, worker or balancer
+    cluster: str | None = None  # None for a balancer
+
+
+@dataclass(frozen=True)
 class Cluster:
     """A read-only view of one cluster, built from an inventory by fleet()."""
 
@@ -93,11 +137,17 @@ class Cluster:
     api_port: int = 0
     tunnel: Tunnel | None = None  # cluster_tunnel: wireguard
     head_underlay: str = ""  # with a tunnel, the head's own address (head_address is then its tunnel address)
+    api_underlay: str = ""  # with balancers in the tunnel: where the API is outside it (api_address is the front one)
 
     @property
     def head_host_address(self) -> str:
         """The head's address on the cluster network, outside any tunnel."""
         return self.head_underlay or self.head_address
+
+    @property
+    def api_host_address(self) -> str:
+        """Where the head's API answers outside any tunnel."""
+        return self.api_underlay or self.api_address
 
     @property
     def rpc_servers(self) -> str:
@@ -123,6 +173,7 @@ class Balancer:
     name: str
     address: str
     allow: tuple[str, ...]
+    tunnel_port: int = 0  # its WireGuard port, when it peers with tunnelled heads
 
 
 @dataclass(frozen=True)
@@ -131,6 +182,7 @@ class Fleet:
 
     clusters: tuple[Cluster, ...]
     balancers: tuple[Balancer, ...] = ()
+    front: Front | None = None  # balancers and at least one tunnelled cluster
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -146,6 +198,34 @@ class Fleet:
     def balancer(self, name: str) -> Balancer:
         return next(balancer for balancer in self.balancers if balancer.name == name)
 
+    def links(self, host: str) -> Links | None:
+        """The host's WireGuard interface: a tunnelled cluster's head peers with its workers (and the balancers),
+        a worker with its head, a balancer with every tunnelled head; None for every other host."""
+        view, front = self.of(host), self.front
+        if view is not None:
+            tunnel = view.tunnel
+            if tunnel is None:
+                return None
+            own = [f"{tunnel.address(host)}/{tunnel.prefixlen}"]
+            if host != view.head:
+                head = Peer(view.head, "head", view.head_address, view.head_host_address, tunnel.port)
+                return Links(tunnel.interface, tuple(own), tunnel.port, (head,), "worker", view.name)
+            peers = [Peer(w.name, "worker", w.address, w.host_address, tunnel.port) for w in view.workers]
+            if front is not None:
+                own.append(f"{front.address(host)}/{front.prefixlen}")
+                peers += [Peer(b.name, "balancer", front.address(b.name), b.address, b.tunnel_port)
+                          for b in self.balancers]  # fmt: skip
+            return Links(tunnel.interface, tuple(own), tunnel.port, tuple(peers), "head", view.name)
+        if front is None or host not in {balancer.name for balancer in self.balancers}:
+            return None
+        heads = [
+            Peer(c.head, "head", front.address(c.head), c.head_host_address, c.tunnel.port)
+            for c in self.clusters
+            if c.tunnel is not None
+        ]
+        own = (f"{front.address(host)}/{front.prefixlen}",)
+        return Links(TUNNEL_INTERFACE, own, self.balancer(host).tunnel_port, tuple(heads), "balancer")
+
 
 def fleet(inventory: Inventory) -> Fleet:
     """The clusters and balancers of a resolved inventory; InventoryError naming file, host and key when an
@@ -157,10 +237,14 @@ def fleet(inventory: Inventory) -> Fleet:
     _check_unique(tuple(worker for cluster in clusters for worker in cluster.workers), file)
     underlay = {address for cluster in clusters for address in cluster.addresses} | {b.address for b in balancers}
     clusters = tuple(_tunnelled(cluster, members[cluster.name], underlay, file) for cluster in clusters)
-    if balancers:
-        everyone = tuple(dict.fromkeys(a for c in clusters for a in c.addresses)) + tuple(b.address for b in balancers)
-        balancers = tuple(Balancer(b.name, b.address, b.allow or everyone) for b in balancers)
-    return Fleet(clusters, balancers)
+    if not balancers:
+        return Fleet(clusters)
+    everyone = tuple(dict.fromkeys(a for c in clusters for a in c.addresses)) + tuple(b.address for b in balancers)
+    balancers = tuple(replace(b, allow=b.allow or everyone) for b in balancers)
+    front = _front(inventory, clusters, balancers, underlay, file)
+    if front is not None:
+        clusters = tuple(_fronted(inventory, c, front, balancers, file) for c in clusters)
+    return Fleet(clusters, balancers, front)
 
 
 def view(inventory: Inventory) -> Cluster:
@@ -230,7 +314,63 @@ def _tunnelled(view: Cluster, members: Members, underlay: set[str], file: str) -
     )
 
 
-def tunnel_subnet(value: Any, hosts: int, underlay: set[str]) -> ipaddress.IPv4Network | str:
+def _front(
+    inventory: Inventory, clusters: tuple[Cluster, ...], balancers: tuple[Balancer, ...], underlay: set[str], file: str
+) -> Front | None:
+    """The balancers' links to the tunnelled heads, when there are any: addresses from `balancer_tunnel_subnet`
+    (the balancers' value, which they must share), which overlaps no cluster's tunnel."""
+    heads = [c.head for c in clusters if c.tunnel is not None]
+    if not heads:
+        return None
+    first = inventory.hosts[balancers[0].name]
+    key = "balancer_tunnel_subnet"
+    for balancer in balancers[1:]:
+        value = inventory.hosts[balancer.name].vars.get(key)
+        if value != first.vars.get(key):
+            raise InventoryError(
+                f"{shorten(str(value))!r} differs from balancer {first.name}'s {shorten(str(first.vars.get(key)))!r}: "
+                "the balancers share one subnet with the heads",
+                file=file,
+                where=f"host {balancer.name}",
+                key=key,
+            )
+    who = "each tunnelled head and balancer"
+    subnet = tunnel_subnet(first.vars.get(key), len(heads) + len(balancers), underlay, who)
+    if isinstance(subnet, ipaddress.IPv4Network):
+        tunnels = [c for c in clusters if c.tunnel is not None]
+        taken = [c for c in tunnels if ipaddress.IPv4Network(c.tunnel.subnet).overlaps(subnet)]
+        if taken:
+            subnet = f"{subnet} overlaps cluster {taken[0].name}'s cluster_tunnel_subnet {taken[0].tunnel.subnet}"
+    if isinstance(subnet, str):
+        raise InventoryError(subnet, file=file, where=f"host {first.name}", key=key)
+    hosts = subnet.hosts()
+    last = int(subnet.broadcast_address) - 1
+    given = [(head, str(next(hosts))) for head in heads]
+    given += [(b.name, str(ipaddress.IPv4Address(last - i))) for i, b in enumerate(balancers)]
+    return Front(str(subnet), tuple(given))
+
+
+def _fronted(inventory: Inventory, view: Cluster, front: Front, balancers: tuple[Balancer, ...], file: str) -> Cluster:
+    """A tunnelled cluster as the balancers see it through the front: its API at the head's front address,
+    admitting the balancers' front addresses."""
+    if view.tunnel is None:
+        return view
+    api_host = inventory.hosts[view.head].vars.get("api_host")
+    if api_host not in (None, ANY_IPV4, "::"):
+        raise InventoryError(
+            f"{shorten(str(api_host))!r} is the only address llama-server would listen on, but the balancers reach "
+            f"the head through the tunnel at {front.address(view.head)}: leave api_host at {ANY_IPV4}",
+            file=file,
+            where=f"host {view.head}",
+            key="api_host",
+        )
+    allow = tuple(front.address(balancer.name) for balancer in balancers)
+    return replace(view, api_address=front.address(view.head), api_underlay=view.api_address, api_allow=allow)
+
+
+def tunnel_subnet(
+    value: Any, hosts: int, underlay: set[str], who: str = "the head and each worker"
+) -> ipaddress.IPv4Network | str:
     """The tunnel's subnet, or why it cannot be one: a private IPv4 network (written without host bits) with room
     for `hosts` addresses, holding none of the hosts' own addresses (their routes would go into the tunnel)."""
     try:
@@ -240,7 +380,7 @@ def tunnel_subnet(value: Any, hosts: int, underlay: set[str]) -> ipaddress.IPv4N
     if not subnet.is_private or subnet.is_loopback or subnet.is_link_local or subnet.is_multicast:
         return f"{subnet} is not a private IPv4 network (RFC 1918, 100.64.0.0/10 or similar)"
     if subnet.prefixlen > 30 or subnet.num_addresses - 2 < hosts:
-        return f"{subnet} has no room for {hosts} host addresses (the head and each worker get one)"
+        return f"{subnet} has no room for {hosts} host addresses ({who} get one)"
     inside = sorted(a for a in underlay if ipaddress.IPv4Address(a) in subnet)
     if inside:
         return f"{subnet} holds {inside[0]}, an address a host is reached at outside the tunnel: pick another subnet"
@@ -257,7 +397,8 @@ def _balancer(host: Host, file: str) -> Balancer:
             where=f"host {host.name}",
             key="ansible_host",
         )
-    return Balancer(host.name, str(address), _networks(host.vars.get("api_allow"), file, host.name))
+    allow = _networks(host.vars.get("api_allow"), file, host.name)
+    return Balancer(host.name, str(address), allow, host.vars.get("cluster_tunnel_port", 0))
 
 
 def _ipv4(value: Any) -> ipaddress.IPv4Address | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import paths, playbooks, rolling
@@ -31,17 +32,36 @@ def provision(connect: Connect, phases: list[Phase] | None = None, serial: int =
     if plan is None:
         runner = _provision_step(connect, phases, everyone)
         return finish(runner, runner.exit_code())
-    balancers, fleet, balancers_change = plan
-    runners = [everyone, balancers]  # everyone holds the --check pass's round trips
-    code = balancers.play(phases) if balancers_change else 0  # their own roles first: the heads' rules need them
+    runners = [everyone, plan.balancers]  # everyone holds the --check pass's round trips
+    code = 0
+    if plan.balancers_change and plan.keyless and any(phase.name == "tunnel" for phase in phases):
+        runners.append(connect(only=plan.keyless, given=plan.given))
+        code = _make_keys(runners[-1])
+    if code == 0 and plan.balancers_change:  # their own roles first: the heads' rules need them
+        code = plan.balancers.play(phases)
     if code == 0:
+        from .roles.head.role import Serving  # role modules load with the run that uses them
 
         def step(hosts: frozenset[str]) -> int:
-            runners.append(_provision_step(connect, phases, connect(only=hosts)))
+            runners.append(_provision_step(connect, phases, connect(only=hosts, given=plan.given)))
             return runners[-1].exit_code()
 
-        code = rolling.roll(balancers, fleet, serial, step, "provisioning", wait_all=False)
+        def serves(head: str) -> bool:  # a head with a model deployed serves again after its step
+            return runners[-1].handoffs(Serving).models.get(head) is not None
+
+        code = rolling.roll(plan.balancers, plan.fleet, serial, step, "provisioning", wait_all=False, serves=serves)
     return finish_all(runners, code)
+
+
+def _make_keys(runner: Runner) -> int:
+    """The WireGuard keys of heads the balancers' tunnel names but which have none yet, made before the balancers
+    move (nothing restarts), their public keys then in the run's hand-off."""
+    from .roles.tunnel import role as tunnel_role  # role modules load with the run that uses them
+
+    code = runner.play(playbooks.tunnel_keys())
+    if code == 0:
+        tunnel_role.prepare(runner.run, list(runner.hosts))
+    return code
 
 
 def _provision_step(connect: Connect, phases: list[Phase], runner: Runner) -> Runner:
@@ -55,12 +75,22 @@ def _provision_step(connect: Connect, phases: list[Phase], runner: Runner) -> Ru
     return runner
 
 
-def _rolling_plan(
-    connect: Connect, phases: list[Phase], *given: object
-) -> tuple[Runner, tuple[Runner, Fleet, bool] | None]:
+@dataclass(frozen=True)
+class Rolling:
+    """How a run behind balancers goes: a runner of the balancers alone, the clusters to roll, whether the
+    balancers change, the hand-offs every later runner of the run gets (the task's, and the WireGuard public keys
+    read so far when balancers reach heads through the tunnel), and the heads of that tunnel with no key yet."""
+
+    balancers: Runner
+    fleet: Fleet
+    balancers_change: bool
+    given: tuple[object, ...]
+    keyless: frozenset[str]
+
+
+def _rolling_plan(connect: Connect, phases: list[Phase], *given: object) -> tuple[Runner, Rolling | None]:
     """A runner of every host of the run; with balancers in it (and not --check), every role's checks on every
-    host done (nothing connects yet), a runner of the balancers alone, the clusters to roll and whether the
-    balancers have anything to change (else None: the first runner plays the task at once)."""
+    host done (nothing connects yet) and how the roll goes (else None: the first runner plays the task at once)."""
     everyone = connect(given=given)
     fleet = everyone.run.fleet
     selected = {host.name for host in everyone.hosts}
@@ -71,18 +101,26 @@ def _rolling_plan(
         return everyone, None
     everyone.before_connecting(phases)
     involved = [c for c in fleet.clusters if rolling.hosts_of([c]) & selected]
-    changing, balancers_change = _changing(everyone, involved, balancers, phases)
-    return everyone, (connect(only=balancers, given=given), Fleet(tuple(changing), fleet.balancers), balancers_change)
+    planner = everyone.planner(rolling.hosts_of(involved) | balancers)
+    changing, balancers_change = _changing(everyone, planner, involved, balancers, phases)
+    keyless: frozenset[str] = frozenset()
+    if fleet.front is not None:  # a host's tunnel names peers outside its own step: their keys travel along
+        from .roles.tunnel.role import PublicKeys  # role modules load with the run that uses them
+
+        keys = planner.handoffs(PublicKeys)
+        given = (*given, keys)
+        keyless = frozenset(c.head for c in involved if c.api_underlay and not keys.by_host.get(c.head))
+    rolled = Fleet(tuple(changing), fleet.balancers)
+    return everyone, Rolling(connect(only=balancers, given=given), rolled, balancers_change, given, keyless)
 
 
 def _changing(
-    everyone: Runner, clusters: list[Cluster], balancers: frozenset[str], phases: list[Phase]
+    everyone: Runner, planner: Runner, clusters: list[Cluster], balancers: frozenset[str], phases: list[Phase]
 ) -> tuple[list[Cluster], bool]:
     """The clusters a run would change (or cannot tell: a host unreachable or failing), and whether the balancers
-    would, from one --check pass over all of their hosts at once: the others need not leave the rotation (nor
-    run again), and what the pass found on them is their result."""
+    would, from one --check pass (`planner`) over all of their hosts at once: the others need not leave the
+    rotation (nor run again), and what the pass found on them is their result."""
     hosts = rolling.hosts_of(clusters) | balancers
-    planner = everyone.planner(hosts)
     planner.play(phases)
     for host, count in planner.round_trips.items():
         everyone.round_trips[host] += count
@@ -135,13 +173,12 @@ def deploy(connect: Connect, source: Model, serial: int = 1) -> int:
     if plan is None:
         code = step(everyone)
     else:
-        balancers, fleet, _ = plan
-        runners += [everyone, balancers]  # everyone holds the --check pass's round trips
+        runners += [everyone, plan.balancers]  # everyone holds the --check pass's round trips
         code = rolling.roll(
-            balancers,
-            fleet,
+            plan.balancers,
+            plan.fleet,
             serial,
-            lambda hosts: step(connect(given=(Deploying(source),), only=hosts)),
+            lambda hosts: step(connect(given=plan.given, only=hosts)),
             f"deploying {source.name}",
             wait_all=True,
         )

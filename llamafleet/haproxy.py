@@ -141,11 +141,26 @@ class Server:
     operational: OperationalState  # what the health checks found
     sessions: int  # requests in flight (scur)
     status: str  # haproxy's own word for both (`show stat`): UP, DOWN, DRAIN, MAINT, "DOWN 1/2" (rising) ...
+    check: str = ""  # the last health check's result (`show stat` check_status): L7OK, L4CON, L4TOUT, INI ...
 
     @property
     def in_rotation(self) -> bool:
         """New requests may go to it: ready and its checks pass."""
         return self.admin == "ready" and self.operational == "up"
+
+    @property
+    def checked(self) -> bool:
+        """A health check finished since haproxy (re)started (a new server is UP until its first checks fail; a
+        server in maintenance has no check to wait for)."""
+        return self.check != "INI"
+
+    @property
+    def serving(self) -> bool:
+        """In rotation, and its last health check passed."""
+        return self.in_rotation and self.check in PASSED
+
+
+PASSED = ("L7OK", "L7OKC", "L6OK", "L4OK")  # check_status of a passed check (llamafleet's are L7: GET /health)
 
 
 def parse_servers(lines: Iterable[str], backend: str = BACKEND) -> dict[str, Server]:
@@ -172,6 +187,7 @@ def _server(state: dict[str, str], stat: dict[str, str]) -> Server:
         operational=_OPERATIONAL[state["srv_op_state"]],
         sessions=int(stat["scur"] or 0),
         status=stat["status"],
+        check=stat.get("check_status", "").removeprefix("* "),  # "* " while a check runs
     )
 
 

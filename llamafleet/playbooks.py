@@ -25,15 +25,20 @@ def provision(tags: Iterable[str] = (), skip_tags: Iterable[str] = ()) -> list[P
         # then every host switches together, or none
         "release": lambda: Phase("release", (load("release"),), group=NOT_BALANCERS, needs_all=True),
         "firewall": lambda: Phase("firewall", (load("firewall"),)),
-        # WireGuard between each head and its workers (cluster_tunnel), its UDP port already open: the keys made on
-        # each host first, then every host's configuration from their public keys; down where the tunnel is off
-        "tunnel": lambda: Phase("tunnel", (load("tunnel/keys"), load("tunnel")), group=NOT_BALANCERS),
+        # WireGuard between each head and its workers (cluster_tunnel) and the balancers, its UDP port already open:
+        # the keys made on each host first, then every host's configuration from their public keys; down elsewhere
+        "tunnel": lambda: Phase("tunnel", (load("tunnel/keys"), load("tunnel"))),
         "rpc_worker": lambda: Phase("workers", (load("rpc_worker"),), group="workers"),
         "head": lambda: Phase("head", (load("head"),), group="head", needs_all=True),
         # HAProxy in front of the heads (reloaded, never restarted, when they change)
         "balancer": lambda: Phase("balancers", (load("balancer"),), group="balancers"),
     }
     return [phases[name]() for name in PROVISION_ROLES if name in wanted]
+
+
+def tunnel_keys() -> list[Phase]:
+    """What makes a host's WireGuard key and nothing else (before the balancers' tunnel names it)."""
+    return [Phase("base", (load("base"),)), Phase("tunnel keys", (load("tunnel/keys"),))]
 
 
 def selected(
@@ -83,5 +88,5 @@ def teardown() -> list[Phase]:
     return [
         Phase("head", (load("teardown"),), group="head"),
         Phase("teardown", (load("teardown"),)),
-        Phase("tunnel", (load("tunnel/teardown"),), group=NOT_BALANCERS),
+        Phase("tunnel", (load("tunnel/teardown"),)),
     ]

@@ -47,11 +47,12 @@ def service_files(inv: Inventory, model: str) -> dict[str, dict[str, str]]:
         rendered.update({worker.name: worker_role.files(inv.hosts[worker.name], view, file) for worker in view.workers})
         behind = bool(fleet.balancers)  # a head behind balancers drains its API before it stops
         rendered[view.head] = head_role.files(inv.hosts[view.head], view, file, model=model, behind_balancers=behind)
-        if view.tunnel is not None:  # the WireGuard configuration, each peer's key shown as where it comes from
+    for name, host_files in rendered.items():  # the WireGuard configuration, each peer's key as where it comes from
+        links = fleet.links(name)
+        if links is not None:
             from .roles.tunnel import wireguard
 
-            for name in (view.head, *(worker.name for worker in view.workers)):
-                rendered[name][wireguard.config_path(view.tunnel)] = wireguard.render_config(view, name, None)
+            host_files[wireguard.config_path(links)] = wireguard.render_config(links, name, None)
     return rendered
 
 

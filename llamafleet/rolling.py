@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 # A head set ready must pass its checks (balancer_check_interval x rise) on every balancer within this time.
 READY_SECONDS = 60
 POLL_SECONDS = 1.0
+# haproxy's first check of a head after it (re)started: within its interval, plus `timeout check` when it times out.
+FIRST_CHECK_SECONDS = 15
 DRAIN_RAN_OUT = 3  # haproxy.wait_drained's exit status when requests were still in flight at the deadline
 
 
@@ -117,14 +119,19 @@ class Rotation:
             raise LlamafleetError(f"{host.name}: haproxy's servers unreadable: {exc}") from None
 
     def serving(self, batch: Sequence[Cluster]) -> set[str]:
-        """The clusters of `batch` whose head is in rotation on every balancer now."""
+        """The clusters of `batch` whose head is in rotation on every balancer now, its last check passed (a head
+        haproxy has not checked yet since it started is waited for, at most FIRST_CHECK_SECONDS)."""
         found = {view.name for view in batch}
         lock = threading.Lock()
 
         def look(host: Host) -> str | None:
+            deadline = time.monotonic() + FIRST_CHECK_SECONDS
             servers = self.servers(host)
+            while any(not servers[n].checked for n in found if n in servers) and time.monotonic() < deadline:
+                time.sleep(POLL_SECONDS)
+                servers = self.servers(host)
             with lock:
-                found.intersection_update(name for name, server in servers.items() if server.in_rotation)
+                found.intersection_update(name for name, server in servers.items() if server.serving)
             return None
 
         problems = self._each(look)
@@ -165,12 +172,14 @@ def roll(
     change: Callable[[frozenset[str]], int],
     what: str,
     wait_all: bool,
+    serves: Callable[[str], bool] = lambda head: False,
 ) -> int:
     """Apply `change` (given the host names of one batch, returns an exit code) batch by batch behind the
     balancers (`balancers`: a runner of them alone); the exit code of the first batch that failed, else 0.
 
     `wait_all`: every head of a batch must be back in rotation before the next (a deploy); else only those that
-    were in rotation before (a provision: a head with no model yet is not waited for). `what` names the change.
+    were in rotation before or that `serves` (head name) says serve after the change (a provision: a head with no
+    model yet is not waited for). `what` names the change.
     """
     output = balancers.output
     rotation = Rotation(balancers)
@@ -188,7 +197,8 @@ def roll(
         if code:
             return _stopped(output, order, index, f"{what} failed on cluster {names} (exit {code})", code)
         try:
-            rotation.put_back(batch, batch if wait_all else [view for view in batch if view.name in serving])
+            awaited = [view for view in batch if wait_all or view.name in serving or serves(view.head)]
+            rotation.put_back(batch, awaited)
         except LlamafleetError as exc:
             return _stopped(output, order, index, f"cluster {names} did not come back: {exc}", 4)
         output.say(f"rolling: cluster {names}: back in rotation")

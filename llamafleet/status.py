@@ -97,7 +97,8 @@ def read(inv: Inventory, connect: Callable[[], Runner]) -> tuple[list[Row], int]
             part, port = "worker", view.worker(host.name).port
         elif host.name in balancers:
             part, port = "balancer", host.vars["balancer_port"]
-        tunnel = view.tunnel.interface if view is not None and view.tunnel is not None else None
+        links = fleet.links(host.name)
+        tunnel = links.interface if links is not None else None
         text = runner.remote(host, script(part, port, api, tls_name, tunnel)).stdout
         rows[host.name] = parse(host.name, part, port, text, view.name if view else None)
 

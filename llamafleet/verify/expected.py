@@ -79,8 +79,13 @@ class Expectations:
         return address, balancer.balancer_port
 
     def head_api(self, view: cluster.Cluster) -> str:
-        """The head's API as a balancer reaches it: ip:port."""
+        """The head's API as a balancer reaches it: ip:port (through the tunnel, when its cluster has one)."""
         return f"{view.api_address}:{view.api_port}"
+
+    @staticmethod
+    def head_api_outside(view: cluster.Cluster) -> str:
+        """The head's API at its address outside any tunnel: ip:port."""
+        return f"{view.api_host_address}:{view.api_port}"
 
     def outside_of_balancer(self, host: Host) -> str | None:
         """A head or worker the balancer's port must refuse (its address outside the balancer's allow), if any."""
@@ -188,9 +193,10 @@ class Expectations:
     def probed_by(self, host: Host) -> tuple[str, ...]:
         """Endpoints this host probes: every worker's of its cluster from a head; the previous worker's from a
         worker (and with balancers, the first worker its head's API, and the balancers' ports it must not reach);
-        every head's API from a balancer."""
-        if host.name in self.balancers:
-            return tuple(self.head_api(view) for view in self.fleet.clusters)
+        every head's API from a balancer (and, for a head it reaches through the tunnel, its API outside it)."""
+        if host.name in self.balancers:  # and a head reached through the tunnel, at its own address: closed
+            found = [self.head_api(view) for view in self.fleet.clusters]
+            return (*found, *(self.head_api_outside(view) for view in self.fleet.clusters if view.api_underlay))
         view = self.fleet.of(host.name)
         if host.name in self.heads:  # with a tunnel, also each worker's RPC port on its own address: closed
             found = [w.endpoint for w in self.view(host).workers]
@@ -198,7 +204,7 @@ class Expectations:
         else:
             found = [w.endpoint for w in self.all_workers if self.outsider_of(w.name) == host.name]
             if view is not None and self.api_prober(view) == host.name:
-                found.append(self.head_api(view))
+                found.append(self.head_api_outside(view))
         for name, balancer in self.balancers.items():
             if self.outside_of_balancer(self.inventory.hosts[name]) == host.name:
                 found.append(f"{self.fleet.balancer(name).address}:{balancer.balancer_port}")

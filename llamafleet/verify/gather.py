@@ -48,9 +48,9 @@ def named_facts(expect: Expectations, host: Host) -> dict[str, Fact]:
         "listening": probes.Listening(),
         "reach": probes.Reachable(expect.probed_by(host)),
     }
-    view = expect.fleet.of(host.name)
-    if view is not None and view.tunnel is not None:
-        facts["handshakes"] = probes.Handshakes(view.tunnel.interface)
+    links = expect.fleet.links(host.name)
+    if links is not None:
+        facts["handshakes"] = probes.Handshakes(links.interface)
     if firewall_role.frontend_choice(host) == "auto":
         facts["frontends"] = firewall_role._facts.FirewallFrontends()
     role = expect.role_of(host)

@@ -102,6 +102,25 @@ def test_heads_reachable_from_the_balancer(node, observed, expect):
     )
 
 
+def test_tunnelled_heads_reached_through_the_tunnel_only(node, observed, expect):
+    """A head whose cluster has a tunnel takes the balancer's requests through it only: its API at its own address
+    is closed to the balancer."""
+    outside = {view.head: expect.head_api_outside(view) for view in expect.fleet.clusters if view.api_underlay}
+    if not outside:
+        pytest.skip("no cluster has a tunnel: the balancer reaches every head at its own address")
+    reach = observed.facts["reach"]
+    open_ = [f"{head} ({endpoint}): {reach.get(endpoint)}" for head, endpoint in outside.items()
+             if reach.get(endpoint) != "closed"]  # fmt: skip
+    require(
+        not open_,
+        node.name,
+        "tunnelled heads' APIs closed to the balancer outside the tunnel",
+        f"no TCP connection to {', '.join(outside.values())}",
+        ", ".join(open_),
+        "the head's firewall and IPAddressAllow= admit the balancers' tunnel addresses only: `invoke provision`",
+    )
+
+
 def test_port_closed_outside_api_allow(node, suite, expect):
     """The balancer's port is closed to a host outside its api_allow."""
     prober = expect.outside_of_balancer(node)

@@ -172,7 +172,7 @@ def test_api_closed_to_all_but_the_balancers(node, suite, expect):
     prober = expect.api_prober(view)
     if prober is None:
         pytest.skip("no balancers (or no worker to probe from): the API admits api_allow")
-    endpoint = expect.head_api(view)
+    endpoint = expect.head_api_outside(view)
     state = reach_from(suite, prober, endpoint)
     require(
         state == "closed",

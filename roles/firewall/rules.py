@@ -1,5 +1,6 @@
 """Which rules each host gets, from the clusters: a worker's RPC port from its head, a head's API from its clients
-(the balancers, when there are any), a balancer's port from its own clients."""
+(the balancers, when there are any: through the tunnel, when its cluster has one), a balancer's port from its own
+clients, WireGuard's port from the host's cluster and peers."""
 
 from __future__ import annotations
 
@@ -28,9 +29,12 @@ def rulesets(fleet: Fleet, inventory: Inventory) -> dict[str, object]:
             worker = view.worker(host.name)
             interface = view.tunnel.interface if view.tunnel else None  # head_address is then its tunnel address
             rules.append(_ruleset.Rule(worker.port, (view.head_address,), "rpc", interface=interface))
-        if view is not None and view.tunnel is not None:  # WireGuard's packets from the cluster's own hosts only
-            peers = tuple(address for address in view.addresses if address != _underlay(view, host.name))
-            rules.append(_ruleset.Rule(view.tunnel.port, peers, "tunnel", proto="udp"))
+        links = fleet.links(host.name)
+        if links is not None:  # WireGuard's packets from the cluster's own hosts (and the host's peers) only
+            own = _underlay(view, host.name) if view is not None else fleet.balancer(host.name).address
+            cluster = view.addresses if view is not None else ()
+            peers = tuple(dict.fromkeys(a for a in (*cluster, *(p.endpoint for p in links.peers)) if a != own))
+            rules.append(_ruleset.Rule(links.port, peers, "tunnel", proto="udp"))
         if view is not None and host.name == view.head:  # loopback too: the head probes its own /health
             sources = (*view.api_allow, *LOOPBACK)
             api_port = head_settings.settings(host, str(inventory.path)).api_port

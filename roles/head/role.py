@@ -141,6 +141,8 @@ def render_unit(
         "tls_credentials": api_tls.credentials(s),
         "workers": [worker.name for worker in cluster.workers],
         "allow": allowed_addresses(cluster),
+        "tunnel_service": f"wg-quick@{cluster.tunnel.interface}.service" if cluster.tunnel else None,
+        "tunnel_interface": cluster.tunnel.interface if cluster.tunnel else None,
     }
     return units.render(TEMPLATE_DIR, TEMPLATE, context)
 

@@ -1,4 +1,5 @@
-"""Role tunnel/keys: on every host of a tunnelled cluster, WireGuard's tools and the host's own key.
+"""Role tunnel/keys: on every host of a tunnelled cluster (and every balancer in front of one), WireGuard's tools and
+the host's own key.
 
 The private key is made on the host (`wg genkey`, root 0600) and stays there; role tunnel reads only its public
 key. A host that comes back without its key (replaced, reinstalled) gets a new one, and its peers the new public
@@ -7,7 +8,7 @@ key on the same run.
 
 from __future__ import annotations
 
-from llamafleet.cluster import TUNNEL_INTERFACE, Tunnel
+from llamafleet.cluster import TUNNEL_INTERFACE, Links
 from llamafleet.facts import PathInfo
 from llamafleet.operations import Change, Facts, NoChange, Operation, Shell, packages
 from llamafleet.roles import Role
@@ -19,9 +20,8 @@ NAME = "tunnel_keys"
 KERNEL = wireguard.KernelWireguard()
 
 
-def tunnel_of(ctx) -> Tunnel | None:
-    view = ctx.run.fleet.of(ctx.name)
-    return None if view is None else view.tunnel
+def links_of(ctx) -> Links | None:
+    return ctx.run.fleet.links(ctx.name)
 
 
 def package_names(kernel_wireguard: bool) -> list[str]:
@@ -29,9 +29,9 @@ def package_names(kernel_wireguard: bool) -> list[str]:
     return [*wireguard.PACKAGES, *(() if kernel_wireguard else wireguard.USERSPACE_PACKAGES)]
 
 
-def private_key(tunnel: Tunnel) -> Operation:
+def private_key(links: Links) -> Operation:
     """The host has its private key: made here if missing (umask 077: never readable by anyone but root)."""
-    path = wireguard.key_path(tunnel)
+    path = wireguard.key_path(links)
     info = PathInfo(path, False)
     make = quote(
         "umask 077 && install -d -m 0700 %s && wg genkey > %s.new && chmod 0600 %s.new && mv -f %s.new %s",
@@ -54,12 +54,12 @@ def private_key(tunnel: Tunnel) -> Operation:
 
 
 def operations(ctx):
-    tunnel = tunnel_of(ctx)
-    if tunnel is None:
+    links = links_of(ctx)
+    if links is None:
         return
     kernel = ctx.run.gather(ctx.host, [KERNEL])[KERNEL]
     yield packages.present(package_names(kernel), ctx.os["family"])
-    yield private_key(tunnel)
+    yield private_key(links)
 
 
 ROLE = Role(NAME, operations, prefetch=(KERNEL, wireguard.PublicKey(f"{wireguard.DIR}/{TUNNEL_INTERFACE}.key")))

@@ -1,5 +1,5 @@
-"""Role tunnel: the WireGuard interface of every host of a cluster with `cluster_tunnel: wireguard`, down and gone
-on the others.
+"""Role tunnel: the WireGuard interface of every host of a cluster with `cluster_tunnel: wireguard` (and of the
+balancers in front of such clusters), down and gone on the others.
 
 Runs after tunnel/keys in the same phase: prepare() reads every host's public key (the run's first batch read it
 already where nothing changed since), then each host gets its wg-quick configuration (wireguard.py) and
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llamafleet.cluster import TUNNEL_INTERFACE, Cluster
+from llamafleet.cluster import TUNNEL_INTERFACE, Links
 from llamafleet.errors import OperationError
 from llamafleet.facts import PathInfo, SystemdUnit
 from llamafleet.operations import Change, Facts, NoChange, Operation, Shell, files, systemd
@@ -34,26 +34,25 @@ class PublicKeys:
 
 
 def prepare(run, hosts) -> None:
-    """The public key of every host of this phase in a tunnelled cluster (one round trip per host at most)."""
+    """The public key of every host of this phase with a WireGuard interface (one round trip per host at most)."""
     found = run.handoff(PublicKeys).by_host
 
     def read(host) -> None:
-        view = run.fleet.of(host.name)
-        if view is not None and view.tunnel is not None:
-            fact = wireguard.PublicKey(wireguard.key_path(view.tunnel))
+        links = run.fleet.links(host.name)
+        if links is not None:
+            fact = wireguard.PublicKey(wireguard.key_path(links))
             found[host.name] = run.gather(host, [fact])[fact]
 
     run.each_host(hosts, read)
 
 
-def config(ctx, view: Cluster) -> Operation:
+def config(ctx, links: Links) -> Operation:
     """The host's wg-quick configuration, once every peer's public key is known."""
     keys = ctx.run.handoff(PublicKeys).by_host
-    tunnel = view.tunnel
-    missing = [peer.name for peer in wireguard.peers(view, ctx.name) if not keys.get(peer.name)]
+    missing = [peer.name for peer in links.peers if not keys.get(peer.name)]
     if not missing:
-        text = wireguard.render_config(view, ctx.name, keys)
-        return files.file(wireguard.config_path(tunnel), text, mode="0600", notify=(RESTART,))
+        text = wireguard.render_config(links, ctx.name, keys)
+        return files.file(wireguard.config_path(links), text, mode="0600", notify=(RESTART,))
     why = f"public key of {', '.join(missing)} unknown: no key made there yet"
     if not ctx.run.check:
         why += " (that host failed earlier, or is outside --limit)"
@@ -63,17 +62,17 @@ def config(ctx, view: Cluster) -> Operation:
             return Change((), f"{why}; it would be made by this run")
         raise OperationError(why)
 
-    return Operation(f"file {wireguard.config_path(tunnel)}", [], plan)
+    return Operation(f"file {wireguard.config_path(links)}", [], plan)
 
 
 def operations(ctx):
-    view = ctx.run.fleet.of(ctx.name)
-    if view is None or view.tunnel is None:
+    links = ctx.run.fleet.links(ctx.name)
+    if links is None:
         yield down(TUNNEL_INTERFACE)
         yield files.absent(CONFIG)
         return
-    yield config(ctx, view)
-    yield systemd.service(wireguard.service(view.tunnel), running=True, enabled=True, restarts=(RESTART,))
+    yield config(ctx, links)
+    yield systemd.service(wireguard.service(links), running=True, enabled=True, restarts=(RESTART,))
 
 
 def down(interface: str) -> Operation:

@@ -2,8 +2,9 @@
 the facts read about it on a host.
 
 The configuration names no private key: `PostUp` loads the host's own, made on the host (KEY, root 0600), so the
-file can be shown (render, --diff) and compared like any other. The head peers with each of its workers, each
-worker with the head; a peer's `Endpoint` is its address outside the tunnel, and keepalives every
+file can be shown (render, --diff) and compared like any other. The head peers with each of its workers (and each
+balancer), each worker with the head, a balancer with each tunnelled head (cluster.Fleet.links); a peer's
+`Endpoint` is its address outside the tunnel, and keepalives every
 KEEPALIVE_SECONDS keep the handshakes recent and both ends' firewalls' UDP state open.
 """
 
@@ -11,9 +12,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from llamafleet.cluster import Cluster, Tunnel
+from llamafleet.cluster import Links, Tunnel
 from llamafleet.facts import Fact
 from llamafleet.shell import quote
 
@@ -24,63 +24,42 @@ USERSPACE_PACKAGES = ("wireguard-go",)  # where the kernel has no WireGuard: wg-
 PUBLIC_KEY = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 
 
-def config_path(tunnel: Tunnel) -> str:
-    return f"{DIR}/{tunnel.interface}.conf"
+def config_path(links: Tunnel | Links) -> str:
+    return f"{DIR}/{links.interface}.conf"
 
 
-def key_path(tunnel: Tunnel) -> str:
-    return f"{DIR}/{tunnel.interface}.key"
+def key_path(links: Tunnel | Links) -> str:
+    return f"{DIR}/{links.interface}.key"
 
 
-def service(tunnel: Tunnel) -> str:
-    return f"wg-quick@{tunnel.interface}.service"
+def service(links: Tunnel | Links) -> str:
+    return f"wg-quick@{links.interface}.service"
 
 
-@dataclass(frozen=True)
-class Peer:
-    """One peer of a host: its name, tunnel address and where its UDP packets go."""
-
-    name: str
-    address: str
-    endpoint: str
-
-
-def peers(view: Cluster, host: str) -> tuple[Peer, ...]:
-    """The head's peers are its workers; a worker's peer is the head."""
-    tunnel = view.tunnel
-    assert tunnel is not None
-    head = Peer(view.head, tunnel.address(view.head), f"{view.head_host_address}:{tunnel.port}")
-    if host != view.head:
-        return (head,)
-    return tuple(Peer(w.name, w.address, f"{w.host_address}:{tunnel.port}") for w in view.workers)
-
-
-def render_config(view: Cluster, host: str, public_keys: Mapping[str, str] | None) -> str:
+def render_config(links: Links, host: str, public_keys: Mapping[str, str] | None) -> str:
     """The wg-quick configuration of `host`; `public_keys` None shows where each peer's key goes (invoke render)."""
-    tunnel = view.tunnel
-    assert tunnel is not None
-    role = "head" if host == view.head else "worker"
+    where = f"of cluster {links.cluster}" if links.cluster is not None else "in front of the tunnelled heads"
     lines = [
-        f"# Managed by llamafleet (role tunnel): {role} {host} of cluster {view.name}. Changes here are overwritten.",
-        f"# The private key is {key_path(tunnel)}, made on this host; it never leaves it.",
+        f"# Managed by llamafleet (role tunnel): {links.kind} {host} {where}. Changes here are overwritten.",
+        f"# The private key is {key_path(links)}, made on this host; it never leaves it.",
         "[Interface]",
-        f"Address = {tunnel.address(host)}/{tunnel.prefixlen}",
-        f"ListenPort = {tunnel.port}",
+        f"Address = {', '.join(links.addresses)}",
+        f"ListenPort = {links.port}",
         "# Only the subnet's own route (from Address): nothing else is routed into the tunnel.",
         "Table = off",
-        f"PostUp = wg set %i private-key {key_path(tunnel)}",
+        f"PostUp = wg set %i private-key {key_path(links)}",
     ]
-    for peer in peers(view, host):
+    for peer in links.peers:
         key = (
             f"({peer.name}'s public key, read from it on provision)" if public_keys is None else public_keys[peer.name]
         )
         lines += [
             "",
             "[Peer]",
-            f"# {'head' if peer.name == view.head else 'worker'} {peer.name}",
+            f"# {peer.kind} {peer.name}",
             f"PublicKey = {key}",
             f"AllowedIPs = {peer.address}/32",
-            f"Endpoint = {peer.endpoint}",
+            f"Endpoint = {peer.endpoint}:{peer.port}",
             f"PersistentKeepalive = {KEEPALIVE_SECONDS}",
         ]
     return "\n".join(lines) + "\n"

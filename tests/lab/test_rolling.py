@@ -1,5 +1,7 @@
 """Lab tier: 2 clusters (a head and a worker each) behind a balancer: a rolling deploy and reboots, with clients
-asking through the balancer's endpoint all along.
+asking through the balancer's endpoint all along. Cluster c1 has `cluster_tunnel: wireguard`, so the balancer
+reaches its head through WireGuard (and c2's at its own address): verify checks both, and c1's head reboots with
+its tunnel to the balancer.
 
 Two clusters of one worker each: the smallest lab where one cluster serves while the other changes, and the
 worker's reboot is covered; a second worker per cluster would add two hosts and nothing the scenario checks.
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from llamafleet import haproxy
 from llamafleet import lab as lab_api
@@ -30,9 +33,16 @@ BACK_SECONDS = 120  # a rebooted host's cluster is back in rotation within this
 
 @pytest.fixture(scope="module")
 def fleet_lab():
-    """c1-head, c1-w1, c2-head, c2-w1 and lb1; removed at the end of the module."""
+    """c1-head, c1-w1 (in WireGuard), c2-head, c2-w1 and lb1; removed at the end of the module."""
     try:
-        yield lab_api.up(ROLLING_LAB, clusters=2, workers=1, balancers=1)
+        info = lab_api.up(ROLLING_LAB, clusters=2, workers=1, balancers=1)
+        data = yaml.safe_load(Path(info.inventory).read_text())
+        for group in ("head", "workers"):
+            for name, host in data["all"]["children"][group]["hosts"].items():
+                if name.startswith("c1-"):
+                    host["cluster_tunnel"] = "wireguard"
+        Path(info.inventory).write_text(yaml.safe_dump(data, sort_keys=False))
+        yield info
     finally:
         lab_api.down(ROLLING_LAB)
 
@@ -138,6 +148,22 @@ def test_a_rolling_deploy_fails_no_request_and_the_new_model_answers_after_it(ro
         "rolling: cluster c2: out of rotation, deploying rolling-b.gguf",
         "rolling: cluster c2: back in rotation",
     ], doc["messages"]
+
+
+def test_verify_passes_with_the_balancer_reaching_c1_through_the_tunnel(fleet_lab, env, source, rolled_b):
+    code, doc = invoke_json("verify", fleet_lab.inventory, env, *source_vars(source))
+    checks = {host: {c["test"].split("[")[0]: c["status"] for c in found} for host, found in doc["hosts"].items()}
+    wanted = {
+        "lb1": ("test_tunnel_handshakes_recent", "test_tunnelled_heads_reached_through_the_tunnel_only",
+                "test_heads_reachable_from_the_balancer", "test_every_head_in_rotation"),
+        "c1-head": ("test_tunnel_handshakes_recent", "test_api_closed_to_all_but_the_balancers"),
+        "c2-head": ("test_api_closed_to_all_but_the_balancers",),
+    }  # fmt: skip
+    for host, names in wanted.items():
+        assert {name: checks[host].get(name) for name in names} == dict.fromkeys(names, "passed"), checks[host]
+    assert code == 0, {host: [n for n, s in found.items() if s == "failed"] for host, found in checks.items()}
+    shown = ssh(fleet_lab, "lb1", "wg show lfwg0 allowed-ips; grep -h ' server ' /etc/haproxy/haproxy.cfg").stdout
+    assert "10.203.62.1/32" in shown and "10.203.62.1:8080" in shown, shown
 
 
 def test_a_second_provision_and_deploy_change_nothing(fleet_lab, env, source, models, rolled_b):

@@ -65,6 +65,19 @@ def test_a_head_set_ready_again_is_in_rotation_at_once_before_its_next_check():
     assert back.in_rotation
 
 
+def test_a_head_not_checked_yet_since_haproxy_started_is_up_but_not_known_to_serve():
+    """Right after a (re)start haproxy counts every server UP until its checks say otherwise: a head with no model
+    yet looks in rotation then. Only a passed check says it serves."""
+    fresh = servers("servers_first_checks.txt")
+    assert (fresh["c2"].status, fresh["c2"].check, fresh["c2"].in_rotation) == ("UP 1/2", "INI", True)
+    assert not fresh["c2"].checked and not fresh["c2"].serving
+    assert fresh["c1"].checked and not fresh["c1"].serving  # refused: its first check failed
+    assert all(s.checked and s.serving for s in servers("servers_up.txt").values())
+    down = servers("servers_down.txt")
+    assert [name for name, s in down.items() if s.serving] == ["c1"]  # L4CON and L7STS (503) do not serve
+    assert servers("servers_drain.txt")["c2"].checked  # maintenance: no check to wait for
+
+
 @pytest.mark.parametrize(
     ("bits", "admin"),
     [

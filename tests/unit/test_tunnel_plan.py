@@ -104,11 +104,11 @@ def test_a_worker_with_another_tunnel_than_its_head_is_refused_naming_it(tmp_pat
 
 
 def test_the_head_peers_with_its_workers_and_a_worker_with_its_head_with_no_key_in_the_file(tmp_path):
-    [view] = fleet(tmp_path).clusters
+    links = fleet(tmp_path).links
     keys_ = {"gpu": "G" * 43 + "=", "w1": "A" * 43 + "=", "w2": "B" * 43 + "="}
-    head = wireguard.render_config(view, "gpu", keys_)
+    head = wireguard.render_config(links("gpu"), "gpu", keys_)
     assert head == (RECORDED / "lfwg0-head.conf").read_text()
-    worker = wireguard.render_config(view, "w1", keys_)
+    worker = wireguard.render_config(links("w1"), "w1", keys_)
     assert "Address = 10.203.61.2/24" in worker and f"PublicKey = {keys_['gpu']}" in worker
     assert "Endpoint = 192.168.1.10:51820" in worker and "AllowedIPs = 10.203.61.1/32" in worker
     assert worker.count("[Peer]") == 1 and "PrivateKey" not in head + worker
@@ -173,8 +173,7 @@ def test_the_public_key_fact_takes_a_key_and_nothing_else():
 
 
 def test_a_missing_or_loose_private_key_is_made_or_closed(tmp_path):
-    [view] = fleet(tmp_path).clusters
-    operation = keys.private_key(view.tunnel)
+    operation = keys.private_key(fleet(tmp_path).links("w1"))
     missing = operation.plan(Facts({operation.facts[0].key: None}))
     assert isinstance(missing, Change) and "wg genkey" in missing.steps[0].command
     assert "umask 077" in missing.steps[0].command
