@@ -67,8 +67,22 @@ TUNNEL_KINDS = ("none", "wireguard")
 TUNNEL_INTERFACE = "lfwg0"  # the WireGuard interface on every host of a tunnelled cluster
 
 
+class _Addressed:
+    """Addresses given out of a subnet: `subnet` and `addresses` ((host name, address) pairs)."""
+
+    subnet: str
+    addresses: tuple[tuple[str, str], ...]
+
+    def address(self, host: str) -> str:
+        return dict(self.addresses)[host]
+
+    @property
+    def prefixlen(self) -> int:
+        return ipaddress.IPv4Network(self.subnet).prefixlen
+
+
 @dataclass(frozen=True)
-class Tunnel:
+class Tunnel(_Addressed):
     """A cluster's WireGuard mesh: its subnet and UDP port, and each host's tunnel address (head first)."""
 
     subnet: str
@@ -76,28 +90,14 @@ class Tunnel:
     addresses: tuple[tuple[str, str], ...]  # (host name, tunnel address) in the order they were given out
     interface: str = TUNNEL_INTERFACE
 
-    def address(self, host: str) -> str:
-        return dict(self.addresses)[host]
-
-    @property
-    def prefixlen(self) -> int:
-        return ipaddress.IPv4Network(self.subnet).prefixlen
-
 
 @dataclass(frozen=True)
-class Front:
+class Front(_Addressed):
     """The balancers' WireGuard links to the heads of the tunnelled clusters: each of those hosts' address in
     `subnet`."""
 
     subnet: str
     addresses: tuple[tuple[str, str], ...]  # (host name, front address): the heads, then the balancers
-
-    def address(self, host: str) -> str:
-        return dict(self.addresses)[host]
-
-    @property
-    def prefixlen(self) -> int:
-        return ipaddress.IPv4Network(self.subnet).prefixlen
 
 
 @dataclass(frozen=True)
