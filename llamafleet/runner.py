@@ -121,16 +121,20 @@ class Runner:
             session.learned(todo, self._batch(host, todo))
         return Facts(session.known())
 
-    def _batch(self, host: Host, facts: list[Fact]) -> dict[tuple, Any]:
-        """Read `facts` on a host in one round trip: key -> parsed value (their output is kept, see HostSession)."""
-        script, token = batch_script(facts)
+    def _batch(self, host: Host, facts: list[Fact], ahead: list[Fact] | None = None) -> dict[tuple, Any]:
+        """Read `facts` (and `ahead`) on a host in one round trip: key -> parsed value of each of `facts`.
+
+        The output of all is kept (see HostSession): a fact read ahead is parsed when one asks for it.
+        """
+        batch = [*facts, *(ahead or ())]
+        script, token = batch_script(batch)
         result = self._command(host, script)
         try:
-            outputs = split_batch(facts, result.stdout, token)
+            outputs = split_batch(batch, result.stdout, token)
         except ValueError as exc:
             raise CommandError(host.name, "gather facts", result.status, f"{exc}\n{result.stderr}") from None
         self._sessions[host.name].read({fact.command(): lines for fact, lines in outputs})
-        return {fact.key: fact.process(lines) for fact, lines in outputs}
+        return {fact.key: fact.process(lines) for fact, lines in outputs[: len(facts)]}
 
     def prefetch(self, phases: list[Phase], memory: Path | None = None) -> None:
         """First contact with every host, one batch: the OS, the facts the run's roles name (prefetch), and
@@ -155,8 +159,7 @@ class Runner:
         fresh = (c for c in dict.fromkeys(remembered or ()) if c not in asked and not session.has_output(c))
         ahead = [from_command(c) for c in fresh]
         if todo or ahead:
-            found = self._batch(host, todo + ahead)
-            session.learned(todo, {f.key: found[f.key] for f in todo})
+            session.learned(todo, self._batch(host, todo, ahead))
 
     def remember_facts(self, memory: Path) -> None:
         """The commands of the facts this run asked for on each host, for the next run's first batch."""
