@@ -6,6 +6,7 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,7 @@ SESSION_LINK_RATE = "1gbit"
 ADMIN = "lfadmin"
 # The head's sudo never asks (NOPASSWD) although a password is configured: the case where a
 # password sent unasked would end up inside the files written through sudo.
-ADMIN_SUDOERS = {
-    "head": f"{ADMIN} ALL=(ALL) NOPASSWD: ALL",
-    "w1": f"{ADMIN} ALL=(ALL) ALL",
-    "w2": f"{ADMIN} ALL=(ALL) ALL",
-}
+SUDO_ASKS_PASSWORD = {"head": False, "w1": True, "w2": True}
 ADMIN_SETUP = """set -e
 id {user} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {user}
 echo '{user}:{password}' | chpasswd
@@ -52,16 +49,24 @@ def lab(request: pytest.FixtureRequest):
             lab_api.down(SESSION_LAB)
 
 
+def add_admin(lab, asks_password: Callable[[str], bool]) -> dict:
+    """ADMIN made on every host of `lab` (the lab's key, sudo asking its password where `asks_password(host name)`,
+    NOPASSWD elsewhere: a password configured but never asked); the inventory variables that log in as it."""
+    password = secrets.token_urlsafe(12)
+    for host in lab.hosts:
+        rule = f"{ADMIN} ALL=(ALL) ALL" if asks_password(host.name) else f"{ADMIN} ALL=(ALL) NOPASSWD: ALL"
+        script = ADMIN_SETUP.format(user=ADMIN, password=password, rule=rule)
+        done = subprocess.run(ssh_argv(lab, host) + [script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (host.name, done.stderr)
+    return {"ansible_user": ADMIN, "ansible_become": True, "ansible_become_password": password}
+
+
 @pytest.fixture(scope="session")
 def admin_inventory(lab, tmp_path_factory) -> str:
     """The lab's inventory with a non-root login user and become (sudo with a password; none asked on head)."""
-    password = secrets.token_urlsafe(12)
-    for host in lab.hosts:
-        script = ADMIN_SETUP.format(user=ADMIN, password=password, rule=ADMIN_SUDOERS[host.name])
-        done = subprocess.run(ssh_argv(lab, host) + [script], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, (host.name, done.stderr)
+    login = add_admin(lab, SUDO_ASKS_PASSWORD.__getitem__)
     data = yaml.safe_load(Path(lab.inventory).read_text())
-    data["all"]["vars"].update(ansible_user=ADMIN, ansible_become=True, ansible_become_password=password)
+    data["all"]["vars"].update(login)
     # The same API key as the lab's own inventory (each inventory would otherwise get its own key). A key file
     # outside an inventory's folder is never made by llamafleet: made here when the lab's inventory has none yet.
     key_file = Path(lab.inventory).with_suffix(".api-key")

@@ -1,7 +1,7 @@
 """Lab tier: 2 clusters (a head and a worker each) behind a balancer: a rolling deploy and reboots, with clients
 asking through the balancer's endpoint all along. Cluster c1 has `cluster_tunnel: wireguard`, so the balancer
 reaches its head through WireGuard (and c2's at its own address): verify checks both, and c1's head reboots with
-its tunnel to the balancer.
+its tunnel to the balancer. Every command logs in as a user with sudo, as on most fleets.
 
 Two clusters of one worker each: the smallest lab where one cluster serves while the other changes, and the
 worker's reboot is covered; a second worker per cluster would add two hosts and nothing the scenario checks.
@@ -21,7 +21,7 @@ from llamafleet import haproxy
 from llamafleet import lab as lab_api
 from scripts import make_gguf
 from scripts.endpoint_clients import Clients, Outcome, ask, failed, served_by, summary
-from tests.lab.conftest import SESSION_LAB
+from tests.lab.conftest import SESSION_LAB, add_admin
 from tests.lab.labtools import invoke_json, source_vars, ssh
 
 pytestmark = pytest.mark.lab
@@ -33,10 +33,12 @@ BACK_SECONDS = 120  # a rebooted host's cluster is back in rotation within this
 
 @pytest.fixture(scope="module")
 def fleet_lab():
-    """c1-head, c1-w1 (in WireGuard), c2-head, c2-w1 and lb1; removed at the end of the module."""
+    """c1-head, c1-w1 (in WireGuard), c2-head, c2-w1 and lb1, logged into as a user with sudo (asking its password
+    on c1-w1, c2-head and lb1); removed at the end of the module."""
     try:
         info = lab_api.up(ROLLING_LAB, clusters=2, workers=1, balancers=1)
         data = yaml.safe_load(Path(info.inventory).read_text())
+        data["all"]["vars"].update(add_admin(info, lambda name: name in ("c1-w1", "c2-head", "lb1")))
         for group in ("head", "workers"):
             for name, host in data["all"]["children"][group]["hosts"].items():
                 if name.startswith("c1-"):
