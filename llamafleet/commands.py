@@ -5,7 +5,6 @@ import atexit
 import functools
 import gc
 import inspect
-from importlib.metadata import PackageNotFoundError, version
 
 from invoke import Collection, Program, task
 from invoke.main import program as invoke_program
@@ -290,6 +289,8 @@ ns.add_collection(lab_tasks.ns)
 
 def main() -> None:
     """The installed `llamafleet` command: these tasks, with invoke's parser, from any folder."""
+    from importlib.metadata import PackageNotFoundError, version  # `invoke` in a checkout needs no version
+
     try:
         installed = version("llamafleet")
     except PackageNotFoundError:

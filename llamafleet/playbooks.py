@@ -1,12 +1,27 @@
-"""What each task runs: phases of roles, in order (workers before the head); roles load with the task that uses them."""
+"""What each task runs: phases of roles, in order (workers before the head); roles load with the task that uses them.
+
+Checking a task's flags (`selected`) loads neither the runner nor any role: a command line's mistakes are
+reported, and its hosts' facts start to be read, before the role code loads.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
-from .roles import load
-from .runner import Phase
+from .phases import Phase
+
+if TYPE_CHECKING:
+    from .roles import Role
+
+
+def load(name: str) -> Role:
+    """Role `name` (roles.load), imported when a playbook is built."""
+    from .roles import load as load_role  # the role contract and the roles load with the first playbook
+
+    return load_role(name)
+
 
 # The roles of provision, in order, and what --tags takes along: release switches to what llama_cpp stages, and
 # the services restart on the release it switched to.

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import jinja2
-
 from . import templating
 from .cluster import Cluster, Fleet, fleet
 from .errors import LlamafleetError
@@ -184,6 +182,8 @@ class HostContext:
             "os": self.os,
             **extra,
         }
+        import jinja2  # with the run's first template, not with this module
+
         try:
             return templating.render(self.template_dir, template, context)
         except jinja2.TemplateError as exc:

@@ -18,6 +18,7 @@ from .facts import Fact, OsRelease, batch_script, from_command, split_batch
 from .inventory import Host, Inventory
 from .operations.base import Change, Facts, Feed, Operation, Shell, Step, Transfer, Upload
 from .output import OpResult, Output
+from .phases import Phase
 from .roles import Role
 from .run import Handoffs, HostContext, Run
 from .session import HostSession
@@ -26,17 +27,6 @@ from .ssh import ConnectionPool, HostConnection
 
 EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE, EXIT_GATE = 0, 1, 3, 4
 DIFF_LIMIT = 256 * 1024
-
-
-@dataclass(frozen=True)
-class Phase:
-    """Roles applied to the hosts of a group (or a pattern as Ansible writes it: `all:!balancers`); `needs_all`
-    phases start only if every host is healthy."""
-
-    name: str
-    roles: tuple[Role, ...]
-    group: str = "all"
-    needs_all: bool = False
 
 
 @dataclass

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-
-import jinja2
+from typing import TYPE_CHECKING
 
 from .controller_cache import cache_root, private_dir
 from .variables import ROLES_DIR
+
+if TYPE_CHECKING:  # jinja2 loads with the first template rendered, not with every module that names this one
+    import jinja2
 
 SHARED_TEMPLATES = ROLES_DIR.parent / "templates"
 
@@ -20,17 +22,24 @@ SHARED_TEMPLATES = ROLES_DIR.parent / "templates"
 @cache
 def environment(template_dir: Path) -> jinja2.Environment:
     """Templates found in `template_dir` first, then in the project's templates/ folder."""
+    import jinja2
+
     loader = jinja2.FileSystemLoader([str(template_dir), str(SHARED_TEMPLATES)])
     # Config files and shell units, not HTML: escaping would corrupt them.
-    options = {"undefined": jinja2.StrictUndefined, "keep_trailing_newline": True, "bytecode_cache": _compiled()}
+    options = {"undefined": jinja2.StrictUndefined, "keep_trailing_newline": True, "bytecode_cache": compiled()}
     return jinja2.Environment(loader=loader, autoescape=False, **options)  # noqa: S701
 
 
 @cache
-def _compiled() -> jinja2.BytecodeCache | None:
+def compiled(folder: str = "templates") -> jinja2.BytecodeCache | None:
+    """The bytecode of compiled templates, kept in the controller's private cache under `folder`; None when that
+    folder cannot be made (templates then compile on every run). One folder per set of Environment options: the
+    code depends on them, while an entry is found by the template's name and path and checked against its source."""
+    import jinja2
+
     try:
-        return jinja2.FileSystemBytecodeCache(str(private_dir(cache_root() / "templates")))
-    except OSError:  # no cache folder: templates compile on every run, as they would without one
+        return jinja2.FileSystemBytecodeCache(str(private_dir(cache_root() / folder)))
+    except OSError:
         return None
 
 

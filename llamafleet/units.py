@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from . import paths, templating
 from .errors import LlamafleetError
 
@@ -93,6 +91,8 @@ def service_context(command: list[str], user: str, backend: str, restart_seconds
 
 def render(template_dir: Path, template: str, context: Mapping[str, Any]) -> str:
     """Render a role's template outside a run, with the roles' Jinja environment (StrictUndefined)."""
+    import jinja2  # with the first template, not with this module
+
     try:
         return templating.render(template_dir, template, dict(context))
     except jinja2.TemplateError as exc:

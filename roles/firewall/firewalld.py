@@ -157,9 +157,11 @@ def running_and_enabled() -> Operation:
     return Operation("firewalld running and enabled", [unit, state], planner)
 
 
-# Our ipsets' files, our policy's file, or a zone file that uses one of our ipsets: found without starting firewall-cmd.
+# Our ipsets' files, our policy's file, or a zone file that uses one of our ipsets: found without starting firewall-cmd
+# (and without starting anything on a host with no firewalld folder).
 TRACE = quote(
-    "ls /etc/firewalld/ipsets/%s*.xml >/dev/null 2>&1 || test -e %s || grep -qs -e %s /etc/firewalld/zones/*.xml",
+    "[ -d /etc/firewalld ] && { ls /etc/firewalld/ipsets/%s*.xml >/dev/null 2>&1 || test -e %s"
+    " || grep -qs -e %s /etc/firewalld/zones/*.xml; }",
     _facts.FIREWALLD_PREFIX,
     f"/etc/firewalld/policies/{POLICY}.xml",
     f'ipset="{_facts.FIREWALLD_PREFIX}',

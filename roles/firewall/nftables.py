@@ -5,10 +5,12 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
+from functools import cache
 from pathlib import Path
 
 import jinja2
 
+from llamafleet import templating
 from llamafleet.facts import FileContent, PathInfo, SystemdUnit
 from llamafleet.operations import Change, Facts, NoChange, Operation, Shell, Upload, files
 from llamafleet.shell import quote
@@ -27,14 +29,21 @@ _INCLUDE = re.compile(r'^\s*include\s+"([^"]+)"')
 
 def render_table(ruleset) -> str:
     """The whole table file for `ruleset` (the text compared with the host's file)."""
+    return _template().render(ssh_port=ruleset.ssh_port, rules=ruleset.rules)
+
+
+@cache
+def _template() -> jinja2.Template:
+    """The table's template, compiled once per process (and its bytecode kept between runs)."""
     environment = jinja2.Environment(  # noqa: S701 - nft syntax, not HTML
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        bytecode_cache=templating.compiled("templates-nftables"),  # its own: other options than the roles'
     )
-    return environment.get_template("llamafleet.nft.j2").render(ssh_port=ruleset.ssh_port, rules=ruleset.rules)
+    return environment.get_template("llamafleet.nft.j2")
 
 
 def wanted_state(ruleset) -> tuple:

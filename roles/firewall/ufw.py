@@ -89,8 +89,12 @@ def enabled() -> Operation:
     return Operation("ufw active and enabled", [status], planner)
 
 
-# ufw keeps each rule's comment hex-encoded in its rule files: a grep finds ours without starting ufw.
-TRACE = quote("grep -qs -e %s /etc/ufw/user.rules /etc/ufw/user6.rules", "comment=" + _ruleset.TAG.encode().hex())
+# ufw keeps each rule's comment hex-encoded in its rule files: a grep finds ours without starting ufw (and nothing
+# starts on a host with no ufw folder).
+TRACE = quote(
+    "[ -d /etc/ufw ] && grep -qs -e %s /etc/ufw/user.rules /etc/ufw/user6.rules",
+    "comment=" + _ruleset.TAG.encode().hex(),
+)
 
 
 def leftovers() -> _facts.Traced:

@@ -9,6 +9,8 @@ switching frontends.
 from __future__ import annotations
 
 import hashlib
+import subprocess
+from pathlib import Path
 
 import pytest
 from firewall_recordings import FIREWALL, plan, recorded, shell_words
@@ -72,7 +74,9 @@ def test_managed_frontend_alone_is_no_change(recording, managed):
 
 def test_traced_fact_reads_only_when_the_test_passes():
     fact = UFW.leftovers()
-    assert fact.command().startswith("if grep -qs -e comment=6c6c616d61666c656574 /etc/ufw/user.rules")
+    assert fact.command().startswith(
+        "if [ -d /etc/ufw ] && grep -qs -e comment=6c6c616d61666c656574 /etc/ufw/user.rules"
+    )
     assert bytes.fromhex("6c6c616d61666c656574").decode() == "llamafleet"
     assert fact.process([]) is None  # no trace: ufw itself never started
     assert fact.key != F.UfwStatus().key
@@ -140,7 +144,7 @@ def test_clean_firewalld_is_no_change():
 
 def test_firewalld_trace_is_a_file_test():
     command = FWD.leftovers()[1].command()
-    assert command.startswith("if ls /etc/firewalld/ipsets/llamafleet-*.xml")
+    assert command.startswith("if [ -d /etc/firewalld ] && { ls /etc/firewalld/ipsets/llamafleet-*.xml")
     assert "test -e /etc/firewalld/policies/llamafleet.xml" in command
     assert "--list-all-zones" in command  # firewall-cmd runs only once a trace is found
 
@@ -220,3 +224,41 @@ def test_none_without_leftovers_is_quiet():
     assert _left_alone("cleaned", "cleaned", "cleaned") == NoChange(
         "firewall: none, and no llamafleet rule in any frontend"
     )
+
+
+# --------------------------------------------------------------------------- traces of our rules, run by a real shell
+
+
+OURS = "comment=6c6c616d61666c656574"  # how ufw's rule files hold our rules' comment (hex of "llamafleet")
+
+
+def traced(command: str, root: Path, path: str) -> subprocess.CompletedProcess:
+    """`command` run by sh with /etc/ moved under `root` and PATH set to `path`."""
+    moved = command.replace("/etc/", f"{root}/etc/")
+    return subprocess.run(["/bin/sh", "-c", moved], env={"PATH": path}, capture_output=True, text=True, timeout=30)
+
+
+def test_a_host_without_ufw_or_firewalld_starts_no_program_to_look_for_our_rules(tmp_path):
+    for fact in (UFW.leftovers(), *FWD.leftovers()):
+        done = traced(fact.command(), tmp_path, str(tmp_path / "no-programs"))  # a program would be "not found"
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", ""), fact.command()
+        assert fact.process(done.stdout.splitlines()) is None  # read as "nothing of ours", as before
+
+
+@pytest.mark.parametrize(
+    ("frontend", "path", "text", "found"),
+    [
+        ("ufw", "ufw/user.rules", f"### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in {OURS}", True),
+        ("ufw", "ufw/user6.rules", f"### tuple ### allow tcp 22 ::/0 any ::/0 in {OURS}", True),
+        ("ufw", "ufw/user.rules", "### tuple ### allow tcp 9999 0.0.0.0/0 any 0.0.0.0/0 in", False),
+        ("firewalld", "firewalld/ipsets/llamafleet-api.xml", "<ipset/>", True),
+        ("firewalld", "firewalld/policies/llamafleet.xml", "<policy/>", True),
+        ("firewalld", "firewalld/zones/public.xml", '<rule><source ipset="llamafleet-rpc"/></rule>', True),
+        ("firewalld", "firewalld/zones/public.xml", '<rule><source ipset="other"/></rule>', False),
+    ],
+)
+def test_a_trace_of_our_rules_is_found_in_the_frontends_files(tmp_path, frontend, path, text, found):
+    (tmp_path / "etc" / path).parent.mkdir(parents=True)
+    (tmp_path / "etc" / path).write_text(text + "\n")
+    trace = {"ufw": UFW.TRACE, "firewalld": FWD.TRACE}[frontend]
+    assert (traced(trace, tmp_path, "/usr/bin:/bin").returncode == 0) == found
