@@ -27,7 +27,9 @@ from scripts import make_gguf  # noqa: E402
 from scripts.benchlab import invoke, on_own_lab  # noqa: E402
 
 VERSION = "b11434"
-MODEL_SIZE = "48M"  # tensors over 10 MiB, so seeding has entries to send
+# The default has tensors over 10 MiB, so seeding has entries to send; its tokens take ~5 ms of compute, so each
+# round trip between head and workers (several per token) weighs on them as it would not with a real model.
+MODEL_SIZE = "48M"
 
 
 def tokens_per_s(url: str, key: str, clients: int, rounds: int = 6) -> float:
@@ -43,7 +45,11 @@ def ratio(with_tunnel: list[float], without: list[float]) -> str:
     return f"{a:8.2f} with, {b:8.2f} without: {a / b:.2f}x"
 
 
-def measure(name: str, env: dict[str, str]) -> None:
+def options(parser) -> None:
+    parser.add_argument("--size", default=MODEL_SIZE, help=f"generated models' size (make_gguf --size; {MODEL_SIZE})")
+
+
+def measure(name: str, env: dict[str, str], args) -> None:
     source = subprocess.run([sys.executable, str(ROOT / "scripts/fetch_llama_source.py"), VERSION],
                             capture_output=True, text=True, check=True).stdout.split()[0]  # fmt: skip
     pins = [
@@ -57,7 +63,7 @@ def measure(name: str, env: dict[str, str]) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-tunnel-"))
     models = [folder / f"bench-{seed}.gguf" for seed in range(1, 6)]
     for seed, path in enumerate(models, 1):
-        make_gguf.make_model(path, size=MODEL_SIZE, seed=seed)
+        make_gguf.make_model(path, size=args.size, seed=seed)
     info = lab.up(name=name, workers=2)
     inv = info.inventory
     key_file = Path(inv).with_suffix(".api-key")
@@ -89,14 +95,14 @@ def measure(name: str, env: dict[str, str]) -> None:
         record(mode, "no-op provision + deploy, s", noop)
         print(f"  {mode}: done", flush=True)
 
-    print(f"lab {name}: 1 head + 2 workers, models of {MODEL_SIZE} with rpc_cache_seed, each mode measured twice "
+    print(f"lab {name}: 1 head + 2 workers, models of {args.size} with rpc_cache_seed, each mode measured twice "
           "(medians):")  # fmt: skip
     for what in figures["none"]:
         print(f"  {what:42} {ratio(figures['wireguard'].get(what, [0.0]), figures['none'][what])}")
 
 
 def main() -> None:
-    on_own_lab(__doc__, "benchwg", measure)
+    on_own_lab(__doc__, "benchwg", measure, options)
 
 
 if __name__ == "__main__":

@@ -28,13 +28,24 @@ def invoke(*argv: str, env: dict[str, str]) -> tuple[float, subprocess.Completed
     return elapsed, done
 
 
-def on_own_lab(description: str, default_name: str, measure: Callable[[str, dict[str, str]], None]) -> None:
-    """Parse --name, run measure(lab name, environment with LLAMAFLEET_CACHE) and remove the lab whatever happens."""
+def on_own_lab(
+    description: str,
+    default_name: str,
+    measure: Callable[..., None],
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """Parse --name (and what `options` adds), run measure(lab name, environment with LLAMAFLEET_CACHE[, parsed
+    arguments when `options` is given]) and remove the lab whatever happens."""
     parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--name", default=default_name, help="lab name (removed at the end)")
+    if options is not None:
+        options(parser)
     args = parser.parse_args()
     env = {**os.environ, "LLAMAFLEET_CACHE": os.environ.get("LLAMAFLEET_CACHE", str(Path.home() / ".cache/llamafleet"))}
     try:
-        measure(args.name, env)
+        if options is None:
+            measure(args.name, env)
+        else:
+            measure(args.name, env, args)
     finally:
         lab.down(args.name)
