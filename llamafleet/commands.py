@@ -1,16 +1,25 @@
 """llamafleet's tasks: `llamafleet provision | deploy | verify | status | inventory | render | lab.*`, and the
 same through `invoke` in a checkout (its tasks.py hands invoke this module's collection)."""
 
-import atexit
-import functools
 import gc
-import inspect
 
-from invoke import Collection, Program, task
-from invoke.main import program as invoke_program
+# What the imports below make (modules, classes, functions) lives as long as the process: the cyclic collector
+# does not run while they load, and its later collections do not walk them again (gc.freeze).
+_collecting = gc.isenabled()
+gc.disable()
 
-from llamafleet import cli, cli_errors, lab_tasks, loading
+import atexit  # noqa: E402
+import functools  # noqa: E402
+import inspect  # noqa: E402
 
+from invoke import Collection, Program, task  # noqa: E402
+from invoke.main import program as invoke_program  # noqa: E402
+
+from llamafleet import cli, cli_errors, lab_tasks, loading  # noqa: E402
+
+gc.freeze()
+if _collecting:
+    gc.enable()
 # The interpreter's last collection would walk every object of a run that is over anyway.
 atexit.register(gc.freeze)
 cli_errors.report_parse_errors(invoke_program)  # bad flags: one line and exit 2, as for every other bad input

@@ -46,3 +46,22 @@ def test_the_tag_check_and_the_command_line_load_neither_jinja_nor_a_role():
     assert steps["tags"] == [] and steps["commands"] == []
     # the probe sees them once a playbook is built
     assert "jinja2" in steps["playbook"] and "llamafleet.roles.firewall.role" in steps["playbook"]
+
+
+COLLECTOR_PROBE = """
+import gc, json, sys
+during = []  # a collection that starts once the CLI's own modules load (llamafleet.cli is the first of them)
+gc.callbacks.append(lambda phase, info: phase == "start" and "llamafleet.cli" in sys.modules and during.append(1))
+import llamafleet.commands
+print(json.dumps([len(during), "llamafleet.cli" in sys.modules, gc.isenabled(), gc.get_freeze_count()]))
+"""
+
+
+def test_the_command_line_loads_without_a_collection_and_its_modules_are_not_walked_again():
+    done = subprocess.run(
+        [sys.executable, "-c", COLLECTOR_PROBE], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    collections, loaded, enabled, frozen = json.loads(done.stdout)
+    assert (collections, loaded, enabled) == (0, True, True)
+    assert frozen > 10_000  # the modules' objects, out of the collector's generations
