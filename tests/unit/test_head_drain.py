@@ -20,8 +20,17 @@ BEHIND_BALANCERS = HEAD_AND_WORKERS + (
     "        w1: {ansible_host: 10.0.0.2}\n    balancers:\n      hosts:\n        lb1: {ansible_host: 10.0.0.9}\n"
 )
 # Stands in for llama-server: listens, prints its port, answers the first connection 1.5 s after accepting it.
-SERVER = """import socket, sys, time
-listener = socket.create_server(("127.0.0.1", 0))
+# Its port lies below the kernel's ephemeral range, as an API port does: the drain counts every established
+# connection of the machine with that local port, and on a busy machine a connection elsewhere may get an
+# ephemeral port equal to one the kernel gave a listener (a different local address).
+SERVER = """import random, socket, sys, time
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for port in random.sample(range(1024 + (low - 1024) // 2, low), 100):
+    try:
+        listener = socket.create_server(("127.0.0.1", port))
+        break
+    except OSError:
+        continue
 print(listener.getsockname()[1], flush=True)
 held, _ = listener.accept()
 time.sleep(1.5)
