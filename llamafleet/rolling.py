@@ -121,13 +121,14 @@ class Rotation:
     def serving(self, batch: Sequence[Cluster]) -> set[str]:
         """The clusters of `batch` whose head is in rotation on every balancer now, its last check passed (a head
         haproxy has not checked yet since it started is waited for, at most FIRST_CHECK_SECONDS)."""
-        found = {view.name for view in batch}
+        names = [view.name for view in batch]
+        found = set(names)  # narrowed by each balancer's thread, under the lock
         lock = threading.Lock()
 
         def look(host: Host) -> str | None:
             deadline = time.monotonic() + FIRST_CHECK_SECONDS
             servers = self.servers(host)
-            while any(not servers[n].checked for n in found if n in servers) and time.monotonic() < deadline:
+            while any(not servers[n].checked for n in names if n in servers) and time.monotonic() < deadline:
                 time.sleep(POLL_SECONDS)
                 servers = self.servers(host)
             with lock:
