@@ -20,6 +20,7 @@ from llamafleet.operations.base import Change, Facts, NoChange, Operation, Shell
 from llamafleet.roles import Role, templates_beside
 from llamafleet.roles.model.source import Deploying
 from llamafleet.roles.rpc_worker.role import Restarted
+from llamafleet.roles.tunnel import wireguard
 from llamafleet.shell import quote
 
 from . import api_tls, settings
@@ -141,8 +142,7 @@ def render_unit(
         "tls_credentials": api_tls.credentials(s),
         "workers": [worker.name for worker in cluster.workers],
         "allow": allowed_addresses(cluster),
-        "tunnel_service": f"wg-quick@{cluster.tunnel.interface}.service" if cluster.tunnel else None,
-        "tunnel_interface": cluster.tunnel.interface if cluster.tunnel else None,
+        **wireguard.unit_order(cluster.tunnel),
     }
     return units.render(TEMPLATE_DIR, TEMPLATE, context)
 

@@ -8,6 +8,7 @@ from llamafleet import paths, units
 from llamafleet.cluster import Cluster
 from llamafleet.operations import systemd
 from llamafleet.roles import Role, templates_beside
+from llamafleet.roles.tunnel import wireguard
 
 from . import settings
 
@@ -42,8 +43,7 @@ def render_unit(worker_settings, cluster: Cluster, binary: str = BINARY) -> str:
         "head_address": cluster.head_address,
         "cache_name": paths.CACHE_NAME,
         "rpc_cache_name": paths.RPC_CACHE_NAME,
-        "tunnel_service": f"wg-quick@{cluster.tunnel.interface}.service" if cluster.tunnel else None,
-        "tunnel_interface": cluster.tunnel.interface if cluster.tunnel else None,
+        **wireguard.unit_order(cluster.tunnel),
     }
     return units.render(TEMPLATE_DIR, TEMPLATE, context)
 

@@ -36,6 +36,15 @@ def service(links: Tunnel | Links) -> str:
     return f"wg-quick@{links.interface}.service"
 
 
+def unit_order(tunnel: Tunnel | None) -> dict[str, str | None]:
+    """What a service unit whose traffic crosses the tunnel names to start after it (and stop before it): the
+    template variables tunnel_service and tunnel_interface, None without a tunnel."""
+    return {
+        "tunnel_service": service(tunnel) if tunnel else None,
+        "tunnel_interface": tunnel.interface if tunnel else None,
+    }
+
+
 def render_config(links: Links, host: str, public_keys: Mapping[str, str] | None) -> str:
     """The wg-quick configuration of `host`; `public_keys` None shows where each peer's key goes (invoke render)."""
     where = f"of cluster {links.cluster}" if links.cluster is not None else "in front of the tunnelled heads"
