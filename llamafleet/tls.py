@@ -46,7 +46,11 @@ PUBLIC_KEY = "openssl pkey -in {key} -pubout 2>/dev/null || true"
 
 
 class TlsError(LlamafleetError):
-    """A CA, certificate or key file that cannot be used as one."""
+    """A CA, certificate or key file that cannot be used as one; `path` is the file at fault (None: not one file)."""
+
+    def __init__(self, message: str, path: Path | None = None):
+        super().__init__(message)
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -203,12 +207,14 @@ def read_user_files(cert_file: Path, key_file: Path, ca_file: Path) -> tuple[byt
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as exc:
-        raise TlsError(f"{key_file}: not an unencrypted PEM private key ({exc})") from None
+        raise TlsError(f"{key_file}: not an unencrypted PEM private key ({exc})", key_file) from None
     if _spki(key.public_key()) != _spki(leaf.public_key()):  # type: ignore[arg-type]
-        raise TlsError(f"{key_file}: not the key of {cert_file}")
-    roots = x509.load_pem_x509_certificates(_read(ca_file))
+        raise TlsError(f"{key_file}: not the key of {cert_file}", key_file)
+    roots = _chain(ca_file)
     if not any(_signed_by(cert, root) for root in roots for cert in [leaf, *_chain(cert_file)[1:]]):
-        raise TlsError(f"{cert_file}: its chain does not lead to a certificate of {ca_file}")
+        raise TlsError(f"{cert_file}: its chain does not lead to a certificate of {ca_file}", cert_file)
+    if leaf.not_valid_after_utc <= _now():
+        raise TlsError(f"{cert_file}: ended {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC", cert_file)
     return chain, key_pem, Authority(roots[0])
 
 
@@ -226,7 +232,7 @@ def _chain(path: Path) -> list[x509.Certificate]:
     try:
         return x509.load_pem_x509_certificates(_read(path))
     except ValueError:
-        raise TlsError(f"{path}: holds no PEM certificate") from None
+        raise TlsError(f"{path}: holds no PEM certificate", path) from None
 
 
 def _first_cert(path: Path) -> x509.Certificate:
@@ -238,9 +244,9 @@ def _read(path: Path) -> bytes:
         with open(path, "rb") as handle:
             data = handle.read(MAX_PEM_BYTES + 1)
     except OSError as exc:
-        raise TlsError(f"{path}: {exc.strerror}") from None
+        raise TlsError(f"{path}: {exc.strerror}", path) from None
     if len(data) > MAX_PEM_BYTES:
-        raise TlsError(f"{path}: larger than {MAX_PEM_BYTES // 1024} KiB, not a PEM file")
+        raise TlsError(f"{path}: larger than {MAX_PEM_BYTES // 1024} KiB, not a PEM file", path)
     return data
 
 

@@ -4,6 +4,7 @@ HTTPS to it (openssl s_client, which every host has: bash's /dev/tcp cannot spea
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ def trust(head: HeadSettings, inventory_file: str) -> Trust | None:
         if missing:
             raise InventoryError(
                 "your own certificate needs api_tls_cert_file, api_tls_key_file and api_tls_ca_file (the CA clients "
-                f"verify it with); {', '.join(missing)} is not set",
+                f"verify it with); {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set",
                 where=f"host {head.host}",
                 key=missing[0],
             )
@@ -65,7 +66,11 @@ def setup(run, head: HeadSettings) -> None:
     if found is None:
         return
     if not found.own:
-        _user_files(head)
+        chain, _, _ = _user_files(head)
+        ends = tls.not_after(chain)
+        if ends - datetime.datetime.now(datetime.timezone.utc) < datetime.timedelta(days=tls.RENEW_DAYS):
+            run.say(f"api tls: warning: host {head.host}: api_tls_cert_file {head.api_tls_cert_file} ends "
+                    f"{ends:%Y-%m-%d}, within {tls.RENEW_DAYS} days: replace it (verify fails from now on)")  # fmt: skip
         return
     assert found.ca_key_file is not None
     if found.ca_file.exists() or found.ca_key_file.exists():
@@ -79,12 +84,17 @@ def setup(run, head: HeadSettings) -> None:
 
 
 def _user_files(head: HeadSettings) -> tuple[bytes, bytes, tls.Authority]:
+    files = {
+        "api_tls_cert_file": Path(str(head.api_tls_cert_file)),
+        "api_tls_key_file": Path(str(head.api_tls_key_file)),
+        "api_tls_ca_file": Path(str(head.api_tls_ca_file)),
+    }
     try:
-        return tls.read_user_files(
-            Path(str(head.api_tls_cert_file)), Path(str(head.api_tls_key_file)), Path(str(head.api_tls_ca_file))
-        )
+        return tls.read_user_files(*files.values())
     except tls.TlsError as exc:
-        raise InventoryError(str(exc), where=f"host {head.host}", key="api_tls_cert_file") from None
+        # the key of the file at fault (the certificate's when one path is given twice, or for a mismatch)
+        key = next((name for name, path in files.items() if path == exc.path), "api_tls_cert_file")
+        raise InventoryError(str(exc), where=f"host {head.host}", key=key) from None
 
 
 def verify_name(head: HeadSettings, inventory_file: str) -> str:

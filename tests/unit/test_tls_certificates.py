@@ -249,3 +249,95 @@ def test_haproxy_speaks_tls_to_a_tls_head_only(tmp_path):
     assert server.endswith(f"ssl verify required ca-file {balancer_role.TLS_CA_FILE} verifyhost h1 check-ssl")
     with pytest.raises(ValueError, match="cannot be a certificate name"):
         balancer_role.render_config(lb, fleet.clusters, {"default": "h1 crt /etc/shadow"})
+
+
+def users_files(tmp_path, ca, issued: datetime.datetime | None = None, folder: str = "") -> dict[str, str]:
+    """A certificate of `ca` (made in tmp_path) issued at `issued` (now by default) and its key, in tmp_path/folder,
+    and the CA file: api_tls_* values."""
+    ca_file = str(tls.ca_paths(tmp_path / "hosts.yml")[0])
+    tmp_path = tmp_path / folder
+    tmp_path.mkdir(exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "cert.pem").write_bytes(tls.issue(ca, public, NAMES, now=issued))
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "key.pem").write_bytes(pem)
+    return {
+        "api_tls_cert_file": str(tmp_path / "cert.pem"),
+        "api_tls_key_file": str(tmp_path / "key.pem"),
+        "api_tls_ca_file": ca_file,
+    }
+
+
+def with_files(tmp_path, files: dict[str, str]):
+    extra = ", ".join(["api_tls: true", *(f"{name}: {path}" for name, path in files.items())])
+    inv, _, settings = head(tmp_path / "inventory", extra)
+    return inv, settings
+
+
+class Said:
+    def __init__(self, inventory_file: str):
+        self.inventory_file, self.check, self.lines = inventory_file, False, []
+
+    def say(self, line: str) -> None:
+        self.lines.append(line)
+
+
+@pytest.mark.parametrize(
+    "fault, key, message",
+    [
+        ("key is another key", "api_tls_key_file", "not the key of"),
+        ("key is a certificate", "api_tls_key_file", "not an unencrypted PEM private key"),
+        ("key is huge", "api_tls_key_file", "larger than 64 KiB"),
+        ("ca holds no certificate", "api_tls_ca_file", "holds no PEM certificate"),
+        ("ca is missing", "api_tls_ca_file", "No such file"),
+        ("cert is a folder", "api_tls_cert_file", "Is a directory"),
+        ("ca is another ca", "api_tls_cert_file", "does not lead to a certificate of"),
+    ],
+)
+def test_a_bad_file_of_the_users_set_is_refused_naming_its_own_key(tmp_path, ca, fault, key, message):
+    files = users_files(tmp_path, ca)
+    if fault == "key is another key":
+        files["api_tls_key_file"] = str(tls.ca_paths(tmp_path / "hosts.yml")[1])
+    elif fault == "key is a certificate":
+        files["api_tls_key_file"] = files["api_tls_cert_file"]
+        files["api_tls_cert_file"] = str(tmp_path / "cert-copy.pem")
+        (tmp_path / "cert-copy.pem").write_bytes((tmp_path / "cert.pem").read_bytes())
+    elif fault == "key is huge":
+        (tmp_path / "huge.pem").write_bytes(b"A" * (tls.MAX_PEM_BYTES + 1))
+        files["api_tls_key_file"] = str(tmp_path / "huge.pem")
+    elif fault == "ca holds no certificate":
+        (tmp_path / "empty.pem").write_text("nothing here\n")
+        files["api_tls_ca_file"] = str(tmp_path / "empty.pem")
+    elif fault == "ca is missing":
+        files["api_tls_ca_file"] = str(tmp_path / "missing.pem")
+    elif fault == "cert is a folder":
+        files["api_tls_cert_file"] = str(tmp_path)
+    else:
+        tls.make_ca(tmp_path / "o.pem", tmp_path / "o.key", "other")
+        files["api_tls_ca_file"] = str(tmp_path / "o.pem")
+    inv, settings = with_files(tmp_path, files)
+    with pytest.raises(InventoryError, match=message) as raised:
+        api_tls.setup(Said(str(inv.path)), settings)
+    assert raised.value.key == key and raised.value.where == "host h1"
+    assert "\n" not in str(raised.value)
+
+
+def test_the_users_certificate_must_not_have_ended_and_one_ending_within_30_days_is_warned_of(tmp_path, ca):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ended = users_files(tmp_path, ca, folder="ended", issued=now - datetime.timedelta(days=tls.CERT_DAYS + 1))
+    inv, settings = with_files(tmp_path / "ended", ended)
+    with pytest.raises(InventoryError, match="cert.pem: ended ") as raised:
+        api_tls.setup(Said(str(inv.path)), settings)
+    assert raised.value.key == "api_tls_cert_file"
+    ending = users_files(tmp_path, ca, folder="ending", issued=now - datetime.timedelta(days=tls.CERT_DAYS - 10))
+    inv, settings = with_files(tmp_path / "ending", ending)
+    run = Said(str(inv.path))
+    api_tls.setup(run, settings)
+    (line,) = run.lines
+    assert "warning: host h1: api_tls_cert_file" in line and "within 30 days" in line
+    fresh = users_files(tmp_path, ca, folder="fresh")
+    inv, settings = with_files(tmp_path / "fresh", fresh)
+    run = Said(str(inv.path))
+    api_tls.setup(run, settings)
+    assert run.lines == []
