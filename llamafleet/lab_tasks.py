@@ -26,10 +26,13 @@ NAME_HELP = "Lab name: 1-10 lowercase letters/digits (default: lab); labs with d
         "install nothing (default: none).",
         "link_rate": "Shape every host's link to this rate with tc tbf, e.g. 1gbit or 100mbit.",
         "link_delay": "Add this one-way delay to every host's link with tc netem, e.g. 0.2ms.",
+        "link_mtu": "MTU of every host's link and the bridge (1280-9216, e.g. 9000 for jumbo frames; default 1500).",
     }
 )
 @reports_errors
-def up(c, workers=2, name="lab", firewall="none", link_rate=None, link_delay=None, clusters=1, balancers=0):
+def up(
+    c, workers=2, name="lab", firewall="none", link_rate=None, link_delay=None, clusters=1, balancers=0, link_mtu=None
+):
     """Create the lab (recreating one of the same name): boot the hosts, write inventory/<name>.yml.
 
     The machine's limits are checked first: inotify limits too low for the lab are raised (one line
@@ -46,6 +49,7 @@ def up(c, workers=2, name="lab", firewall="none", link_rate=None, link_delay=Non
         say=print,
         clusters=clusters,
         balancers=balancers,
+        link_mtu=link_mtu,
     )
     width = max(6, *(len(host.name) for host in info.hosts))
     for host in info.hosts:

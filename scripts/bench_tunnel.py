@@ -6,9 +6,16 @@ a provision, back and forth, so each figure is measured twice and the medians co
 - a deploy of a new model with rpc_cache_seed (the model sent to the head and its large tensors seeded into the
   workers' caches over RPC) until the head serves it, and the head's start (its journal, from start to ready);
 - a no-op provision + deploy in one CLI process.
-The lab's hosts share this machine's CPU, and wireguard-go (the lab's kernel has no WireGuard) runs in user space:
-real hosts with the kernel's WireGuard pay less. Prints figures; asserts nothing. Needs the llama.cpp artifact
-cached (LLAMAFLEET_CACHE, e.g. the lab tier's), or builds it once.
+The lab's hosts share this machine's CPU, and wireguard-go (the lab's kernel has no WireGuard) runs in user space,
+one system call and a few goroutine hand-offs per packet each way (Debian 12's 0.0.20220316 has no TUN offloads):
+real hosts with the kernel's WireGuard pay less. So the tunnel's cost here is per packet and per round trip:
+- per round trip: several RPC round trips per generated token, each through wireguard-go on both ends, add ~2-3 ms
+  per token. A model whose tokens take a few ms (--size 48M) shows that floor, not what a real model pays;
+- per packet: each token's logits (n_vocab floats, 125 KiB for 32000) cross in MTU-sized packets, ~94 at the lab's
+  default 1500 bytes (tunnel 1420), ~15 with jumbo frames (--link-mtu 9000: the tunnel takes 8920, wg-quick's link
+  MTU minus 80).
+Prints figures; asserts nothing. Needs the llama.cpp artifact cached (LLAMAFLEET_CACHE, e.g. the lab tier's), or
+builds it once.
 """
 
 from __future__ import annotations
@@ -27,9 +34,9 @@ from scripts import make_gguf  # noqa: E402
 from scripts.benchlab import invoke, on_own_lab  # noqa: E402
 
 VERSION = "b11434"
-# The default has tensors over 10 MiB, so seeding has entries to send; its tokens take ~5 ms of compute, so each
-# round trip between head and workers (several per token) weighs on them as it would not with a real model.
-MODEL_SIZE = "48M"
+# The default is a model of the smallest size people spread over RPC hosts (32000-token vocabulary, ~90 ms per token
+# on the lab's shared cores), with tensors over 10 MiB so seeding has entries to send.
+MODEL_SIZE = "1G"
 
 
 def tokens_per_s(url: str, key: str, clients: int, rounds: int = 6) -> float:
@@ -47,6 +54,7 @@ def ratio(with_tunnel: list[float], without: list[float]) -> str:
 
 def options(parser) -> None:
     parser.add_argument("--size", default=MODEL_SIZE, help=f"generated models' size (make_gguf --size; {MODEL_SIZE})")
+    parser.add_argument("--link-mtu", help="the lab's link MTU (lab.up --link-mtu; default 1500)")
 
 
 def measure(name: str, env: dict[str, str], args) -> None:
@@ -64,7 +72,7 @@ def measure(name: str, env: dict[str, str], args) -> None:
     models = [folder / f"bench-{seed}.gguf" for seed in range(1, 6)]
     for seed, path in enumerate(models, 1):
         make_gguf.make_model(path, size=args.size, seed=seed)
-    info = lab.up(name=name, workers=2)
+    info = lab.up(name=name, workers=2, link_mtu=args.link_mtu)
     inv = info.inventory
     key_file = Path(inv).with_suffix(".api-key")
     url = f"http://{info.host('head').address}:8080"
@@ -95,8 +103,8 @@ def measure(name: str, env: dict[str, str], args) -> None:
         record(mode, "no-op provision + deploy, s", noop)
         print(f"  {mode}: done", flush=True)
 
-    print(f"lab {name}: 1 head + 2 workers, models of {args.size} with rpc_cache_seed, each mode measured twice "
-          "(medians):")  # fmt: skip
+    print(f"lab {name}: 1 head + 2 workers, links of MTU {info.link_mtu or 1500}, models of {args.size} with "
+          "rpc_cache_seed, each mode measured twice (medians):")  # fmt: skip
     for what in figures["none"]:
         print(f"  {what:42} {ratio(figures['wireguard'].get(what, [0.0]), figures['none'][what])}")
 

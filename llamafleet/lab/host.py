@@ -75,6 +75,7 @@ def prepare(lab: LabInfo, host: LabHost, lowers: list[Path], user_pubkey: str) -
         gateway=lab.gateway,
         prefixlen=lab.subnet.split("/")[1],
         dns=nameservers(resolv),
+        mtu=lab.link_mtu,
     )
     put(root, "etc/hostname", f"{host.name}\n")
     put(root, "etc/machine-id", f"{uuid.uuid4().hex}\n", 0o444)

@@ -76,7 +76,12 @@ def host_layer(host: LabHost) -> Layer | None:
 
 
 def _new_info(
-    name: str, planned: list[layout.PlannedHost], frontends: dict[str, str], rate: str | None, delay: str | None
+    name: str,
+    planned: list[layout.PlannedHost],
+    frontends: dict[str, str],
+    rate: str | None,
+    delay: str | None,
+    mtu: int | None = None,
 ) -> LabInfo:
     reserved = [info.subnet for info in status() if info.name != name]
     subnet = network.pick_subnet(name, reserved)
@@ -92,6 +97,7 @@ def _new_info(
         hosts=lab_hosts(name, planned, frontends, subnet),
         link_rate=rate,
         link_delay=delay,
+        link_mtu=mtu,
     )
 
 
@@ -104,6 +110,7 @@ def up(
     say: Callable[[str], None] = print,
     clusters: int = 1,
     balancers: int = 0,
+    link_mtu: int | str | None = None,
 ) -> LabInfo:
     """Create (or recreate) lab `name`: `clusters` of a head and `workers` hosts each, and `balancers` hosts,
     booted, reachable by SSH (layout.plan names them).
@@ -116,6 +123,7 @@ def up(
     planned = layout.plan(clusters, workers, balancers)
     frontends = firewall_frontends(firewall, [host.name for host in planned])
     network.check_shaping(link_rate, link_delay)
+    mtu = network.check_mtu(link_mtu)
     require_root()
     ensure_host_tools()
     if link_delay:
@@ -125,7 +133,7 @@ def up(
     base_root, _ = ensure_base()
     _note_former_cache(say)
     layers = _ensure_layers(base_root, [layer_for(frontends[h.name], h.group == "balancers") for h in planned])
-    info = _new_info(name, planned, frontends, link_rate, link_delay)
+    info = _new_info(name, planned, frontends, link_rate, link_delay, mtu)
     info.base = str(base_root)
     try:
         _create(info, base_root, layers)
@@ -152,7 +160,7 @@ def _note_former_cache(say: Callable[[str], None]) -> None:
 def _create(info: LabInfo, base_root: Path, layers: dict[str, Path]) -> None:
     save(info)
     network.enable_forwarding(forwarding_marker())
-    network.create_bridge(info.name, ipaddress.ip_network(info.subnet))
+    network.create_bridge(info.name, ipaddress.ip_network(info.subnet), info.link_mtu)
     network.create_nat(info.name, ipaddress.ip_network(info.subnet))
     pubkey = create_user_key(Path(info.key), info.name)
 
@@ -171,6 +179,7 @@ def _create(info: LabInfo, base_root: Path, layers: dict[str, Path]) -> None:
     _parallel(lambda h: host_mod.wait_ready(h, ssh_argv(info, h)), info.hosts)
     for host in info.hosts:
         host.veth = network.veth_of(host.init_pid)
+        network.set_mtu(host.name, host.veth, info.link_mtu)
         network.shape_link(host.name, host.veth, info.link_rate, info.link_delay)
     write_inventory(info)
     save(info)
@@ -252,6 +261,7 @@ def reboot(name: str, host: str) -> LabHost:
     save(info)
     host_mod.wait_ready(target, ssh_argv(info, target))
     target.veth = network.veth_of(target.init_pid)
+    network.set_mtu(target.name, target.veth, info.link_mtu)
     network.shape_link(target.name, target.veth, info.link_rate, info.link_delay)
     save(info)
     return target

@@ -15,6 +15,8 @@ from .system import LabError, run
 
 LAB_RANGE = ipaddress.ip_network("10.213.0.0/16")
 FORWARD_SYSCTL = Path("/proc/sys/net/ipv4/ip_forward")
+# --link-mtu: from IPv6's minimum link MTU to the largest jumbo frames switches commonly take
+MTU_RANGE = (1280, 9216)
 RATE_PATTERN = re.compile(r"(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps|tbps)", re.I)
 DELAY_PATTERN = re.compile(r"\d+(?:\.\d+)?(us|ms|s)", re.I)
 RATE_FACTORS = {
@@ -76,11 +78,12 @@ def wait_link_gone(ifname: str, timeout: float) -> None:
         time.sleep(0.2)
 
 
-def create_bridge(name: str, subnet: ipaddress.IPv4Network) -> str:
-    """The lab's bridge with the gateway address (.1) on it."""
+def create_bridge(name: str, subnet: ipaddress.IPv4Network, mtu: int | None = None) -> str:
+    """The lab's bridge with the gateway address (.1) on it (and the links' MTU, when given)."""
     bridge = bridge_name(name)
     gateway = f"{subnet.network_address + 1}/{subnet.prefixlen}"
-    run(["ip", "link", "add", bridge, "type", "bridge"], what=f"lab {name}: creating bridge {bridge}")
+    size = ["mtu", str(mtu)] if mtu else []
+    run(["ip", "link", "add", bridge, *size, "type", "bridge"], what=f"lab {name}: creating bridge {bridge}")
     run(["ip", "addr", "add", gateway, "dev", bridge], what=f"lab {name}: addressing {bridge}")
     run(["ip", "link", "set", bridge, "up"], what=f"lab {name}: bringing {bridge} up")
     return bridge
@@ -149,6 +152,23 @@ def veth_of(init_pid: int) -> str:
         if link["ifindex"] == peer:
             return link["ifname"]
     raise LabError(f"no host interface with ifindex {peer} (peer of host0 in pid {init_pid})")
+
+
+def check_mtu(mtu: int | str | None) -> int | None:
+    """The --link-mtu value as a number (None: the kernel's 1500); LabError for anything but MTU_RANGE's."""
+    if mtu is None:
+        return None
+    text = str(mtu).strip()
+    if not text.isdigit() or not MTU_RANGE[0] <= int(text) <= MTU_RANGE[1]:
+        raise LabError(f"--link-mtu {mtu!r}: use a number from {MTU_RANGE[0]} to {MTU_RANGE[1]}, e.g. 9000 for jumbo "
+                       "frames")  # fmt: skip
+    return int(text)
+
+
+def set_mtu(host: str, veth: str, mtu: int | None) -> None:
+    """The host side of a container's link at the lab's MTU (host0, its other side, gets it from networkd)."""
+    if mtu:
+        run(["ip", "link", "set", "dev", veth, "mtu", str(mtu)], what=f"{host}: setting the MTU of {veth}")
 
 
 def check_shaping(rate: str | None, delay: str | None) -> None:

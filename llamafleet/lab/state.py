@@ -63,6 +63,7 @@ class LabInfo:
     hosts: list[LabHost]
     link_rate: str | None = None
     link_delay: str | None = None
+    link_mtu: int | None = None
     base: str = ""
 
     @property

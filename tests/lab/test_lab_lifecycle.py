@@ -152,6 +152,9 @@ def test_status_lists_running_hosts_and_shell_command_reaches_one(lab):
         ({"name": "x", "firewall": "ufw,pf"}, "--firewall"),
         ({"name": "x", "link_rate": "fast"}, "--link-rate"),
         ({"name": "x", "link_delay": "2"}, "--link-delay"),
+        ({"name": "x", "link_mtu": "jumbo"}, "--link-mtu"),
+        ({"name": "x", "link_mtu": 576}, "--link-mtu"),
+        ({"name": "x", "link_mtu": "65536"}, "--link-mtu"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(kwargs, message):

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.lab
 
 SECURE_LAB = f"{SESSION_LAB[:8]}sl"  # beside the session's lab, named after it (two checkouts never share one)
 RPC_PORT = 50052
+LINK_MTU = 9000  # jumbo frames: the tunnel's MTU follows the link's (80 bytes of WireGuard over IPv4 below it)
 BACK_SECONDS = 120  # a rebooted worker's cluster answers again within this
 WG_KEY = "/etc/wireguard/lfwg0.key"
 COUNTERS = "cat /sys/class/net/lfwg0/statistics/rx_bytes /sys/class/net/lfwg0/statistics/tx_bytes"
@@ -35,7 +36,7 @@ COUNTERS = "cat /sys/class/net/lfwg0/statistics/rx_bytes /sys/class/net/lfwg0/st
 def secure_lab():
     """The lab, its inventory turned to cluster_tunnel: wireguard and api_tls: true; removed at the end."""
     try:
-        info = lab_api.up(SECURE_LAB, workers=2, firewall="nftables")
+        info = lab_api.up(SECURE_LAB, workers=2, firewall="nftables", link_mtu=LINK_MTU)
         data = yaml.safe_load(Path(info.inventory).read_text())
         data["all"]["vars"].update({"cluster_tunnel": "wireguard", "api_tls": True})
         Path(info.inventory).write_text(yaml.safe_dump(data, sort_keys=False))
@@ -115,6 +116,13 @@ def test_a_completion_over_https_crosses_the_tunnel(secure_lab, served):
     listening = ssh(secure_lab, "w1", f"ss -Hltn 'sport = :{RPC_PORT}'").stdout.split()
     assert "10.203.61.2:50052" in listening  # the tunnel address only, not the lab's
     assert "--rpc 10.203.61.2:50052,10.203.61.3:50052" in ssh(secure_lab, "head", "systemctl cat llama-server").stdout
+
+
+def test_the_tunnel_takes_its_mtu_from_the_hosts_link(secure_lab, served):
+    for host in ("head", "w1"):
+        sizes = ssh(secure_lab, host, "cat /sys/class/net/host0/mtu /sys/class/net/lfwg0/mtu").stdout.split()
+        assert sizes == [str(LINK_MTU), str(LINK_MTU - 80)], host
+    assert Path(f"/sys/class/net/{secure_lab.host('w2').veth}/mtu").read_text().strip() == str(LINK_MTU)
 
 
 def test_plain_http_does_not_answer(secure_lab, served):

@@ -269,3 +269,17 @@ def test_the_command_line_says_one_line_for_each_mistake(command_env, state_root
     error_line(results["host"], "lab x has no host 'w9' (hosts: head, w1)", code=1)
     error_line(results["lab"], "lab nolab is not up", code=1)
     assert sorted(path.name for path in state_root.iterdir()) == ["x"]
+
+
+def test_a_link_mtu_reaches_host0s_network_file_and_is_checked_before_anything_is_made():
+    values = {"address": "10.213.7.2", "gateway": "10.213.7.1", "prefixlen": "24", "dns": []}
+    plain = render("10-host0.network.j2", **values, mtu=None)
+    assert "[Link]" not in plain and "MTUBytes" not in plain
+    jumbo = render("10-host0.network.j2", **values, mtu=9000)
+    assert "\n[Link]\nMTUBytes=9000\n" in jumbo and jumbo.replace("\n[Link]\nMTUBytes=9000\n", "") == plain
+    from llamafleet.lab import network
+
+    assert network.check_mtu(None) is None and network.check_mtu("9000") == 9000 and network.check_mtu(1280) == 1280
+    for bad in ("jumbo", "-1", "1279", "9217", "9000.5", ""):
+        with pytest.raises(LabError, match="--link-mtu"):
+            network.check_mtu(bad)
