@@ -9,7 +9,7 @@ a provision, back and forth, so each figure is measured twice and the medians co
 The lab's hosts share this machine's CPU, and wireguard-go (the lab's kernel has no WireGuard) runs in user space,
 one system call and a few goroutine hand-offs per packet each way (Debian 12's 0.0.20220316 has no TUN offloads):
 real hosts with the kernel's WireGuard pay less. So the tunnel's cost here is per packet and per round trip:
-- per round trip: several RPC round trips per generated token, each through wireguard-go on both ends, add ~2-3 ms
+- per round trip: several RPC round trips per generated token, each through wireguard-go on both ends, add 2-4 ms
   per token. A model whose tokens take a few ms (--size 48M) shows that floor, not what a real model pays;
 - per packet: each token's logits (n_vocab floats, 125 KiB for 32000) cross in MTU-sized packets, ~94 at the lab's
   default 1500 bytes (tunnel 1420), ~15 with jumbo frames (--link-mtu 9000: the tunnel takes 8920, wg-quick's link
