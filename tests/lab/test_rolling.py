@@ -186,6 +186,17 @@ def head_started_after(lab, head: str, before: int) -> Callable[[], bool]:
     return serving
 
 
+def balancer_log(lab) -> str:
+    """HAProxy's word on the last minutes, for a failure's message: the servers' state changes and each request that
+    ended in an error (server, timers, status, termination state, retries)."""
+    try:
+        shown = ssh(lab, "lb1", "journalctl -u haproxy --since -5min -o short-monotonic --no-pager | "
+                    "grep -E ' 5[0-9][0-9] |is (UP|DOWN)| [a-zA-Z][a-zA-Z]-- ' | tail -n 40")  # fmt: skip
+    except Exception as exc:  # the failure being reported matters more than its context
+        return f"\nhaproxy on lb1: its log could not be read: {exc}"
+    return "\nhaproxy on lb1:\n" + shown.stdout
+
+
 def rebooted_under_load(lab, endpoint, host: str, cluster: str, serving: Callable[[], bool]) -> list[Outcome]:
     """lab.reboot of `host` while the clients ask, until its cluster serves and is in rotation again, then 3 s
     more (the clients reach it again); every outcome."""
@@ -203,7 +214,7 @@ def test_a_head_reboot_fails_no_request_and_its_cluster_comes_back_by_itself(rol
     before = servers(fleet_lab)["c1"]
     outcomes = rebooted_under_load(fleet_lab, endpoint, "c1-head", "c1", head_started_after(fleet_lab, "c1-head", 0))
     assert ssh(fleet_lab, "c1-head", "cat /proc/sys/kernel/random/boot_id").stdout != boot
-    assert failed(outcomes) == [], summary(outcomes)
+    assert failed(outcomes) == [], summary(outcomes) + balancer_log(fleet_lab)
     assert served_by(outcomes, 0) == {model_of(models["b"])}
     assert before.in_rotation
 
@@ -214,6 +225,6 @@ def test_a_worker_reboot_restarts_its_head_and_the_cluster_serves_again_by_itsel
     head_started = started_at(fleet_lab, "c2-head", "llama-server")
     serving = head_started_after(fleet_lab, "c2-head", head_started)
     outcomes = rebooted_under_load(fleet_lab, endpoint, "c2-w1", "c2", serving)
-    assert [o for o in failed(outcomes) if not o.stream] == [], summary(outcomes)
+    assert [o for o in failed(outcomes) if not o.stream] == [], summary(outcomes) + balancer_log(fleet_lab)
     after = ask(*endpoint, stream=True)
     assert after.error is None and servers(fleet_lab)["c2"].in_rotation
