@@ -178,11 +178,16 @@ def _create(info: LabInfo, base_root: Path, layers: dict[str, Path]) -> None:
     save(info)
     _parallel(lambda h: host_mod.wait_ready(h, ssh_argv(info, h)), info.hosts)
     for host in info.hosts:
-        host.veth = network.veth_of(host.init_pid)
-        network.set_mtu(host.name, host.veth, info.link_mtu)
-        network.shape_link(host.name, host.veth, info.link_rate, info.link_delay)
+        _configure_link(info, host)
     write_inventory(info)
     save(info)
+
+
+def _configure_link(info: LabInfo, host: LabHost) -> None:
+    """A booted host's veth found and given the lab's MTU and shaping (at lab.up and after each reboot)."""
+    host.veth = network.veth_of(host.init_pid)
+    network.set_mtu(host.name, host.veth, info.link_mtu)
+    network.shape_link(host.name, host.veth, info.link_rate, info.link_delay)
 
 
 def _parallel(function: Callable[[LabHost], object], hosts: list[LabHost]) -> list:
@@ -260,9 +265,7 @@ def reboot(name: str, host: str) -> LabHost:
     host_mod.find_init(target)
     save(info)
     host_mod.wait_ready(target, ssh_argv(info, target))
-    target.veth = network.veth_of(target.init_pid)
-    network.set_mtu(target.name, target.veth, info.link_mtu)
-    network.shape_link(target.name, target.veth, info.link_rate, info.link_delay)
+    _configure_link(info, target)
     save(info)
     return target
 

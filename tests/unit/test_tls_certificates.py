@@ -101,12 +101,27 @@ def test_hostile_files_are_refused_with_their_name(tmp_path, ca):
         tls.issue(ca, b"-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n", NAMES)
 
 
-def test_the_users_certificate_must_be_its_keys_and_lead_to_its_ca(tmp_path, ca):
+def users_files(tmp_path, ca, issued: datetime.datetime | None = None, folder: str = "") -> dict[str, str]:
+    """A certificate of `ca` (made in tmp_path) issued at `issued` (now by default) and its key, in tmp_path/folder,
+    and the CA file: api_tls_* values."""
+    ca_file = str(tls.ca_paths(tmp_path / "hosts.yml")[0])
+    tmp_path = tmp_path / folder
+    tmp_path.mkdir(exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    (tmp_path / "cert.pem").write_bytes(tls.issue(ca, public, NAMES))
+    (tmp_path / "cert.pem").write_bytes(tls.issue(ca, public, NAMES, now=issued))
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     (tmp_path / "key.pem").write_bytes(pem)
+    return {
+        "api_tls_cert_file": str(tmp_path / "cert.pem"),
+        "api_tls_key_file": str(tmp_path / "key.pem"),
+        "api_tls_ca_file": ca_file,
+    }
+
+
+def test_the_users_certificate_must_be_its_keys_and_lead_to_its_ca(tmp_path, ca):
+    users_files(tmp_path, ca)
+    pem = (tmp_path / "key.pem").read_bytes()
     ca_file = tls.ca_paths(tmp_path / "hosts.yml")[0]
     chain, key_pem, authority = tls.read_user_files(tmp_path / "cert.pem", tmp_path / "key.pem", ca_file)
     assert key_pem == pem and authority.cert == ca.cert
@@ -249,24 +264,6 @@ def test_haproxy_speaks_tls_to_a_tls_head_only(tmp_path):
     assert server.endswith(f"ssl verify required ca-file {balancer_role.TLS_CA_FILE} verifyhost h1 check-ssl")
     with pytest.raises(ValueError, match="cannot be a certificate name"):
         balancer_role.render_config(lb, fleet.clusters, {"default": "h1 crt /etc/shadow"})
-
-
-def users_files(tmp_path, ca, issued: datetime.datetime | None = None, folder: str = "") -> dict[str, str]:
-    """A certificate of `ca` (made in tmp_path) issued at `issued` (now by default) and its key, in tmp_path/folder,
-    and the CA file: api_tls_* values."""
-    ca_file = str(tls.ca_paths(tmp_path / "hosts.yml")[0])
-    tmp_path = tmp_path / folder
-    tmp_path.mkdir(exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    (tmp_path / "cert.pem").write_bytes(tls.issue(ca, public, NAMES, now=issued))
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    (tmp_path / "key.pem").write_bytes(pem)
-    return {
-        "api_tls_cert_file": str(tmp_path / "cert.pem"),
-        "api_tls_key_file": str(tmp_path / "key.pem"),
-        "api_tls_ca_file": ca_file,
-    }
 
 
 def with_files(tmp_path, files: dict[str, str]):
